@@ -1,0 +1,1094 @@
+"""The engine: drives users' ``run()`` by replay and records every effect in the store.
+
+One way in for work: an instance becomes runnable in the store (created, woken by a
+timer, sent an event, resumed), the scheduler claims it, an *activation* replays its
+``run()`` against the stored history, and the activation ends by completing, failing, or
+suspending (sleep, wait, retry back-off, pause, shutdown). A suspended instance holds no
+memory: it is one row with a ``run_at``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import inspect
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol, get_type_hints
+
+import attrs
+
+from durableflow import (
+    CreateOptions,
+    ErrorInfo,
+    EventTimeoutError,
+    InstanceFailedError,
+    InstanceStatus,
+    InvalidParamsError,
+    LimitExceededError,
+    NonDeterminismError,
+    NonRetryableError,
+    NotFoundError,
+    ResolvedStepConfig,
+    SerializationError,
+    StepContext,
+    StepFailedError,
+    StepTimeoutError,
+    ValidationError,
+    Workflow,
+    WorkflowEntrypoint,
+    WorkflowEvent,
+    WorkflowInstance,
+    WorkflowStep,
+    WorkflowStepEvent,
+)
+from durableflow._config import resolve_config
+from durableflow._duration import Duration, to_seconds
+from durableflow._entrypoint import params_type
+from durableflow._serde import describe_structure_error, dumps, loads, structure, unstructure
+from durableflow._types import check_id
+
+from .clock import Clock, RealClock
+from .store.base import FINAL_STATUSES, ControlAction, Lease, LeaseLost, NewInstance, StepRow, Store
+
+__all__ = [
+    "Bindings",
+    "Engine",
+    "EngineInstance",
+    "EngineWorkflow",
+    "InstanceHooks",
+    "Limits",
+    "WorkflowSpec",
+]
+
+log = logging.getLogger("durableflow")
+
+MiB = 1024 * 1024
+
+
+@attrs.frozen
+class Limits:
+    """Limits on what one instance may hold; each violation is a clear error."""
+
+    max_payload_bytes: int = MiB
+    max_steps: int = 10_000
+    max_batch: int = 100
+    max_sleep_seconds: float = 365 * 86400.0
+
+
+@attrs.frozen
+class WorkflowSpec:
+    """One workflow the engine runs.
+
+    Attributes:
+        name: The workflow's name (URL segment).
+        cls: The ``WorkflowEntrypoint`` subclass.
+        binding: The attribute under which ``env`` exposes its binding.
+        defaults: Step config defaults for its steps.
+    """
+
+    name: str
+    cls: type[WorkflowEntrypoint[Any, Any]]
+    binding: str = ""
+    defaults: ResolvedStepConfig = ResolvedStepConfig()
+
+    @property
+    def params_type(self) -> Any:
+        return params_type(self.cls)
+
+
+class InstanceHooks(Protocol):
+    """What a test harness may change for one instance (``durableflow.testing``)."""
+
+    def step_outcome(self, name: str, count: int, attempt: int) -> tuple[str, Any] | None:
+        """``("result", value)``, ``("error", exception)``, ``("timeout", None)`` or ``None``."""
+
+    def sleeps_disabled(self) -> bool: ...
+
+    def retry_delays_disabled(self) -> bool: ...
+
+    def event_timeout_forced(self, name: str) -> bool: ...
+
+
+class _Suspend(BaseException):
+    """Control flow: the activation stops here and the instance waits in the store."""
+
+
+class Bindings:
+    """The ``env`` the host gives workflows: one attribute per workflow binding."""
+
+    def __init__(self, bindings: Mapping[str, Workflow[Any]]) -> None:
+        self.__dict__.update(bindings)
+
+    def __repr__(self) -> str:
+        return f"Bindings({', '.join(sorted(self.__dict__))})"
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+_CTX_CACHE: dict[Any, bool] = {}
+_RETURN_CACHE: dict[Any, Any] = {}
+
+
+def _wants_ctx(callback: Callable[..., Any]) -> bool:
+    code = getattr(callback, "__code__", None)
+    cached = _CTX_CACHE.get(code) if code is not None else None
+    if cached is not None:
+        return cached
+    try:
+        params = [
+            p
+            for p in inspect.signature(callback).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+            and p.default is p.empty
+        ]
+    except (TypeError, ValueError):
+        params = []
+    if len(params) > 1:
+        raise ValidationError(
+            f"a step callback takes no argument or one (ctx), not {len(params)}: {callback!r}"
+        )
+    wants = len(params) == 1
+    if code is not None:
+        _CTX_CACHE[code] = wants
+    return wants
+
+
+def _return_type(callback: Callable[..., Any]) -> Any:
+    key = getattr(callback, "__code__", callback)
+    if key in _RETURN_CACHE:
+        return _RETURN_CACHE[key]
+    try:
+        hint = get_type_hints(callback).get("return", Any)
+    except Exception:
+        hint = Any
+    if hint is None or hint is type(None):
+        hint = Any
+    _RETURN_CACHE[key] = hint
+    return hint
+
+
+def _error_info(exc: BaseException) -> dict[str, str]:
+    if isinstance(exc, StepFailedError):
+        return {"name": exc.error_name, "message": exc.error_message}
+    return {"name": type(exc).__name__, "message": str(exc)}
+
+
+def _failed(step: StepRow) -> StepFailedError:
+    error = step.error or {"name": "Error", "message": "step failed"}
+    cls = StepTimeoutError if error["name"] == "StepTimeoutError" else StepFailedError
+    return cls(
+        f"step {step.name!r} failed: {error['name']}: {error['message']}",
+        step_name=step.name,
+        error_name=error["name"],
+        error_message=error["message"],
+    )
+
+
+class _Activation:
+    """One replay of one instance's ``run()``, from its claim to its suspension or end."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        spec: WorkflowSpec,
+        lease: Lease,
+        history: list[StepRow],
+        generation: int,
+        pause_requested: bool,
+    ) -> None:
+        self.engine = engine
+        self.spec = spec
+        self.lease = lease
+        self.generation = generation
+        self.history = {(s.name, s.count): s for s in history}
+        self.order = history
+        self.visited: set[tuple[str, int]] = set()
+        self.counts: dict[str, int] = {}
+        self.next_seq = max((s.seq for s in history), default=-1) + 1
+        self.pause_requested = pause_requested
+        self.stopping = False  # a suspend was raised somewhere, or the host shuts down
+        self.wake_times: list[float] = []
+        self.wait_types: list[str] = []
+        self.inflight = 0
+        self.drained = asyncio.Event()
+        self.drained.set()
+        self.progressed_while_stopping = False
+        self.fatal: BaseException | None = None
+        self.cancelled_for: str | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.hooks: InstanceHooks | None = (
+            engine.hooks_for(spec.name, lease.id) if engine.has_hooks else None
+        )
+
+    # --- bookkeeping ---------------------------------------------------------------
+    def suspend(self, wake_at: float | None, wait_type: str | None = None) -> _Suspend:
+        self.stopping = True
+        if wake_at is not None:
+            self.wake_times.append(wake_at)
+        if wait_type is not None:
+            self.wait_types.append(wait_type)
+        return _Suspend()
+
+    def check_stop(self) -> None:
+        """Called before anything new runs: no new work once the activation is stopping."""
+        if self.stopping or self.pause_requested or self.engine.draining:
+            if self.engine.draining and not self.pause_requested:
+                self.wake_times.append(self.engine.clock.now())
+            self.stopping = True
+            raise _Suspend()
+
+    def begin(self) -> None:
+        self.inflight += 1
+        self.drained.clear()
+
+    def end(self, progressed: bool) -> None:
+        self.inflight -= 1
+        if progressed and self.stopping:
+            self.progressed_while_stopping = True
+        if self.inflight == 0:
+            self.drained.set()
+
+    def fail(self, error: BaseException) -> BaseException:
+        """Record an error that ends the instance even if user code catches it."""
+        if self.fatal is None:
+            self.fatal = error
+        return error
+
+    async def enter(self, name: str, type: str) -> tuple[int, StepRow | None]:
+        count = self.counts.get(name, 0) + 1
+        self.counts[name] = count
+        key = (name, count)
+        step = self.history.get(key)
+        if step is not None:
+            if step.type != type:
+                raise self.fail(
+                    NonDeterminismError(
+                        f"instance {self.lease.id!r}: replay asked for {type} step {name!r} "
+                        f"(#{count}) but the history has a {step.type} step by that name; "
+                        "the workflow code changed incompatibly"
+                    )
+                )
+            self.visited.add(key)
+            return count, step
+        if len(self.visited) < len(self.history):
+            await self._let_siblings_replay()
+            missing = [s for s in self.order if (s.name, s.count) not in self.visited]
+            if missing:
+                expected = missing[0]
+                raise self.fail(
+                    NonDeterminismError(
+                        f"instance {self.lease.id!r}: replay diverged from the stored "
+                        f"history: expected {expected.type} step {expected.name!r} "
+                        f"(#{expected.count}) but found {type} step {name!r} (#{count}); "
+                        "the workflow code changed incompatibly or is not deterministic"
+                    )
+                )
+        if len(self.history) >= self.engine.limits.max_steps:
+            raise self.fail(
+                LimitExceededError(
+                    f"instance {self.lease.id!r} reached the limit of "
+                    f"{self.engine.limits.max_steps} steps"
+                )
+            )
+        self.visited.add(key)
+        return count, None
+
+    async def _let_siblings_replay(self) -> None:
+        # Concurrent branches (asyncio.gather) replay their cached steps without yielding;
+        # give them turns until three in a row bring no progress before judging the order.
+        idle_turns = 0
+        seen = len(self.visited)
+        while idle_turns < 3 and len(self.visited) < len(self.history):
+            await asyncio.sleep(0)
+            idle_turns = idle_turns + 1 if len(self.visited) == seen else 0
+            seen = len(self.visited)
+
+    def new_step(self, name: str, count: int, type: str) -> StepRow:
+        step = StepRow(name=name, count=count, seq=self.next_seq, type=type, status="running")
+        self.next_seq += 1
+        self.history[(name, count)] = step
+        self.order.append(step)
+        return step
+
+    def step_id(self, name: str, count: int) -> str:
+        raw = f"{self.spec.name}\x00{self.lease.id}\x00{self.generation}\x00{name}\x00{count}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+    def check_size(self, data: bytes, what: str) -> None:
+        limit = self.engine.limits.max_payload_bytes
+        if len(data) > limit:
+            raise LimitExceededError(f"{what} is {len(data)} bytes, over the limit of {limit}")
+
+
+class _EngineStep(WorkflowStep):
+    """The step object handed to ``run()``: the engine's side of the SDK's ``WorkflowStep``."""
+
+    def __init__(self, act: _Activation) -> None:
+        self._act = act
+
+    def _do(self, name: str, config: Any, callback: Callable[..., Awaitable[Any]]) -> Any:
+        return self._run_do(name, config, callback)
+
+    async def _run_do(
+        self, name: str, config: Any, callback: Callable[..., Awaitable[Any]]
+    ) -> Any:
+        act = self._act
+        engine = act.engine
+        clock = engine.clock
+        count, step = await act.enter(name, "do")
+        if step is not None:
+            if step.status == "complete":
+                return structure(loads(step.output), _return_type(callback))
+            if step.status == "failed":
+                raise _failed(step)
+            resolved = ResolvedStepConfig.from_json(step.config or {})
+            if (
+                step.status == "retrying"
+                and step.wake_at is not None
+                and step.wake_at > clock.now()
+                and not (act.hooks and act.hooks.retry_delays_disabled())
+            ):
+                act.check_stop()
+                raise act.suspend(step.wake_at)
+        else:
+            resolved = resolve_config(config, act.spec.defaults)
+            step = act.new_step(name, count, "do")
+            step.config = resolved.to_json()
+        wants_ctx = _wants_ctx(callback)
+        store = engine.store
+        lease = act.lease
+        while True:
+            act.check_stop()
+            attempt = step.attempts + 1
+            now = clock.now()
+            step.attempts = attempt
+            step.status = "running"
+            step.wake_at = None
+            if step.started_at is None:
+                step.started_at = now
+            entry: dict[str, Any] = {"started_at": now, "ended_at": None, "error": None}
+            step.attempt_log.append(entry)
+            _quiet(store.put_step(lease, step))
+            act.begin()
+            progressed = False
+            try:
+                outcome = act.hooks.step_outcome(name, count, attempt) if act.hooks else None
+                timer = clock.timeout(resolved.timeout)
+                try:
+                    async with timer:
+                        if outcome is None:
+                            if wants_ctx:
+                                ctx = StepContext(
+                                    attempt=attempt,
+                                    name=name,
+                                    count=count,
+                                    step_id=act.step_id(name, count),
+                                    config=resolved,
+                                )
+                                result = await callback(ctx)
+                            else:
+                                result = await callback()
+                        elif outcome[0] == "result":
+                            result = outcome[1]
+                        elif outcome[0] == "error":
+                            raise outcome[1]
+                        else:
+                            raise TimeoutError
+                except NonRetryableError as exc:
+                    await self._fail_step(step, entry, _error_info(exc))
+                    raise _failed(step) from exc
+                except Exception as exc:
+                    if isinstance(exc, TimeoutError) and (
+                        timer.expired() or (outcome is not None and outcome[0] == "timeout")
+                    ):
+                        error = {
+                            "name": "StepTimeoutError",
+                            "message": f"step {name!r} attempt {attempt} timed out after "
+                            f"{resolved.timeout:g}s",
+                        }
+                    else:
+                        error = _error_info(exc)
+                    if attempt > resolved.limit:
+                        await self._fail_step(step, entry, error)
+                        raise _failed(step) from exc
+                    now = clock.now()
+                    delay = resolved.delay_before_retry(attempt)
+                    if act.hooks and act.hooks.retry_delays_disabled():
+                        delay = 0.0
+                    entry["ended_at"] = now
+                    entry["error"] = error
+                    step.error = error
+                    step.status = "retrying"
+                    step.wake_at = now + delay
+                    await store.put_step(lease, step)
+                    progressed = True
+                    if delay > 0:
+                        raise act.suspend(step.wake_at) from None
+                    continue
+                try:
+                    data = dumps(result, what=f"the result of step {name!r}")
+                    act.check_size(data, f"the result of step {name!r}")
+                except (SerializationError, LimitExceededError) as exc:
+                    await self._fail_step(step, entry, _error_info(exc))
+                    raise _failed(step) from exc
+                now = clock.now()
+                entry["ended_at"] = now
+                step.status = "complete"
+                step.output = data
+                step.error = None
+                step.ended_at = now
+                await store.put_step(lease, step)
+                progressed = True
+                engine.notify(act.spec.name, lease.id, None)
+                return result
+            finally:
+                act.end(progressed)
+
+    async def _fail_step(self, step: StepRow, entry: dict[str, Any], error: dict[str, str]) -> None:
+        now = self._act.engine.clock.now()
+        entry["ended_at"] = now
+        entry["error"] = error
+        step.error = error
+        step.status = "failed"
+        step.ended_at = now
+        await self._act.engine.store.put_step(self._act.lease, step)
+        self._act.engine.notify(self._act.spec.name, self._act.lease.id, None)
+
+    async def _sleep(self, name: str, duration: Duration | None, until: float | None) -> None:
+        act = self._act
+        engine = act.engine
+        clock = engine.clock
+        count, step = await act.enter(name, "sleep")
+        if step is not None:
+            if step.status == "complete":
+                return
+            wake_at = step.wake_at if step.wake_at is not None else clock.now()
+        else:
+            now = clock.now()
+            if until is None:
+                assert duration is not None
+                seconds = to_seconds(duration, what=f"duration of sleep {name!r}")
+                wake_at = now + seconds
+            else:
+                seconds = until - now
+                wake_at = until
+            if seconds > engine.limits.max_sleep_seconds:
+                raise LimitExceededError(
+                    f"sleep {name!r} of {seconds:.0f}s is over the limit of "
+                    f"{engine.limits.max_sleep_seconds:.0f}s"
+                )
+            act.check_stop()
+            step = act.new_step(name, count, "sleep")
+            step.status = "waiting"
+            step.started_at = now
+            step.wake_at = wake_at
+            step.attempts = 1
+            if act.hooks and act.hooks.sleeps_disabled():
+                wake_at = now
+        now = clock.now()
+        if wake_at <= now:
+            step.status = "complete"
+            step.ended_at = now
+            _quiet(engine.store.put_step(act.lease, step))
+            return
+        act.check_stop()
+        await engine.store.put_step(act.lease, step)
+        raise act.suspend(wake_at)
+
+    async def _wait_for_event(self, name: str, type: str, timeout: Duration) -> WorkflowStepEvent:
+        act = self._act
+        engine = act.engine
+        clock = engine.clock
+        count, step = await act.enter(name, "wait_for_event")
+        if step is None:
+            seconds = to_seconds(timeout, what=f"timeout of wait_for_event {name!r}")
+            act.check_stop()
+            now = clock.now()
+            step = act.new_step(name, count, "wait_for_event")
+            step.status = "waiting"
+            step.started_at = now
+            step.wake_at = now + seconds
+            step.attempts = 1
+            step.config = {"type": type, "timeout": seconds}
+        elif step.status == "complete":
+            return _step_event(step.output)
+        elif step.status == "failed":
+            raise _event_timeout(step, type)
+        act.check_stop()
+        now = clock.now()
+        forced = act.hooks is not None and act.hooks.event_timeout_forced(name)
+        act.begin()
+        try:
+            event = None if forced else await engine.store.take_event(act.lease, step, type, now)
+        finally:
+            act.end(False)
+        if event is not None:
+            step.status = "complete"
+            step.ended_at = now
+            step.wake_at = None
+            engine.notify(act.spec.name, act.lease.id, None)
+            return WorkflowStepEvent(
+                type=event.type,
+                payload=loads(event.payload),
+                timestamp=datetime.fromtimestamp(event.created_at, UTC),
+            )
+        assert step.wake_at is not None
+        if forced or step.wake_at <= now:
+            step.status = "failed"
+            step.ended_at = now
+            step.error = {
+                "name": "EventTimeoutError",
+                "message": f"wait_for_event {name!r} timed out waiting for an event of type "
+                f"{type!r}",
+            }
+            await engine.store.put_step(act.lease, step)
+            raise _event_timeout(step, type)
+        raise act.suspend(step.wake_at, type)
+
+
+def _step_event(output: bytes | None) -> WorkflowStepEvent:
+    data = loads(output) or {}
+    return WorkflowStepEvent(
+        type=data.get("type", ""),
+        payload=data.get("payload"),
+        timestamp=datetime.fromtimestamp(data.get("timestamp", 0.0), UTC),
+    )
+
+
+def _event_timeout(step: StepRow, type: str) -> EventTimeoutError:
+    message = (step.error or {}).get("message") or f"wait_for_event {step.name!r} timed out"
+    return EventTimeoutError(message, step_name=step.name, event_type=type)
+
+
+def _quiet(future: asyncio.Future[Any]) -> None:
+    """A write fired without waiting: its error, if any, surfaces on a later awaited write."""
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
+class Engine:
+    """Runs workflow instances from a store.
+
+    Args:
+        store: Where everything is persisted.
+        workflows: The workflows this engine runs.
+        clock: Where time comes from (a ``VirtualClock`` in tests).
+        max_concurrency: How many instances run (are in memory) at once; the rest queue.
+        limits: Size and count limits.
+        poll_interval: Seconds between store polls when the store cannot push wake-ups.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        workflows: Sequence[WorkflowSpec],
+        *,
+        clock: Clock | None = None,
+        max_concurrency: int = 256,
+        limits: Limits | None = None,
+        poll_interval: float | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock or RealClock()
+        self.max_concurrency = max_concurrency
+        self.limits = limits or Limits()
+        self.poll_interval = poll_interval
+        self.workflows: dict[str, WorkflowSpec] = {}
+        for spec in workflows:
+            check_id(spec.name, what="workflow name", max_length=64)
+            if spec.name in self.workflows:
+                raise ValidationError(f"workflow name {spec.name!r} is used twice")
+            self.workflows[spec.name] = spec
+        self.bindings: dict[str, EngineWorkflow[Any]] = {}
+        for spec in self.workflows.values():
+            binding = spec.binding or spec.name
+            if binding in self.bindings:
+                raise ValidationError(f"binding {binding!r} is used twice")
+            self.bindings[binding] = EngineWorkflow(self, spec.name)
+        self.env = Bindings(self.bindings)
+        self.draining = False
+        self.has_hooks = False
+        self._hooks: Callable[[str, str], InstanceHooks | None] | None = None
+        self._active: dict[tuple[str, str], _Activation] = {}
+        self._finished: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._scheduler: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[str, str, str | None], None]] = []
+        self._started = False
+
+    # --- life cycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the store, resume what a crash left running, and start scheduling."""
+        await self.store.open()
+        self.store.subscribe(self._remote_change)
+        if self.store.single_host:
+            await self.store.recover(self.clock.now())
+        self.draining = False
+        self._started = True
+        self._scheduler = asyncio.create_task(self._schedule(), name="durableflow-scheduler")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking work; running steps get ``grace`` seconds to finish, then are cancelled.
+
+        Instances cut off are resumed by the next engine on the same store.
+        """
+        if not self._started:
+            return
+        self._started = False
+        self.draining = True
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scheduler
+        tasks = [a.task for a in self._active.values() if a.task is not None]
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        await self.store.close()
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def set_hooks(self, hooks: Callable[[str, str], InstanceHooks | None] | None) -> None:
+        """Install per-instance test hooks (``durableflow.testing``)."""
+        self._hooks = hooks
+        self.has_hooks = hooks is not None
+
+    def hooks_for(self, workflow: str, id: str) -> InstanceHooks | None:
+        return self._hooks(workflow, id) if self._hooks is not None else None
+
+    # --- change notification ----------------------------------------------------------
+    def add_listener(self, listener: Callable[[str, str, str | None], None]) -> None:
+        """Call ``listener(workflow, id, status)`` on every change (status None: a step)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[str, str, str | None], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    def notify(self, workflow: str, id: str, status: str | None) -> None:
+        for listener in list(self._listeners):
+            listener(workflow, id, status)
+
+    def _remote_change(self, workflow: str, id: str, what: str) -> None:
+        act = self._active.get((workflow, id))
+        if act is not None:
+            if what == "pause":
+                act.pause_requested = True
+            elif what == "resume":
+                act.pause_requested = False
+            elif what in ("terminate", "restart"):
+                self._cancel(act, what)
+        self.kick()
+
+    def kick(self) -> None:
+        """Wake the scheduler: something may have become runnable."""
+        self._wake.set()
+
+    # --- scheduling -------------------------------------------------------------------
+    async def _schedule(self) -> None:
+        store = self.store
+        clock = self.clock
+        while True:
+            self._wake.clear()
+            free = self.max_concurrency - len(self._active)
+            if free > 0:
+                try:
+                    leases = await store.claim(clock.now(), free)
+                except Exception:
+                    log.exception("claiming work failed; retrying")
+                    await asyncio.sleep(1.0)
+                    continue
+                for lease in leases:
+                    self._launch(lease)
+                if len(leases) == free:
+                    continue
+            if self._wake.is_set():
+                continue
+            next_at = await store.next_run_at() if free > 0 else None
+            if self._wake.is_set():
+                continue
+            if not self._active and clock.idle(next_at):
+                continue
+            timer: asyncio.Task[None] | None = None
+            if next_at is not None:
+                timer = asyncio.ensure_future(clock.sleep_until(next_at))
+            elif self.poll_interval is not None:
+                timer = asyncio.ensure_future(asyncio.sleep(self.poll_interval))
+            waker = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait(
+                    [t for t in (timer, waker) if t is not None],
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                waker.cancel()
+                if timer is not None:
+                    timer.cancel()
+
+    def _launch(self, lease: Lease) -> None:
+        key = (lease.workflow, lease.id)
+        spec = self.workflows.get(lease.workflow)
+        if spec is None:
+            log.error("instance %s/%s: no workflow %r on this host", *key, lease.workflow)
+            return
+        previous = self._finished.pop(key, None)
+        task = asyncio.create_task(self._activate(spec, lease, previous))
+        self._finished[key] = task
+        task.add_done_callback(lambda t, k=key: self._finished.get(k) is t and self._finished.pop(k))
+
+    async def _activate(
+        self, spec: WorkflowSpec, lease: Lease, previous: asyncio.Task[None] | None
+    ) -> None:
+        key = (lease.workflow, lease.id)
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])  # a cancelled activation of the same instance
+        try:
+            row = await self.store.get_instance(lease.workflow, lease.id)
+            if row is None or row.epoch != lease.epoch:
+                return
+            history = await self.store.load_steps(lease.key)
+            act = _Activation(self, spec, lease, history, row.generation, row.pause_requested)
+            self._active[key] = act
+            self.notify(lease.workflow, lease.id, "running")
+            act.task = asyncio.current_task()  # type: ignore[assignment]
+            await self._drive(act, row.params, row.created_at)
+        except LeaseLost:
+            pass
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("instance %s/%s: activation failed", *key)
+        finally:
+            self._active.pop(key, None)
+            self.kick()
+
+    async def _drive(self, act: _Activation, params: bytes | None, created_at: float) -> None:
+        spec = act.spec
+        lease = act.lease
+        outcome: str
+        output: Any = None
+        error: BaseException | None = None
+        try:
+            payload = structure(loads(params), spec.params_type)
+            event: WorkflowEvent[Any] = WorkflowEvent(
+                payload=payload,
+                timestamp=datetime.fromtimestamp(created_at, UTC),
+                instance_id=lease.id,
+            )
+            workflow = spec.cls(self.env)
+            output = await workflow.run(event, _EngineStep(act))
+            outcome = "complete"
+            if act.fatal is None and len(act.visited) < len(act.history):
+                missing = [s for s in act.order if (s.name, s.count) not in act.visited]
+                act.fail(
+                    NonDeterminismError(
+                        f"instance {lease.id!r}: run() returned without replaying "
+                        f"{missing[0].type} step {missing[0].name!r} (#{missing[0].count}) "
+                        "from its history; the workflow code changed incompatibly"
+                    )
+                )
+        except _Suspend:
+            outcome = "suspend"
+        except asyncio.CancelledError:
+            if act.cancelled_for is not None:
+                return  # terminated or restarted: the store already says so
+            raise
+        except Exception as exc:
+            outcome = "errored"
+            error = exc
+        if act.inflight:
+            await act.drained.wait()
+        if act.fatal is not None:
+            outcome, error = "errored", act.fatal
+        now = self.clock.now()
+        if outcome == "suspend":
+            run_at = min(act.wake_times) if act.wake_times else None
+            if act.progressed_while_stopping:
+                run_at = now
+            status = await self.store.suspend(lease, run_at, act.wait_types, now)
+            self.notify(lease.workflow, lease.id, status)
+            return
+        data: bytes | None = None
+        if outcome == "complete":
+            try:
+                data = dumps(output, what="the output of run()")
+                act.check_size(data, "the output of run()")
+            except (SerializationError, LimitExceededError) as exc:
+                outcome, error = "errored", exc
+                data = None
+        info = _error_info(error) if error is not None else None
+        await self.store.finish(lease, outcome, data, info, now)
+        self.notify(lease.workflow, lease.id, outcome)
+
+    def _cancel(self, act: _Activation, why: str) -> None:
+        act.cancelled_for = why
+        if act.task is not None:
+            act.task.cancel()
+
+    # --- the binding's operations -----------------------------------------------------
+    def spec(self, workflow: str) -> WorkflowSpec:
+        try:
+            return self.workflows[workflow]
+        except KeyError:
+            raise NotFoundError(f"no workflow named {workflow!r}") from None
+
+    def prepare(self, workflow: str, id: str | None, params: Any) -> NewInstance:
+        """Validate one instance to create.
+
+        Raises:
+            NotFoundError, ValidationError, InvalidParamsError, LimitExceededError.
+        """
+        spec = self.spec(workflow)
+        instance_id = check_id(id) if id is not None else str(uuid.uuid4())
+        value = unstructure(params)
+        ptype = spec.params_type
+        if ptype is not Any:
+            if value is None:
+                name = getattr(ptype, "__name__", str(ptype))
+                try:
+                    structure(None, ptype)
+                except Exception:
+                    raise InvalidParamsError(
+                        f"params are required for workflow {workflow!r} (expected {name})"
+                    ) from None
+            else:
+                try:
+                    structure(value, ptype)
+                except Exception as exc:
+                    raise InvalidParamsError(
+                        f"invalid params for workflow {workflow!r}: "
+                        + describe_structure_error(exc)
+                    ) from None
+        data = dumps(value, what="params") if value is not None else None
+        if data is not None and len(data) > self.limits.max_payload_bytes:
+            raise LimitExceededError(
+                f"params are {len(data)} bytes, over the limit of "
+                f"{self.limits.max_payload_bytes}"
+            )
+        return NewInstance(workflow, instance_id, data, self.clock.now())
+
+    async def create(self, workflow: str, items: Sequence[tuple[str | None, Any]]) -> list[str]:
+        """Create instances (all or none); returns their ids."""
+        if len(items) > self.limits.max_batch:
+            raise LimitExceededError(
+                f"a batch holds at most {self.limits.max_batch} instances, not {len(items)}"
+            )
+        rows = [self.prepare(workflow, id, params) for id, params in items]
+        ids = [r.id for r in rows]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise ValidationError(f"instance id {dup!r} appears twice in the batch")
+        await self.store.create_instances(rows)
+        for row in rows:
+            self.notify(workflow, row.id, "queued")
+        self.kick()
+        return ids
+
+    async def status(self, workflow: str, id: str) -> InstanceStatus:
+        """The instance's status, error and output."""
+        self.spec(workflow)
+        row = await self.store.get_instance(workflow, id)
+        if row is None:
+            raise NotFoundError(f"no instance {id!r} of workflow {workflow!r}")
+        error = ErrorInfo(**row.error) if row.error else None
+        return InstanceStatus(status=row.status, error=error, output=loads(row.output))  # type: ignore[arg-type]
+
+    async def control(self, workflow: str, id: str, action: ControlAction) -> str:
+        """Pause, resume, terminate or restart; returns the new status."""
+        self.spec(workflow)
+        row = await self.store.control(workflow, id, action, self.clock.now())
+        act = self._active.get((workflow, id))
+        if act is not None:
+            if action == "pause":
+                act.pause_requested = True
+            elif action == "resume":
+                act.pause_requested = False
+            else:
+                self._cancel(act, action)
+        self.notify(workflow, id, row.status)
+        self.kick()
+        return row.status
+
+    async def send_event(self, workflow: str, id: str, type: str, payload: Any) -> None:
+        """Deliver an event to an instance."""
+        self.spec(workflow)
+        check_id(type, what="event type")
+        data = dumps(payload, what="the event payload") if payload is not None else None
+        if data is not None and len(data) > self.limits.max_payload_bytes:
+            raise LimitExceededError(
+                f"the event payload is {len(data)} bytes, over the limit of "
+                f"{self.limits.max_payload_bytes}"
+            )
+        await self.store.send_event(workflow, id, type, data, self.clock.now())
+        self.kick()
+
+    async def wait(
+        self, workflow: str, id: str, predicate: Callable[[], Awaitable[bool]], timeout: float | None
+    ) -> None:
+        """Wait until ``predicate()`` holds, re-checking it whenever the instance changes."""
+        changed = asyncio.Event()
+
+        def listener(wf: str, iid: str, status: str | None) -> None:
+            if wf == workflow and iid == id:
+                changed.set()
+
+        self.add_listener(listener)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    changed.clear()
+                    if await predicate():
+                        return
+                    await changed.wait()
+        finally:
+            self.remove_listener(listener)
+
+    async def result(self, workflow: str, id: str, timeout: float | None) -> Any:
+        """Wait for the instance to end; its output, or ``InstanceFailedError``."""
+        final: list[InstanceStatus] = []
+
+        async def ended() -> bool:
+            st = await self.status(workflow, id)
+            if st.status in FINAL_STATUSES:
+                final.append(st)
+                return True
+            return False
+
+        await self.wait(workflow, id, ended, timeout)
+        st = final[0]
+        if st.status == "complete":
+            return st.output
+        if st.status == "terminated":
+            raise InstanceFailedError(f"instance {id!r} was terminated", status="terminated")
+        assert st.error is not None
+        raise InstanceFailedError(
+            f"instance {id!r} errored: {st.error.name}: {st.error.message}",
+            status="errored",
+            error_name=st.error.name,
+            error_message=st.error.message,
+        )
+
+    async def describe(self, workflow: str, id: str) -> dict[str, Any]:
+        """Everything known about an instance, JSON-ready (the HTTP API's detail)."""
+        self.spec(workflow)
+        row = await self.store.get_instance(workflow, id)
+        if row is None:
+            raise NotFoundError(f"no instance {id!r} of workflow {workflow!r}")
+        steps = await self.store.load_steps(row.key)
+        return {
+            "id": row.id,
+            "workflow": row.workflow,
+            "status": row.status,
+            "error": row.error,
+            "output": loads(row.output),
+            "params": loads(row.params),
+            "created_at": _iso(row.created_at),
+            "started_at": _iso(row.started_at),
+            "ended_at": _iso(row.ended_at),
+            "steps": [
+                {
+                    "name": s.name,
+                    "count": s.count,
+                    "type": s.type,
+                    "status": s.status,
+                    "attempts": s.attempts,
+                    "attempt_log": [
+                        {
+                            "started_at": _iso(a.get("started_at")),
+                            "ended_at": _iso(a.get("ended_at")),
+                            "error": a.get("error"),
+                        }
+                        for a in s.attempt_log
+                    ],
+                    "output": loads(s.output),
+                    "error": s.error,
+                    "started_at": _iso(s.started_at),
+                    "ended_at": _iso(s.ended_at),
+                    "wake_at": _iso(s.wake_at),
+                }
+                for s in steps
+            ],
+        }
+
+
+class EngineInstance(WorkflowInstance):
+    """A ``WorkflowInstance`` that calls the engine in-process."""
+
+    def __init__(self, engine: Engine, workflow: str, id: str) -> None:
+        self._engine = engine
+        self._workflow = workflow
+        self.id = id
+
+    async def status(self) -> InstanceStatus:
+        return await self._engine.status(self._workflow, self.id)
+
+    async def pause(self) -> None:
+        await self._engine.control(self._workflow, self.id, "pause")
+
+    async def resume(self) -> None:
+        await self._engine.control(self._workflow, self.id, "resume")
+
+    async def terminate(self) -> None:
+        await self._engine.control(self._workflow, self.id, "terminate")
+
+    async def restart(self) -> None:
+        await self._engine.control(self._workflow, self.id, "restart")
+
+    async def send_event(self, *, type: str, payload: Any = None) -> None:
+        await self._engine.send_event(self._workflow, self.id, type, payload)
+
+    async def result(self, timeout: float | None = None) -> Any:
+        return await self._engine.result(self._workflow, self.id, timeout)
+
+
+class EngineWorkflow(Workflow[Any]):
+    """A ``Workflow`` binding that calls the engine in-process."""
+
+    def __init__(self, engine: Engine, workflow: str) -> None:
+        self._engine = engine
+        self.name = workflow
+
+    async def create(self, *, id: str | None = None, params: Any = None) -> WorkflowInstance:
+        [instance_id] = await self._engine.create(self.name, [(id, params)])
+        return EngineInstance(self._engine, self.name, instance_id)
+
+    async def create_batch(self, batch: Sequence[CreateOptions[Any]]) -> list[WorkflowInstance]:
+        if not batch:
+            raise ValidationError("create_batch needs at least one instance")
+        items: list[tuple[str | None, Any]] = []
+        for entry in batch:
+            if isinstance(entry, CreateOptions):
+                items.append((entry.id, entry.params))
+            elif isinstance(entry, Mapping):
+                unknown = set(entry) - {"id", "params"}
+                if unknown:
+                    raise ValidationError(f"unknown key(s) in a batch entry: {sorted(unknown)}")
+                items.append((entry.get("id"), entry.get("params")))
+            else:
+                raise ValidationError(
+                    f"a batch entry must be CreateOptions or a dict, not {type(entry).__name__}"
+                )
+        ids = await self._engine.create(self.name, items)
+        return [EngineInstance(self._engine, self.name, i) for i in ids]
+
+    async def get(self, id: str) -> WorkflowInstance:
+        await self._engine.status(self.name, id)  # raises NotFoundError
+        return EngineInstance(self._engine, self.name, id)
+
+    def __repr__(self) -> str:
+        return f"<EngineWorkflow {self.name!r}>"

@@ -1,0 +1,243 @@
+"""The store interface: everything the engine persists goes through these methods.
+
+Each backend (SQLite, PostgreSQL) implements :class:`Store`. Writes that belong to a
+running instance carry its :class:`Lease`; a backend applies them only while the lease's
+``epoch`` is still the instance's current epoch (fencing), and fails them with
+:class:`LeaseLost` otherwise. Writes for one instance are applied in the order they were
+called, so the engine may fire a write without awaiting it and await a later one.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeAlias
+from urllib.parse import urlparse
+
+import attrs
+
+__all__ = [
+    "Claim",
+    "ControlAction",
+    "EventRow",
+    "InstanceRow",
+    "Lease",
+    "LeaseLost",
+    "NewInstance",
+    "StepRow",
+    "Store",
+    "open_store",
+]
+
+ControlAction: TypeAlias = Literal["pause", "resume", "terminate", "restart"]
+FINAL_STATUSES = frozenset({"complete", "errored", "terminated"})
+
+
+class LeaseLost(BaseException):
+    """The instance's epoch moved on (terminated, restarted or claimed elsewhere):
+    the holder of the old lease must stop without writing anything more."""
+
+
+@attrs.frozen
+class Lease:
+    """The right to run one instance, valid while ``epoch`` is current."""
+
+    workflow: str
+    id: str
+    key: int
+    epoch: int
+
+
+Claim = Lease
+
+
+@attrs.frozen
+class NewInstance:
+    """An instance to create."""
+
+    workflow: str
+    id: str
+    params: bytes | None
+    created_at: float
+
+
+@attrs.define
+class InstanceRow:
+    """An instance as stored."""
+
+    key: int
+    workflow: str
+    id: str
+    status: str
+    params: bytes | None
+    output: bytes | None
+    error: dict[str, str] | None
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    run_at: float | None
+    epoch: int
+    generation: int
+    pause_requested: bool
+
+
+@attrs.define
+class StepRow:
+    """One step of an instance's history."""
+
+    name: str
+    count: int
+    seq: int
+    type: str
+    status: str
+    attempts: int = 0
+    attempt_log: list[dict[str, Any]] = attrs.field(factory=list)
+    output: bytes | None = None
+    error: dict[str, str] | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    wake_at: float | None = None
+    config: dict[str, Any] | None = None
+
+
+@attrs.frozen
+class EventRow:
+    """An event sent to an instance."""
+
+    seq: int
+    type: str
+    payload: bytes | None
+    created_at: float
+
+
+class Store(abc.ABC):
+    """Persistence for instances, their step histories and their events."""
+
+    #: True when one host owns the whole store (SQLite): a ``running`` instance found at
+    #: start-up was left by a crash and is resumed at once.
+    single_host: bool = True
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Flush pending writes and disconnect."""
+
+    # --- instances -------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_instances(self, rows: Sequence[NewInstance]) -> None:
+        """Create instances, runnable at once; all or none.
+
+        Raises:
+            InstanceExistsError: One of the ids is taken (naming it).
+        """
+
+    @abc.abstractmethod
+    async def get_instance(self, workflow: str, id: str) -> InstanceRow | None:
+        """One instance, or ``None``."""
+
+    @abc.abstractmethod
+    async def list_instances(
+        self, workflow: str, *, status: str | None, limit: int, cursor: int | None
+    ) -> list[InstanceRow]:
+        """Instances newest first, with ``key`` below ``cursor`` when one is given."""
+
+    @abc.abstractmethod
+    async def load_steps(self, key: int) -> list[StepRow]:
+        """An instance's step history, in the order the steps first ran."""
+
+    # --- scheduling ------------------------------------------------------------------
+    @abc.abstractmethod
+    async def recover(self, now: float) -> None:
+        """At start-up: make instances a crash left ``running`` runnable again."""
+
+    @abc.abstractmethod
+    async def claim(self, now: float, limit: int) -> list[Lease]:
+        """Take up to ``limit`` runnable instances (due ``run_at``), marking them running."""
+
+    @abc.abstractmethod
+    async def next_run_at(self) -> float | None:
+        """The earliest ``run_at`` of any instance, or ``None``."""
+
+    # --- writes by a running instance (fenced by its lease) ---------------------------
+    @abc.abstractmethod
+    def put_step(self, lease: Lease, step: StepRow) -> asyncio.Future[None]:
+        """Insert or replace one step of the history."""
+
+    @abc.abstractmethod
+    def take_event(
+        self, lease: Lease, step: StepRow, type: str, now: float
+    ) -> asyncio.Future[EventRow | None]:
+        """Consume the oldest unconsumed event of ``type`` for the wait ``step``.
+
+        When there is one, it is marked consumed and the step is stored complete with the
+        event as its output, in one transaction; otherwise the step is stored as given.
+        """
+
+    @abc.abstractmethod
+    def suspend(
+        self, lease: Lease, run_at: float | None, wait_types: Sequence[str], now: float
+    ) -> asyncio.Future[str]:
+        """Drop the instance from memory until ``run_at`` (or an event of ``wait_types``).
+
+        Becomes ``paused`` instead when a pause was asked. Returns the new status.
+        """
+
+    @abc.abstractmethod
+    def finish(
+        self,
+        lease: Lease,
+        status: str,
+        output: bytes | None,
+        error: dict[str, str] | None,
+        now: float,
+    ) -> asyncio.Future[None]:
+        """End the instance: ``complete`` or ``errored``."""
+
+    # --- control ----------------------------------------------------------------------
+    @abc.abstractmethod
+    async def control(
+        self, workflow: str, id: str, action: ControlAction, now: float
+    ) -> InstanceRow:
+        """Pause, resume, terminate or restart; returns the row afterwards.
+
+        Raises:
+            NotFoundError: No such instance.
+            InvalidTransitionError: The instance's state does not allow it.
+        """
+
+    @abc.abstractmethod
+    async def send_event(
+        self, workflow: str, id: str, type: str, payload: bytes | None, now: float
+    ) -> None:
+        """Store an event and wake the instance if it waits for that type.
+
+        Raises:
+            NotFoundError: No such instance.
+            InvalidTransitionError: The instance has ended.
+        """
+
+    def subscribe(self, callback: Callable[[str, str, str], None]) -> None:  # noqa: B027
+        """Be told ``(workflow, id, what)`` when another host changes an instance.
+
+        Single-host stores have no other hosts and ignore this.
+        """
+
+
+def open_store(url: str, **options: Any) -> Store:
+    """The store for a URL: ``sqlite:///path`` or ``postgresql://...``.
+
+    Raises:
+        ValidationError: An unknown scheme.
+    """
+    from durableflow import ValidationError
+
+    scheme = urlparse(url).scheme
+    if scheme == "sqlite":
+        from .sqlite import SqliteStore
+
+        return SqliteStore.from_url(url, **options)
+    raise ValidationError(f"unsupported storage url {url!r}: expected sqlite:///path/to/state.db")

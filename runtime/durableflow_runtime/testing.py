@@ -1,0 +1,162 @@
+"""The runtime side of ``durableflow.testing``: an engine on a SQLite file and a clock."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from durableflow import InstanceStatus, Workflow, WorkflowEntrypoint
+from durableflow._serde import loads
+
+from .clock import RealClock, VirtualClock
+from .engine import Engine, InstanceHooks, WorkflowSpec
+from .store.sqlite import SqliteStore
+
+__all__ = ["TestRuntime", "create_test_runtime"]
+
+
+class TestRuntime:
+    """An engine for tests; see ``durableflow.testing.WorkflowTestEnvironment``."""
+
+    def __init__(
+        self,
+        *,
+        workflows: Mapping[str, type[WorkflowEntrypoint[Any, Any]]],
+        database: Path,
+        virtual_time: bool,
+        start: float | None,
+        max_concurrency: int,
+        hooks: Callable[[str, str], InstanceHooks | None],
+        on_created: Callable[[str, str], Awaitable[None]],
+    ) -> None:
+        self.clock: VirtualClock | RealClock = (
+            VirtualClock(start, autojump=False) if virtual_time else RealClock()
+        )
+        specs = [WorkflowSpec(name=name, cls=cls, binding=name) for name, cls in workflows.items()]
+        self.engine = Engine(
+            SqliteStore(database), specs, clock=self.clock, max_concurrency=max_concurrency
+        )
+        self.engine.set_hooks(hooks)
+        self.env = self.engine.env
+        self._on_created = on_created
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.engine.add_listener(self._created)
+
+    def _created(self, workflow: str, id: str, status: str | None) -> None:
+        if status == "queued":
+            task = asyncio.ensure_future(self._on_created(workflow, id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def start(self) -> None:
+        await self.engine.start()
+
+    async def stop(self) -> None:
+        if self._tasks:
+            await asyncio.wait(list(self._tasks))
+        await self.engine.stop(grace=5.0)
+
+    def binding(self, workflow: str) -> Workflow[Any]:
+        return self.engine.bindings[workflow]
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def advance(self, seconds: float) -> None:
+        if not isinstance(self.clock, VirtualClock):
+            raise RuntimeError("advance() needs virtual_time=True")
+        self.clock.advance(seconds)
+        self.engine.kick()
+
+    async def send_event(self, workflow: str, id: str, type: str, payload: Any) -> None:
+        await self.engine.send_event(workflow, id, type, payload)
+
+    async def status(self, workflow: str, id: str) -> InstanceStatus:
+        return await self.engine.status(workflow, id)
+
+    async def describe(self, workflow: str, id: str) -> dict[str, Any]:
+        return await self.engine.describe(workflow, id)
+
+    def _jumping(self) -> contextlib.AbstractContextManager[None]:
+        if isinstance(self.clock, VirtualClock):
+            self.engine.kick()  # let an idle scheduler notice it may jump now
+            return self.clock.hold_autojump()
+        return contextlib.nullcontext()
+
+    async def wait_for_status(
+        self, workflow: str, id: str, statuses: frozenset[str], timeout: float
+    ) -> InstanceStatus:
+        reached = asyncio.Event()
+        hold = self._jumping()
+        hold.__enter__()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                hold.__exit__(None, None, None)
+
+        def listener(wf: str, iid: str, status: str | None) -> None:
+            if wf == workflow and iid == id and status in statuses:
+                release()  # stop time right here, before anything else runs
+                reached.set()
+
+        self.engine.add_listener(listener)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    current = await self.engine.status(workflow, id)
+                    if current.status in statuses:
+                        return current
+                    reached.clear()
+                    await reached.wait()
+        except TimeoutError:
+            current = await self.engine.status(workflow, id)
+            raise TimeoutError(
+                f"instance {id!r} did not reach {sorted(statuses)} within {timeout}s "
+                f"(it is {current.status})"
+            ) from None
+        finally:
+            release()
+            self.engine.remove_listener(listener)
+
+    async def wait_for_step(
+        self, workflow: str, id: str, name: str, count: int, timeout: float
+    ) -> dict[str, Any]:
+        found: list[dict[str, Any]] = []
+
+        async def done() -> bool:
+            detail = await self.engine.describe(workflow, id)
+            for step in detail["steps"]:
+                if step["name"] == name and step["count"] == count and step["status"] in (
+                    "complete",
+                    "failed",
+                ):
+                    found.append(step)
+                    return True
+            return False
+
+        with self._jumping():
+            try:
+                await self.engine.wait(workflow, id, done, timeout)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"step {name!r} (#{count}) of instance {id!r} did not finish within {timeout}s"
+                ) from None
+        step = found[0]
+        if step["status"] == "failed":
+            error = step["error"] or {}
+            raise AssertionError(
+                f"step {name!r} failed: {error.get('name')}: {error.get('message')}"
+            )
+        step["output"] = loads(None) if step["output"] is None else step["output"]
+        return step
+
+
+def create_test_runtime(**options: Any) -> TestRuntime:
+    """Entry point ``durableflow.runtime:testing``: build the kit's runtime."""
+    return TestRuntime(**options)

@@ -1,0 +1,75 @@
+"""durableflow: durable workflows for Python, in the style of Cloudflare Workflows."""
+
+from ._binding import Workflow, WorkflowInstance
+from ._config import (
+    Backoff,
+    ResolvedStepConfig,
+    RetryConfig,
+    RetryConfigDict,
+    StepConfig,
+    StepConfigDict,
+)
+from ._duration import Duration
+from ._entrypoint import WorkflowEntrypoint
+from ._errors import (
+    EventTimeoutError,
+    InstanceExistsError,
+    InstanceFailedError,
+    InvalidParamsError,
+    InvalidTransitionError,
+    LimitExceededError,
+    NonDeterminismError,
+    NonRetryableError,
+    NotFoundError,
+    SerializationError,
+    StepFailedError,
+    StepTimeoutError,
+    ValidationError,
+    WorkflowError,
+)
+from ._step import WorkflowStep
+from ._types import (
+    CreateOptions,
+    ErrorInfo,
+    InstanceStatus,
+    StatusName,
+    StepContext,
+    WorkflowEvent,
+    WorkflowStepEvent,
+)
+
+__all__ = [
+    "Backoff",
+    "CreateOptions",
+    "Duration",
+    "ErrorInfo",
+    "EventTimeoutError",
+    "InstanceExistsError",
+    "InstanceFailedError",
+    "InstanceStatus",
+    "InvalidParamsError",
+    "InvalidTransitionError",
+    "LimitExceededError",
+    "NonDeterminismError",
+    "NonRetryableError",
+    "NotFoundError",
+    "ResolvedStepConfig",
+    "RetryConfig",
+    "RetryConfigDict",
+    "SerializationError",
+    "StatusName",
+    "StepConfig",
+    "StepConfigDict",
+    "StepContext",
+    "StepFailedError",
+    "StepTimeoutError",
+    "ValidationError",
+    "Workflow",
+    "WorkflowEntrypoint",
+    "WorkflowError",
+    "WorkflowEvent",
+    "WorkflowInstance",
+    "WorkflowStep",
+    "WorkflowStepEvent",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,109 @@
+"""Bindings: ``Workflow`` starts instances, ``WorkflowInstance`` steers one.
+
+The same abstract types are implemented in-process by the host's engine and over HTTP
+by ``durableflow.Client``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
+
+from ._types import CreateOptions, InstanceStatus
+
+__all__ = ["Workflow", "WorkflowInstance"]
+
+ParamsT = TypeVar("ParamsT")
+
+
+class WorkflowInstance(abc.ABC):
+    """A handle on one instance of a workflow.
+
+    Attributes:
+        id: The instance's id.
+    """
+
+    id: str
+
+    @abc.abstractmethod
+    async def status(self) -> InstanceStatus:
+        """The instance's status, error and output."""
+
+    @abc.abstractmethod
+    async def pause(self) -> None:
+        """Pause it: a running step finishes first (status ``waitingForPause``).
+
+        Raises:
+            InvalidTransitionError: It has already ended.
+        """
+
+    @abc.abstractmethod
+    async def resume(self) -> None:
+        """Resume a paused instance.
+
+        Raises:
+            InvalidTransitionError: It is not paused.
+        """
+
+    @abc.abstractmethod
+    async def terminate(self) -> None:
+        """Stop it for good; no further step runs.
+
+        Raises:
+            InvalidTransitionError: It has already ended.
+        """
+
+    @abc.abstractmethod
+    async def restart(self) -> None:
+        """Clear its history and run it again from the start, with the same params."""
+
+    @abc.abstractmethod
+    async def send_event(self, *, type: str, payload: Any = None) -> None:
+        """Deliver an event; the first ``wait_for_event`` for ``type`` takes it."""
+
+    @abc.abstractmethod
+    async def result(self, timeout: float | None = None) -> Any:
+        """Wait until the instance ends and return its output.
+
+        Args:
+            timeout: Seconds to wait at most (``None``: no bound).
+
+        Raises:
+            InstanceFailedError: It ended ``errored`` or ``terminated``.
+            TimeoutError: It did not end within ``timeout``.
+        """
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id!r}>"
+
+
+class Workflow(abc.ABC, Generic[ParamsT]):
+    """A binding to one workflow: create instances and look them up."""
+
+    @abc.abstractmethod
+    async def create(
+        self, *, id: str | None = None, params: ParamsT | None = None
+    ) -> WorkflowInstance:
+        """Create and start an instance.
+
+        Args:
+            id: Its id (default: a new UUID4 string).
+            params: Its params, checked against the workflow's params type.
+
+        Raises:
+            ValidationError: A bad id; InvalidParamsError: params that do not fit.
+            InstanceExistsError: The id is taken.
+        """
+
+    @abc.abstractmethod
+    async def create_batch(self, batch: Sequence[CreateOptions[ParamsT]]) -> list[WorkflowInstance]:
+        """Create up to 100 instances at once, all or nothing."""
+
+    @abc.abstractmethod
+    async def get(self, id: str) -> WorkflowInstance:
+        """A handle on an existing instance.
+
+        Raises:
+            NotFoundError: No such instance.
+        """

@@ -1,0 +1,152 @@
+"""The durableflow error tree.
+
+Every error the SDK or the host raises on purpose derives from one root::
+
+    WorkflowError(Exception)              root; carries .message
+    ├── NonRetryableError                 raise in a step callback: no further attempts
+    ├── StepFailedError                   a step failed for good (retries exhausted,
+    │   │                                 non-retryable, bad result); raised into run()
+    │   └── StepTimeoutError              ... its last attempt exceeded the step timeout
+    ├── EventTimeoutError(TimeoutError)   wait_for_event saw no event before its timeout
+    ├── NonDeterminismError               replayed run() disagrees with stored history
+    ├── SerializationError(TypeError)     a value is not JSON-representable
+    ├── ValidationError(ValueError)       bad input: an id, a name, a config, params
+    │   ├── InvalidParamsError            params do not structure into the ParamsT
+    │   └── LimitExceededError            a size or count limit was exceeded
+    ├── NotFoundError(LookupError)        unknown workflow or instance
+    ├── InstanceExistsError               create() with an id that is taken
+    ├── InvalidTransitionError            e.g. resume a complete instance
+    └── InstanceFailedError               result(): the instance errored or was terminated
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EventTimeoutError",
+    "InstanceExistsError",
+    "InstanceFailedError",
+    "InvalidParamsError",
+    "InvalidTransitionError",
+    "LimitExceededError",
+    "NonDeterminismError",
+    "NonRetryableError",
+    "NotFoundError",
+    "SerializationError",
+    "StepFailedError",
+    "StepTimeoutError",
+    "ValidationError",
+    "WorkflowError",
+]
+
+
+class WorkflowError(Exception):
+    """Root of every error durableflow raises on purpose.
+
+    Args:
+        message: What went wrong, in one sentence a user can act on.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NonRetryableError(WorkflowError):
+    """Raised inside a step callback to fail the step at once, without further attempts."""
+
+
+class StepFailedError(WorkflowError):
+    """A step failed for good; raised into ``run()``, where user code may catch it.
+
+    Args:
+        message: Human-readable summary.
+        step_name: The failed step's name.
+        error_name: Class name of the step's last error (``"ValueError"``).
+        error_message: Message of the step's last error.
+    """
+
+    def __init__(
+        self, message: str, *, step_name: str, error_name: str, error_message: str
+    ) -> None:
+        super().__init__(message)
+        self.step_name = step_name
+        self.error_name = error_name
+        self.error_message = error_message
+
+
+class StepTimeoutError(StepFailedError):
+    """A step failed for good because its last attempt exceeded the step's timeout."""
+
+
+class EventTimeoutError(WorkflowError, TimeoutError):
+    """``wait_for_event`` timed out before an event of its type arrived.
+
+    Args:
+        message: Human-readable summary.
+        step_name: The waiting step's name.
+        event_type: The event type it waited for.
+    """
+
+    def __init__(self, message: str, *, step_name: str, event_type: str) -> None:
+        super().__init__(message)
+        self.step_name = step_name
+        self.event_type = event_type
+
+
+class NonDeterminismError(WorkflowError):
+    """A replay of ``run()`` asked for steps in an order the stored history does not have."""
+
+
+class SerializationError(WorkflowError, TypeError):
+    """A step result, params, payload or output is not JSON-representable."""
+
+
+class ValidationError(WorkflowError, ValueError):
+    """Bad input: an id, a name, a step config, a duration or params."""
+
+
+class InvalidParamsError(ValidationError):
+    """Params given to ``create`` do not structure into the workflow's params type."""
+
+
+class LimitExceededError(ValidationError):
+    """A configured limit (payload size, step count, batch size, sleep length) was exceeded."""
+
+
+class NotFoundError(WorkflowError, LookupError):
+    """An unknown workflow or instance."""
+
+
+class InstanceExistsError(WorkflowError):
+    """``create`` was given an instance id that already exists for this workflow."""
+
+
+class InvalidTransitionError(WorkflowError):
+    """The instance's state does not allow the asked action (e.g. resume a complete one)."""
+
+
+class InstanceFailedError(WorkflowError):
+    """``WorkflowInstance.result()``: the instance ended ``errored`` or ``terminated``.
+
+    Args:
+        message: Human-readable summary.
+        status: ``"errored"`` or ``"terminated"``.
+        error_name: Class name of the error that ended it (``None`` when terminated).
+        error_message: That error's message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: str,
+        error_name: str | None = None,
+        error_message: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_name = error_name
+        self.error_message = error_message

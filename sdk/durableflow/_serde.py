@@ -1,0 +1,58 @@
+"""One shared cattrs converter and the JSON helpers built on it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cattrs
+import orjson
+from cattrs.preconf.orjson import make_converter
+
+from ._errors import SerializationError
+
+__all__ = ["converter", "dumps", "loads", "structure", "unstructure"]
+
+converter = make_converter()
+
+
+def unstructure(value: Any) -> Any:
+    """attrs classes (and other cattrs-known types) to plain JSON-ready values."""
+    return converter.unstructure(value)
+
+
+def dumps(value: Any, *, what: str) -> bytes:
+    """Serialize a value to JSON bytes.
+
+    Args:
+        value: Anything JSON-representable after cattrs unstructuring.
+        what: How to name the value in an error ("result of step 'charge'").
+
+    Raises:
+        SerializationError: The value (or something inside it) is not JSON-representable.
+    """
+    try:
+        return orjson.dumps(converter.unstructure(value))
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise SerializationError(
+            f"{what} is not JSON-representable: {type(value).__name__} ({exc})"
+        ) from None
+
+
+def loads(data: bytes | str | None) -> Any:
+    """Parse JSON (``None`` stays ``None``)."""
+    return None if data is None else orjson.loads(data)
+
+
+def structure(value: Any, type_: Any) -> Any:
+    """Structure a JSON value into ``type_`` (``Any`` and ``object`` leave it as it is)."""
+    if type_ is Any or type_ is object or type_ is None:
+        return value
+    return converter.structure(value, type_)
+
+
+def describe_structure_error(exc: Exception, root: str = "params") -> str:
+    """One line naming each field that failed to structure."""
+    if isinstance(exc, cattrs.BaseValidationError):
+        messages = cattrs.transform_error(exc, path=root)
+        return "; ".join(messages)
+    return f"{root}: {exc}"

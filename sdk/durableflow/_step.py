@@ -1,0 +1,154 @@
+"""``WorkflowStep``: the object ``run()`` builds a workflow from.
+
+The SDK parses the call forms; the host implements the four abstract primitives.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from ._config import StepConfig
+from ._duration import Duration
+from ._errors import ValidationError
+from ._types import WorkflowStepEvent, check_id, check_step_name
+
+__all__ = ["StepCallback", "WorkflowStep"]
+
+StepCallback = Callable[..., Awaitable[Any]]
+_ConfigArg = StepConfig | Mapping[str, Any] | None
+
+
+def _is_config(value: object) -> bool:
+    return value is None or isinstance(value, StepConfig | Mapping)
+
+
+class WorkflowStep(abc.ABC):
+    """The step API handed to ``run()``. Implemented by the host.
+
+    ``do`` has a call form and a decorator form::
+
+        value = await step.do("fetch", fetch)                       # call form
+        value = await step.do("fetch", {"retries": {...}}, fetch)   # call form with config
+
+        @step.do("fetch", config={"timeout": "1 minute"})            # decorator form
+        async def fetch() -> int: ...
+        value = await fetch()
+    """
+
+    def do(self, *args: Any, **kwargs: Any) -> Any:
+        """Run a durable step, or make a decorator that does.
+
+        Returns:
+            In the call form, an awaitable of the callback's result; in the decorator
+            form, a decorator turning an async function into a zero-argument awaitable step.
+
+        Raises:
+            ValidationError: A bad name or config, or arguments of no known form.
+            StepFailedError: (when awaited) the step failed for good.
+        """
+        config_kw = kwargs.pop("config", None)
+        name_kw = kwargs.pop("name", None)
+        if kwargs:
+            raise ValidationError(f"step.do() got unexpected keyword(s): {', '.join(kwargs)}")
+        if args and callable(args[0]) and not isinstance(args[0], str):
+            # bare decorator: @step.do
+            if len(args) > 1 or name_kw is not None:
+                raise ValidationError("step.do(callback) takes no other positional argument")
+            return self._decorate(None, config_kw)(args[0])
+        name: str | None = name_kw
+        rest = args
+        if rest:
+            if name is not None:
+                raise ValidationError("step.do() got the step name twice")
+            name, rest = rest[0], rest[1:]
+        if len(rest) == 0:
+            return self._decorate(name, config_kw)
+        if len(rest) == 1 and callable(rest[0]) and not _is_config(rest[0]):
+            return self._do_checked(name, config_kw, rest[0])
+        if len(rest) == 2 and _is_config(rest[0]) and callable(rest[1]):
+            if config_kw is not None:
+                raise ValidationError("step.do() got the config twice")
+            return self._do_checked(name, rest[0], rest[1])
+        raise ValidationError(
+            "step.do() takes (name, callback), (name, config, callback), "
+            "or is used as a decorator: @step.do(name, config=...)"
+        )
+
+    def _decorate(
+        self, name: str | None, config: _ConfigArg
+    ) -> Callable[[StepCallback], Callable[[], Awaitable[Any]]]:
+        def decorator(func: StepCallback) -> Callable[[], Awaitable[Any]]:
+            step_name = name if name is not None else getattr(func, "__name__", None)
+
+            @functools.wraps(func)
+            def run_step() -> Awaitable[Any]:
+                return self._do_checked(step_name, config, func)
+
+            return run_step
+
+        return decorator
+
+    def _do_checked(self, name: object, config: _ConfigArg, callback: StepCallback) -> Any:
+        check_step_name(name)
+        assert isinstance(name, str)
+        if not _is_config(config):
+            raise ValidationError(
+                f"step {name!r}: config must be a StepConfig or a dict, not {type(config).__name__}"
+            )
+        return self._do(name, config, callback)
+
+    async def sleep(self, name: str, duration: Duration) -> None:
+        """Sleep durably; the instance is suspended and costs no memory meanwhile.
+
+        Args:
+            name: The step's name.
+            duration: How long: a timedelta, milliseconds, or a string like ``"1 day"``.
+        """
+        check_step_name(name)
+        await self._sleep(name, duration, None)
+
+    async def sleep_until(self, name: str, timestamp: datetime | float) -> None:
+        """Sleep durably until a moment: an aware ``datetime`` or milliseconds since the epoch."""
+        check_step_name(name)
+        if isinstance(timestamp, datetime):
+            if timestamp.tzinfo is None:
+                timestamp = timestamp.replace(tzinfo=timezone.utc)
+            until = timestamp.timestamp()
+        elif isinstance(timestamp, int | float) and not isinstance(timestamp, bool):
+            until = float(timestamp) / 1000.0
+        else:
+            raise ValidationError(
+                f"sleep_until({name!r}): timestamp must be a datetime or milliseconds since "
+                f"the epoch, not {type(timestamp).__name__}"
+            )
+        await self._sleep(name, None, until)
+
+    async def wait_for_event(
+        self, name: str, type: str, *, timeout: Duration = "24 hours"
+    ) -> WorkflowStepEvent:
+        """Wait durably for an event of ``type`` sent to this instance.
+
+        Events are matched by type, first in first out; an event sent earlier is kept
+        until a wait takes it, and is never delivered twice.
+
+        Raises:
+            EventTimeoutError: No event arrived within ``timeout``.
+        """
+        check_step_name(name)
+        check_id(type, what="event type")
+        return await self._wait_for_event(name, type, timeout)
+
+    @abc.abstractmethod
+    def _do(self, name: str, config: _ConfigArg, callback: StepCallback) -> Awaitable[Any]: ...
+
+    @abc.abstractmethod
+    async def _sleep(self, name: str, duration: Duration | None, until: float | None) -> None: ...
+
+    @abc.abstractmethod
+    async def _wait_for_event(
+        self, name: str, type: str, timeout: Duration
+    ) -> WorkflowStepEvent: ...
