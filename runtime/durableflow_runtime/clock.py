@@ -12,9 +12,9 @@ import contextlib
 import heapq
 import itertools
 import time
-from typing import Any, Protocol
 from collections.abc import Iterator
 from types import TracebackType
+from typing import Any, Protocol
 
 __all__ = ["Clock", "RealClock", "Timeout", "VirtualClock"]
 

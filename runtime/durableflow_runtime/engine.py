@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, get_type_hints
 
 import attrs
-
 from durableflow import (
     CreateOptions,
     ErrorInfo,
@@ -49,7 +48,7 @@ from durableflow._config import resolve_config
 from durableflow._duration import Duration, to_seconds
 from durableflow._entrypoint import params_type
 from durableflow._serde import describe_structure_error, dumps, loads, structure, unstructure
-from durableflow._types import check_id
+from durableflow._types import STATUSES, check_id
 
 from .clock import Clock, RealClock
 from .store.base import FINAL_STATUSES, ControlAction, Lease, LeaseLost, NewInstance, StepRow, Store
@@ -93,7 +92,7 @@ class WorkflowSpec:
     name: str
     cls: type[WorkflowEntrypoint[Any, Any]]
     binding: str = ""
-    defaults: ResolvedStepConfig = ResolvedStepConfig()
+    defaults: ResolvedStepConfig = attrs.field(factory=ResolvedStepConfig)
 
     @property
     def params_type(self) -> Any:
@@ -223,7 +222,7 @@ class _Activation:
         self.progressed_while_stopping = False
         self.fatal: BaseException | None = None
         self.cancelled_for: str | None = None
-        self.task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[Any] | None = None
         self.hooks: InstanceHooks | None = (
             engine.hooks_for(spec.name, lease.id) if engine.has_hooks else None
         )
@@ -337,9 +336,7 @@ class _EngineStep(WorkflowStep):
     def _do(self, name: str, config: Any, callback: Callable[..., Awaitable[Any]]) -> Any:
         return self._run_do(name, config, callback)
 
-    async def _run_do(
-        self, name: str, config: Any, callback: Callable[..., Awaitable[Any]]
-    ) -> Any:
+    async def _run_do(self, name: str, config: Any, callback: Callable[..., Awaitable[Any]]) -> Any:
         act = self._act
         engine = act.engine
         clock = engine.clock
@@ -606,7 +603,7 @@ class Engine:
             if spec.name in self.workflows:
                 raise ValidationError(f"workflow name {spec.name!r} is used twice")
             self.workflows[spec.name] = spec
-        self.bindings: dict[str, EngineWorkflow[Any]] = {}
+        self.bindings: dict[str, EngineWorkflow] = {}
         for spec in self.workflows.values():
             binding = spec.binding or spec.name
             if binding in self.bindings:
@@ -749,7 +746,11 @@ class Engine:
         previous = self._finished.pop(key, None)
         task = asyncio.create_task(self._activate(spec, lease, previous))
         self._finished[key] = task
-        task.add_done_callback(lambda t, k=key: self._finished.get(k) is t and self._finished.pop(k))
+        task.add_done_callback(lambda t: self._forget(key, t))
+
+    def _forget(self, key: tuple[str, str], task: asyncio.Task[None]) -> None:
+        if self._finished.get(key) is task:
+            del self._finished[key]
 
     async def _activate(
         self, spec: WorkflowSpec, lease: Lease, previous: asyncio.Task[None] | None
@@ -765,7 +766,7 @@ class Engine:
             act = _Activation(self, spec, lease, history, row.generation, row.pause_requested)
             self._active[key] = act
             self.notify(lease.workflow, lease.id, "running")
-            act.task = asyncio.current_task()  # type: ignore[assignment]
+            act.task = asyncio.current_task()
             await self._drive(act, row.params, row.created_at)
         except LeaseLost:
             pass
@@ -877,8 +878,7 @@ class Engine:
         data = dumps(value, what="params") if value is not None else None
         if data is not None and len(data) > self.limits.max_payload_bytes:
             raise LimitExceededError(
-                f"params are {len(data)} bytes, over the limit of "
-                f"{self.limits.max_payload_bytes}"
+                f"params are {len(data)} bytes, over the limit of {self.limits.max_payload_bytes}"
             )
         return NewInstance(workflow, instance_id, data, self.clock.now())
 
@@ -938,7 +938,11 @@ class Engine:
         self.kick()
 
     async def wait(
-        self, workflow: str, id: str, predicate: Callable[[], Awaitable[bool]], timeout: float | None
+        self,
+        workflow: str,
+        id: str,
+        predicate: Callable[[], Awaitable[bool]],
+        timeout: float | None,
     ) -> None:
         """Wait until ``predicate()`` holds, re-checking it whenever the instance changes."""
         changed = asyncio.Event()
@@ -982,6 +986,48 @@ class Engine:
             error_name=st.error.name,
             error_message=st.error.message,
         )
+
+    async def list_instances(
+        self,
+        workflow: str,
+        *,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Instances newest first, and the cursor of the next page (``None`` at the end).
+
+        Raises:
+            NotFoundError: Unknown workflow. ValidationError: a bad status, limit or cursor.
+        """
+        self.spec(workflow)
+        if status is not None and status not in STATUSES:
+            raise ValidationError(f"unknown status {status!r} (one of {', '.join(STATUSES)})")
+        if not 1 <= limit <= 1000:
+            raise ValidationError(f"limit must be between 1 and 1000, not {limit}")
+        after: int | None = None
+        if cursor is not None:
+            try:
+                after = int(cursor)
+            except ValueError:
+                raise ValidationError(f"invalid cursor {cursor!r}") from None
+        rows = await self.store.list_instances(
+            workflow, status=status, limit=limit + 1, cursor=after
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = [
+            {
+                "id": r.id,
+                "status": r.status,
+                "error": r.error,
+                "created_at": _iso(r.created_at),
+                "started_at": _iso(r.started_at),
+                "ended_at": _iso(r.ended_at),
+            }
+            for r in rows
+        ]
+        return items, (str(rows[-1].key) if more else None)
 
     async def describe(self, workflow: str, id: str) -> dict[str, Any]:
         """Everything known about an instance, JSON-ready (the HTTP API's detail)."""
@@ -1071,7 +1117,8 @@ class EngineWorkflow(Workflow[Any]):
         if not batch:
             raise ValidationError("create_batch needs at least one instance")
         items: list[tuple[str | None, Any]] = []
-        for entry in batch:
+        entries: Sequence[object] = batch  # untyped callers may pass anything
+        for entry in entries:
             if isinstance(entry, CreateOptions):
                 items.append((entry.id, entry.params))
             elif isinstance(entry, Mapping):

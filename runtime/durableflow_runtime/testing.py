@@ -132,9 +132,14 @@ class TestRuntime:
         async def done() -> bool:
             detail = await self.engine.describe(workflow, id)
             for step in detail["steps"]:
-                if step["name"] == name and step["count"] == count and step["status"] in (
-                    "complete",
-                    "failed",
+                if (
+                    step["name"] == name
+                    and step["count"] == count
+                    and step["status"]
+                    in (
+                        "complete",
+                        "failed",
+                    )
                 ):
                     found.append(step)
                     return True

@@ -85,7 +85,7 @@ class ResolvedStepConfig:
             return self.delay
         if self.backoff == "linear":
             return self.delay * retry
-        return self.delay * 2 ** (retry - 1)
+        return float(self.delay * 2 ** (retry - 1))
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict of this config."""
@@ -128,10 +128,11 @@ def _merge_retries(base: ResolvedStepConfig, retries: object) -> ResolvedStepCon
         raise ValidationError(
             f"step config 'retries' must be a RetryConfig or a dict, not {type(retries).__name__}"
         )
-    if limit is not None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+    limit_value: object = limit
+    if limit_value is not None:
+        if not isinstance(limit_value, int) or isinstance(limit_value, bool) or limit_value < 0:
             raise ValidationError(f"retries 'limit' must be a whole number >= 0, not {limit!r}")
-        base = attrs.evolve(base, limit=limit)
+        base = attrs.evolve(base, limit=limit_value)
     if delay is not None:
         base = attrs.evolve(base, delay=to_seconds(delay, what="retries 'delay'"))
     if backoff is not None:

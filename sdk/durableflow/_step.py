@@ -8,7 +8,7 @@ from __future__ import annotations
 import abc
 import functools
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ._config import StepConfig
@@ -86,7 +86,8 @@ class WorkflowStep(abc.ABC):
 
             @functools.wraps(func)
             def run_step() -> Awaitable[Any]:
-                return self._do_checked(step_name, config, func)
+                result: Awaitable[Any] = self._do_checked(step_name, config, func)
+                return result
 
             return run_step
 
@@ -116,9 +117,9 @@ class WorkflowStep(abc.ABC):
         check_step_name(name)
         if isinstance(timestamp, datetime):
             if timestamp.tzinfo is None:
-                timestamp = timestamp.replace(tzinfo=timezone.utc)
+                timestamp = timestamp.replace(tzinfo=UTC)
             until = timestamp.timestamp()
-        elif isinstance(timestamp, int | float) and not isinstance(timestamp, bool):
+        elif isinstance(timestamp, int | float):
             until = float(timestamp) / 1000.0
         else:
             raise ValidationError(

@@ -30,7 +30,6 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlparse
 
 import orjson
-
 from durableflow import InstanceExistsError, InvalidTransitionError, NotFoundError
 from durableflow import ValidationError as _ValidationError
 
@@ -165,7 +164,7 @@ class SqliteStore(Store):
         self._executor: ThreadPoolExecutor | None = None
         self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._flush_scheduled = False
-        self._flushing: asyncio.Future[None] | None = None
+        self._flushing: asyncio.Future[Any] | None = None
         self._checkpointer: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -300,8 +299,11 @@ class SqliteStore(Store):
             self._after_flush()
             return
         loop = asyncio.get_running_loop()
-        self._flushing = loop.run_in_executor(self._executor, self._apply_outcomes, batch)
-        self._flushing.add_done_callback(lambda f: self._deliver_thread_batch(f, batch))
+        flushing: asyncio.Future[Any] = loop.run_in_executor(
+            self._executor, self._apply_outcomes, batch
+        )
+        flushing.add_done_callback(lambda f: self._deliver_thread_batch(f, batch))
+        self._flushing = flushing
 
     def _deliver_thread_batch(
         self, done: asyncio.Future[Any], batch: list[tuple[Any, asyncio.Future[Any]]]
