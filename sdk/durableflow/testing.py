@@ -31,11 +31,11 @@ from typing import Any, Protocol, TypeVar, overload
 
 import attrs
 
-from ._binding import Workflow
+from ._binding import Workflow, WorkflowInstance
 from ._duration import Duration, to_seconds
 from ._entrypoint import WorkflowEntrypoint
 from ._errors import ValidationError
-from ._types import ErrorInfo, InstanceStatus, StatusName
+from ._types import CreateOptions, ErrorInfo, InstanceStatus, StatusName
 
 __all__ = ["InstanceIntrospector", "WorkflowTestEnvironment"]
 
@@ -198,6 +198,66 @@ class InstanceIntrospector:
         return steps
 
 
+class _KitInstance(WorkflowInstance):
+    """An instance handle that follows the environment across engine restarts."""
+
+    def __init__(self, env: WorkflowTestEnvironment, workflow: str, id: str) -> None:
+        self._env = env
+        self._workflow = workflow
+        self.id = id
+
+    async def _current(self) -> WorkflowInstance:
+        return await self._env._runtime_or_fail().binding(self._workflow).get(self.id)
+
+    async def status(self) -> InstanceStatus:
+        return await (await self._current()).status()
+
+    async def pause(self) -> None:
+        await (await self._current()).pause()
+
+    async def resume(self) -> None:
+        await (await self._current()).resume()
+
+    async def terminate(self) -> None:
+        await (await self._current()).terminate()
+
+    async def restart(self) -> None:
+        await (await self._current()).restart()
+
+    async def send_event(self, *, type: str, payload: Any = None) -> None:
+        await (await self._current()).send_event(type=type, payload=payload)
+
+    async def result(self, timeout: float | None = None) -> Any:
+        # wait through the kit so that virtual time jumps meanwhile, then read the outcome
+        await self._env.introspect(self.id, self._workflow).wait_for_status(
+            ["complete", "errored", "terminated"], timeout=timeout if timeout is not None else 3600
+        )
+        return await (await self._current()).result(timeout=10.0)
+
+
+class _KitWorkflow(Workflow[Any]):
+    """A binding that follows the environment across engine restarts."""
+
+    def __init__(self, env: WorkflowTestEnvironment, workflow: str) -> None:
+        self._env = env
+        self._workflow = workflow
+
+    def _current(self) -> Workflow[Any]:
+        return self._env._runtime_or_fail().binding(self._workflow)
+
+    async def create(self, *, id: str | None = None, params: Any = None) -> WorkflowInstance:
+        instance = await self._current().create(id=id, params=params)
+        return _KitInstance(self._env, self._workflow, instance.id)
+
+    async def create_batch(self, batch: Sequence[CreateOptions[Any]]) -> list[WorkflowInstance]:
+        instances = await self._current().create_batch(batch)
+        return [_KitInstance(self._env, self._workflow, i.id) for i in instances]
+
+    async def get(self, id: str) -> WorkflowInstance:
+        instance = await self._current().get(id)
+        return _KitInstance(self._env, self._workflow, instance.id)
+
+
 class WorkflowTestEnvironment:
     """An in-process engine for tests, on a SQLite file, with a virtual clock.
 
@@ -301,8 +361,11 @@ class WorkflowTestEnvironment:
     @overload
     def workflow(self, which: str) -> Workflow[Any]: ...
     def workflow(self, which: type[WorkflowEntrypoint[Any, Any]] | str) -> Workflow[Any]:
-        """The binding of a workflow, by class or by binding name."""
-        return self._runtime_or_fail().binding(self._name(which))
+        """The binding of a workflow, by class or by binding name.
+
+        It stays valid across :meth:`restart`: each call goes to the engine running now.
+        """
+        return _KitWorkflow(self, self._name(which))
 
     def _name(self, which: type[WorkflowEntrypoint[Any, Any]] | str) -> str:
         if isinstance(which, str):

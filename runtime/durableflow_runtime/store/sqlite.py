@@ -270,6 +270,8 @@ class SqliteStore(Store):
     # --- the two paths to the connection ----------------------------------------------
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._connection()
+        if self._stop.is_set():
+            raise RuntimeError(f"the store {self.path} is closed")
         if self._executor is None:
             return fn(conn)
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, conn)
@@ -278,6 +280,9 @@ class SqliteStore(Store):
         """Queue a write; it commits with the others queued in this event-loop turn."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        if self._conn is None or self._stop.is_set():
+            future.set_exception(RuntimeError(f"the store {self.path} is closed"))
+            return future
         self._queue.append((fn, future))
         if not self._flush_scheduled and self._flushing is None:
             self._flush_scheduled = True

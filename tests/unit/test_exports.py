@@ -1,0 +1,66 @@
+import durableflow
+
+EXPECTED = {
+    "Backoff",
+    "CreateOptions",
+    "Duration",
+    "ErrorInfo",
+    "EventTimeoutError",
+    "InstanceExistsError",
+    "InstanceFailedError",
+    "InstanceStatus",
+    "InvalidParamsError",
+    "InvalidTransitionError",
+    "LimitExceededError",
+    "NonDeterminismError",
+    "NonRetryableError",
+    "NotFoundError",
+    "ResolvedStepConfig",
+    "RetryConfig",
+    "RetryConfigDict",
+    "SerializationError",
+    "StatusName",
+    "StepConfig",
+    "StepConfigDict",
+    "StepContext",
+    "StepFailedError",
+    "StepTimeoutError",
+    "ValidationError",
+    "Workflow",
+    "WorkflowEntrypoint",
+    "WorkflowError",
+    "WorkflowEvent",
+    "WorkflowInstance",
+    "WorkflowStep",
+    "WorkflowStepEvent",
+}
+
+
+def test_public_names_are_pinned():
+    """The SDK exports exactly the pinned public names, each importable from durableflow."""
+    assert set(durableflow.__all__) == EXPECTED
+    for name in EXPECTED:
+        assert getattr(durableflow, name) is not None
+
+
+def test_error_tree_has_one_root():
+    """Every durableflow error derives from WorkflowError and keeps builtin meanings."""
+    for name in durableflow.__all__:
+        obj = getattr(durableflow, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, durableflow.WorkflowError), name
+    assert issubclass(durableflow.ValidationError, ValueError)
+    assert issubclass(durableflow.EventTimeoutError, TimeoutError)
+    assert issubclass(durableflow.NotFoundError, LookupError)
+
+
+def test_sdk_never_imports_the_runtime():
+    """Importing the SDK (and its testing kit) does not load the runtime package."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, durableflow, durableflow.testing; "
+        "assert not any(m.startswith('durableflow_runtime') for m in sys.modules), sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
