@@ -615,6 +615,7 @@ class Engine:
         self._hooks: Callable[[str, str], InstanceHooks | None] | None = None
         self._active: dict[tuple[str, str], _Activation] = {}
         self._finished: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._running = 0  # activations launched and not yet ended
         self._wake = asyncio.Event()
         self._scheduler: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[str, str, str | None], None]] = []
@@ -644,7 +645,7 @@ class Engine:
             self._scheduler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._scheduler
-        tasks = [a.task for a in self._active.values() if a.task is not None]
+        tasks = list(self._finished.values())
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=grace)
             for task in pending:
@@ -702,7 +703,7 @@ class Engine:
         clock = self.clock
         while True:
             self._wake.clear()
-            free = self.max_concurrency - len(self._active)
+            free = self.max_concurrency - self._running
             if free > 0:
                 try:
                     leases = await store.claim(clock.now(), free)
@@ -719,7 +720,7 @@ class Engine:
             next_at = await store.next_run_at() if free > 0 else None
             if self._wake.is_set():
                 continue
-            if not self._active and clock.idle(next_at):
+            if not self._running and clock.idle(next_at):
                 continue
             timer: asyncio.Task[None] | None = None
             if next_at is not None:
@@ -745,6 +746,7 @@ class Engine:
             return
         previous = self._finished.pop(key, None)
         task = asyncio.create_task(self._activate(spec, lease, previous))
+        self._running += 1
         self._finished[key] = task
         task.add_done_callback(lambda t: self._forget(key, t))
 
@@ -756,9 +758,9 @@ class Engine:
         self, spec: WorkflowSpec, lease: Lease, previous: asyncio.Task[None] | None
     ) -> None:
         key = (lease.workflow, lease.id)
-        if previous is not None and not previous.done():
-            await asyncio.wait([previous])  # a cancelled activation of the same instance
         try:
+            if previous is not None and not previous.done():
+                await asyncio.wait([previous])  # a cancelled activation of the same instance
             row = await self.store.get_instance(lease.workflow, lease.id)
             if row is None or row.epoch != lease.epoch:
                 return
@@ -775,7 +777,9 @@ class Engine:
         except Exception:
             log.exception("instance %s/%s: activation failed", *key)
         finally:
-            self._active.pop(key, None)
+            if self._active.get(key) is not None and self._active[key].lease == lease:
+                del self._active[key]
+            self._running -= 1
             self.kick()
 
     async def _drive(self, act: _Activation, params: bytes | None, created_at: float) -> None:
