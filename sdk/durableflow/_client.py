@@ -166,8 +166,7 @@ class _HttpApi:
             ) from None
         except TimeoutError:
             raise TimeoutError(
-                f"the durableflow host at {self.url} did not answer within "
-                f"{self.timeout + wait:g}s"
+                f"the durableflow host at {self.url} did not answer within {self.timeout + wait:g}s"
             ) from None
         if status >= 400:
             raise _error_from(status, raw, url)

@@ -1,0 +1,453 @@
+"""``durableflow.toml``: where the host finds the user's workflows, its storage and its port.
+
+The file is read with ``tomllib``; every mistake is a :class:`ConfigError` whose message
+is one line naming the file, the key and what was expected::
+
+    main = "app.py"                    # a file beside this one, or a dotted module
+    app = "app:routes"                 # optional aiohttp RouteTableDef or app factory
+
+    [storage]
+    url = "sqlite:///.durableflow/state.db"
+
+    [server]
+    host = "127.0.0.1"
+    port = 8787
+    token = "..."                      # or env DURABLEFLOW_TOKEN
+
+    [[workflows]]
+    name = "order-processing"
+    binding = "ORDER_FLOW"
+    class_name = "OrderWorkflow"
+    retries = { limit = 5, delay = "10 seconds", backoff = "exponential" }
+    timeout = "10 minutes"
+
+Relative SQLite paths are relative to the directory holding the config file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import keyword
+import os
+import sys
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import attrs
+from durableflow import ValidationError, WorkflowEntrypoint
+from durableflow._config import resolve_config
+from durableflow._types import check_id
+
+from .engine import WorkflowSpec
+
+__all__ = [
+    "DEFAULT_CONFIG_NAME",
+    "DEFAULT_STORAGE_URL",
+    "Config",
+    "ConfigError",
+    "ServerConfig",
+    "WorkflowConfig",
+    "build_specs",
+    "load_config",
+    "load_main_module",
+    "load_workflow_classes",
+    "resolve_storage_url",
+]
+
+DEFAULT_CONFIG_NAME = "durableflow.toml"
+DEFAULT_STORAGE_URL = "sqlite:///.durableflow/state.db"
+TOKEN_ENV = "DURABLEFLOW_TOKEN"
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+
+_TOP_KEYS = ("main", "app", "storage", "server", "workflows")
+_STORAGE_KEYS = ("url", "durability")
+_SERVER_KEYS = ("host", "port", "token", "max_body_bytes")
+_WORKFLOW_KEYS = ("name", "binding", "class_name", "retries", "timeout")
+
+
+class ConfigError(ValidationError):
+    """The config file is missing, unreadable, or says something the host cannot do."""
+
+
+@attrs.frozen
+class ServerConfig:
+    """The ``[server]`` table.
+
+    Attributes:
+        host: Interface to listen on.
+        port: TCP port.
+        token: Bearer token every ``/api`` request must carry (``None``: no auth).
+            The ``DURABLEFLOW_TOKEN`` environment variable, when set, takes precedence.
+        max_body_bytes: Largest request body accepted (HTTP 413 above it).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8787
+    token: str | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    @property
+    def url(self) -> str:
+        """The URL a client on this machine reaches the host at."""
+        host = self.host
+        if host in ("0.0.0.0", "", "::"):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
+@attrs.frozen
+class WorkflowConfig:
+    """One ``[[workflows]]`` entry.
+
+    Attributes:
+        name: The workflow's name (URL segment).
+        binding: The attribute under which ``env`` exposes it.
+        class_name: The ``WorkflowEntrypoint`` subclass in ``main``.
+        retries: Default retry policy of its steps (the dict form), if set.
+        timeout: Default per-attempt timeout of its steps, if set.
+    """
+
+    name: str
+    binding: str
+    class_name: str
+    retries: Mapping[str, Any] | None = None
+    timeout: str | int | float | None = None
+
+
+@attrs.frozen
+class Config:
+    """A loaded ``durableflow.toml``.
+
+    Attributes:
+        path: The config file (absolute).
+        base_dir: Its directory; relative paths in it are relative to this.
+        main: The ``main`` entry as written (a file path or a dotted module).
+        app: ``"module:attribute"`` of user routes to mount, if any.
+        storage_url: The store URL, SQLite paths made absolute.
+        storage_durability: ``[storage] durability`` (``"normal"``/``"full"``), if set.
+        server: The ``[server]`` table.
+        workflows: The ``[[workflows]]`` entries, in file order.
+    """
+
+    path: Path
+    base_dir: Path
+    main: str
+    app: str | None
+    storage_url: str
+    server: ServerConfig
+    workflows: list[WorkflowConfig]
+    storage_durability: str | None = None
+
+
+def _where(path: Path, key: str) -> str:
+    return f"{path}: {key}"
+
+
+def _expect(value: object, kind: type | tuple[type, ...], path: Path, key: str, what: str) -> Any:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ConfigError(f"{_where(path, key)} must be {what}, not {value!r}")
+    return value
+
+
+def _check_keys(table: Mapping[str, Any], allowed: tuple[str, ...], path: Path, where: str) -> None:
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key(s) {', '.join(map(repr, unknown))} in {where} "
+            f"(allowed: {', '.join(allowed)})"
+        )
+
+
+def resolve_storage_url(url: str, base_dir: Path) -> str:
+    """Make a relative ``sqlite:///`` path absolute against ``base_dir``.
+
+    Other URLs (``postgresql://...``) are returned as they are.
+    """
+    parsed = urlparse(url)
+    if parsed.scheme != "sqlite":
+        return url
+    raw = unquote(parsed.netloc + parsed.path)
+    if raw.startswith("//"):
+        return url  # sqlite:////absolute/path.db
+    relative = raw[1:] if raw.startswith("/") else raw
+    if not relative:
+        raise ConfigError(f"storage url {url!r} names no file")
+    return "sqlite:///" + str((base_dir / relative).resolve())
+
+
+def default_binding(name: str) -> str:
+    """The binding a workflow gets when the config names none: ``order-flow`` -> ``ORDER_FLOW``."""
+    return name.upper().replace("-", "_")
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read and check a ``durableflow.toml``.
+
+    Args:
+        path: The file (``None``: ``./durableflow.toml``). A directory means the
+            ``durableflow.toml`` inside it.
+
+    Returns:
+        The config, with defaults filled in and SQLite paths made absolute.
+
+    Raises:
+        ConfigError: The file is missing or not TOML, or a key is unknown, missing or of
+            the wrong type, or a workflow name or binding is invalid or used twice.
+    """
+    if path is None:
+        path = Path.cwd() / DEFAULT_CONFIG_NAME
+    path = Path(path)
+    if path.is_dir():
+        path = path / DEFAULT_CONFIG_NAME
+    path = path.absolute()
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no config file at {path} (create a durableflow.toml or pass --config)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    base_dir = path.parent
+    _check_keys(data, _TOP_KEYS, path, "the top level")
+
+    main = data.get("main")
+    if main is None:
+        raise ConfigError(
+            f"{path}: 'main' is missing (the Python file or module of your workflows)"
+        )
+    _expect(main, str, path, "main", "a file path or a dotted module name")
+    if not main.strip():
+        raise ConfigError(f"{path}: 'main' is empty")
+    app = data.get("app")
+    if app is not None:
+        _expect(app, str, path, "app", "'module:attribute'")
+        if app.count(":") != 1 or not all(part.strip() for part in app.split(":")):
+            raise ConfigError(f"{path}: app must be 'module:attribute', not {app!r}")
+
+    storage = _expect(data.get("storage", {}), dict, path, "[storage]", "a table")
+    _check_keys(storage, _STORAGE_KEYS, path, "[storage]")
+    url = _expect(storage.get("url", DEFAULT_STORAGE_URL), str, path, "storage.url", "a string")
+    durability = storage.get("durability")
+    if durability is not None and durability not in ("normal", "full"):
+        raise ConfigError(
+            f"{path}: storage.durability must be 'normal' or 'full', not {durability!r}"
+        )
+    try:
+        storage_url = resolve_storage_url(url, base_dir)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc.message}") from None
+
+    server_table = _expect(data.get("server", {}), dict, path, "[server]", "a table")
+    _check_keys(server_table, _SERVER_KEYS, path, "[server]")
+    host = _expect(server_table.get("host", "127.0.0.1"), str, path, "server.host", "a string")
+    port = _expect(server_table.get("port", 8787), int, path, "server.port", "an integer")
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{path}: server.port must be between 0 and 65535, not {port}")
+    token = server_table.get("token")
+    if token is not None:
+        _expect(token, str, path, "server.token", "a string")
+    env_token = os.environ.get(TOKEN_ENV)
+    if env_token:
+        token = env_token
+    max_body = _expect(
+        server_table.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
+        int,
+        path,
+        "server.max_body_bytes",
+        "an integer",
+    )
+    if max_body < 1024:
+        raise ConfigError(f"{path}: server.max_body_bytes must be at least 1024, not {max_body}")
+    server = ServerConfig(host=host, port=port, token=token or None, max_body_bytes=max_body)
+
+    entries = _expect(data.get("workflows", []), list, path, "[[workflows]]", "an array of tables")
+    workflows: list[WorkflowConfig] = []
+    names: set[str] = set()
+    bindings: set[str] = set()
+    for index, entry in enumerate(entries):
+        where = f"workflows[{index}]"
+        _expect(entry, dict, path, where, "a table")
+        _check_keys(entry, _WORKFLOW_KEYS, path, where)
+        for required in ("name", "class_name"):
+            if required not in entry:
+                raise ConfigError(f"{path}: {where} has no {required!r}")
+        name = _expect(entry["name"], str, path, f"{where}.name", "a string")
+        try:
+            check_id(name, what="workflow name", max_length=64)
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: {where}: {exc.message}") from None
+        where = f"workflow {name!r}"
+        if name in names:
+            raise ConfigError(f"{path}: workflow name {name!r} is used twice")
+        names.add(name)
+        binding = _expect(
+            entry.get("binding", default_binding(name)), str, path, f"{where} binding", "a string"
+        )
+        if not binding.isidentifier() or keyword.iskeyword(binding) or binding.startswith("_"):
+            raise ConfigError(
+                f"{path}: {where}: binding {binding!r} is not a valid Python attribute name"
+            )
+        if binding in bindings:
+            raise ConfigError(f"{path}: binding {binding!r} is used twice")
+        bindings.add(binding)
+        class_name = _expect(entry["class_name"], str, path, f"{where} class_name", "a string")
+        if not class_name.isidentifier():
+            raise ConfigError(f"{path}: {where}: class_name {class_name!r} is not a class name")
+        retries = entry.get("retries")
+        if retries is not None:
+            _expect(retries, dict, path, f"{where} retries", "a table")
+        timeout = entry.get("timeout")
+        if timeout is not None:
+            _expect(timeout, (str, int, float), path, f"{where} timeout", "a duration")
+        workflow = WorkflowConfig(
+            name=name, binding=binding, class_name=class_name, retries=retries, timeout=timeout
+        )
+        try:
+            _defaults(workflow)
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: {where}: {exc.message}") from None
+        workflows.append(workflow)
+    if not workflows:
+        raise ConfigError(f"{path}: no [[workflows]] entry: declare at least one workflow")
+
+    return Config(
+        path=path,
+        base_dir=base_dir,
+        main=main.strip(),
+        app=app,
+        storage_url=storage_url,
+        storage_durability=durability,
+        server=server,
+        workflows=workflows,
+    )
+
+
+def _defaults(workflow: WorkflowConfig) -> Any:
+    step_config: dict[str, Any] = {}
+    if workflow.retries is not None:
+        step_config["retries"] = dict(workflow.retries)
+    if workflow.timeout is not None:
+        step_config["timeout"] = workflow.timeout
+    return resolve_config(step_config)
+
+
+def _is_file_reference(main: str) -> bool:
+    return main.endswith(".py") or "/" in main or os.sep in main
+
+
+def load_main_module(config: Config) -> ModuleType:
+    """Import ``main``: a Python file relative to the config, or a dotted module.
+
+    The config's directory is put on ``sys.path`` first, so ``main`` may import its
+    sibling modules.
+
+    Raises:
+        ConfigError: The file or module does not exist, or importing it failed (the
+            message names the exception raised while importing).
+    """
+    base = str(config.base_dir)
+    if base not in sys.path:
+        sys.path.insert(0, base)
+    main = config.main
+    if _is_file_reference(main):
+        file = (config.base_dir / main).resolve()
+        if not file.is_file():
+            raise ConfigError(f"{config.path}: main file {main!r} not found (looked at {file})")
+        module_name = file.stem
+        existing = sys.modules.get(module_name)
+        if existing is not None and getattr(existing, "__file__", None) == str(file):
+            return existing
+        spec = importlib.util.spec_from_file_location(module_name, file)
+        if spec is None or spec.loader is None:
+            raise ConfigError(f"{config.path}: cannot import main file {file}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            sys.modules.pop(module_name, None)
+            raise ConfigError(f"importing {file} failed: {type(exc).__name__}: {exc}") from exc
+        return module
+    try:
+        return importlib.import_module(main)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and main.startswith(exc.name):
+            raise ConfigError(
+                f"{config.path}: main module {main!r} not found (searched {base} and sys.path)"
+            ) from None
+        raise ConfigError(f"importing {main} failed: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        raise ConfigError(f"importing {main} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def load_workflow_classes(
+    config: Config, module: ModuleType | None = None
+) -> dict[str, type[WorkflowEntrypoint[Any, Any]]]:
+    """Find each workflow's class in ``main``.
+
+    Args:
+        config: The loaded config.
+        module: ``main`` when already imported (default: import it).
+
+    Returns:
+        Workflow name -> its ``WorkflowEntrypoint`` subclass, in config order.
+
+    Raises:
+        ConfigError: ``main`` cannot be imported, a class is missing, or is not a
+            ``WorkflowEntrypoint`` subclass.
+    """
+    if module is None:
+        module = load_main_module(config)
+    classes: dict[str, type[WorkflowEntrypoint[Any, Any]]] = {}
+    for workflow in config.workflows:
+        cls = getattr(module, workflow.class_name, None)
+        if cls is None:
+            raise ConfigError(
+                f"workflow {workflow.name!r}: class {workflow.class_name!r} not found in "
+                f"{config.main}"
+            )
+        if not isinstance(cls, type) or not issubclass(cls, WorkflowEntrypoint):
+            raise ConfigError(
+                f"workflow {workflow.name!r}: {config.main}:{workflow.class_name} is not a "
+                "subclass of durableflow.WorkflowEntrypoint"
+            )
+        classes[workflow.name] = cls
+    return classes
+
+
+def build_specs(
+    config: Config, classes: Mapping[str, type[WorkflowEntrypoint[Any, Any]]] | None = None
+) -> list[WorkflowSpec]:
+    """The engine's ``WorkflowSpec`` for each configured workflow.
+
+    Per-workflow ``retries``/``timeout`` become the spec's step defaults.
+
+    Args:
+        config: The loaded config.
+        classes: The workflow classes (default: :func:`load_workflow_classes`).
+
+    Raises:
+        ConfigError: As :func:`load_workflow_classes`.
+    """
+    if classes is None:
+        classes = load_workflow_classes(config)
+    return [
+        WorkflowSpec(
+            name=workflow.name,
+            cls=classes[workflow.name],
+            binding=workflow.binding,
+            defaults=_defaults(workflow),
+        )
+        for workflow in config.workflows
+    ]

@@ -1,0 +1,241 @@
+"""The host process: load the config, run the engine, serve the HTTP API, stop gracefully.
+
+Start-up checks everything that can be wrong before it listens (config, workflow classes,
+user routes, the storage lock, the bind address) and fails with one
+:class:`StartupError` line. SIGTERM and SIGINT stop it: the HTTP server stops taking
+requests, running steps get ``grace`` seconds to finish, and whatever is cut off resumes
+on the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import ipaddress
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from aiohttp import web
+from durableflow import ValidationError
+
+from .config import Config, ConfigError, build_specs, load_main_module, load_workflow_classes
+from .engine import Engine
+from .server import ApiSettings, build_app, mount_user_app, workflow_info
+from .store.base import open_store
+
+__all__ = ["HostOptions", "StartupError", "check_bind", "run_host"]
+
+log = logging.getLogger("durableflow.host")
+
+
+class StartupError(Exception):
+    """The host cannot start; the message is one line saying why."""
+
+
+@attrs.frozen
+class HostOptions:
+    """What ``durableflow serve`` may override on top of the config.
+
+    Attributes:
+        host: Interface to listen on (default: the config's).
+        port: Port (default: the config's; 0 picks a free one).
+        storage_url: Store URL (default: the config's).
+        insecure: Allow a non-loopback interface without a token.
+        grace: Seconds running steps get to finish at shutdown.
+        access_log: Log every HTTP request.
+    """
+
+    host: str | None = None
+    port: int | None = None
+    storage_url: str | None = None
+    insecure: bool = False
+    grace: float = 10.0
+    access_log: bool = False
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None, insecure: bool) -> None:
+    """Refuse to expose an unauthenticated API beyond this machine.
+
+    Raises:
+        StartupError: ``host`` is not a loopback address, no token is set, and
+            ``insecure`` is false.
+    """
+    if not _is_loopback(host) and not token and not insecure:
+        raise StartupError(
+            f"refusing to listen on {host} without a token: set [server] token or "
+            "DURABLEFLOW_TOKEN, or pass --insecure to allow it"
+        )
+
+
+def _load_app_target(config: Config) -> Any:
+    assert config.app is not None
+    module_name, attribute = (part.strip() for part in config.app.split(":"))
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            raise ConfigError(f"app {config.app!r}: module {module_name!r} not found") from None
+        raise ConfigError(f"importing {module_name} failed: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        raise ConfigError(f"importing {module_name} failed: {type(exc).__name__}: {exc}") from exc
+    target = getattr(module, attribute, None)
+    if target is None:
+        raise ConfigError(f"app {config.app!r}: {module_name} has no attribute {attribute!r}")
+    return target
+
+
+class Host:
+    """One running host: an engine and its HTTP server."""
+
+    def __init__(self, config: Config, options: HostOptions) -> None:
+        self.config = config
+        self.options = options
+        self.engine: Engine | None = None
+        self.runner: web.AppRunner | None = None
+        self.settings = ApiSettings(
+            token=config.server.token, max_body_bytes=config.server.max_body_bytes
+        )
+        self.addresses: list[tuple[str, int]] = []
+
+    async def start(self) -> None:
+        """Load everything, open the store, start the engine, listen.
+
+        Raises:
+            StartupError: Anything that keeps the host from starting (one line).
+        """
+        config, options = self.config, self.options
+        host = options.host or config.server.host
+        port = config.server.port if options.port is None else options.port
+        check_bind(host, config.server.token, options.insecure)
+        try:
+            module = load_main_module(config)
+            classes = load_workflow_classes(config, module)
+            specs = build_specs(config, classes)
+            target = _load_app_target(config) if config.app else None
+            url = options.storage_url or config.storage_url
+            store_options: dict[str, Any] = {}
+            if config.storage_durability and url.startswith("sqlite:"):
+                store_options["durability"] = config.storage_durability
+            store = open_store(url, **store_options)
+            engine = Engine(store, specs)
+        except ValidationError as exc:
+            raise StartupError(exc.message) from exc
+        self.settings.workflows = workflow_info(
+            engine, {w.name: w.class_name for w in config.workflows}
+        )
+        try:
+            await engine.start()
+        except ValidationError as exc:
+            raise StartupError(exc.message) from exc
+        except OSError as exc:
+            raise StartupError(f"cannot open storage {url}: {exc.strerror or exc}") from exc
+        self.engine = engine
+        try:
+            await self._listen(engine, target, host, port)
+        except BaseException:
+            await self._stop_http()
+            await engine.stop(0)
+            raise
+
+    async def _listen(self, engine: Engine, target: Any, host: str, port: int) -> None:
+        user_app: web.Application | None = None
+        routes: Any = None
+        if target is not None:
+            try:
+                user_app, routes = await mount_user_app(target, engine.env)
+            except ValidationError as exc:
+                raise StartupError(f"app {self.config.app!r}: {exc.message}") from exc
+            except Exception as exc:
+                raise StartupError(
+                    f"app {self.config.app!r}: the app factory failed: {type(exc).__name__}: {exc}"
+                ) from exc
+        app = build_app(engine, self.settings, app=user_app)
+        if routes is not None:
+            try:
+                app.router.add_routes(routes)
+            except (ValueError, RuntimeError) as exc:
+                raise StartupError(
+                    f"app {self.config.app!r}: cannot add its routes: {exc}"
+                ) from exc
+        self.runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            access_log=logging.getLogger("durableflow.access") if self.options.access_log else None,
+            shutdown_timeout=5.0,
+        )
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        self.addresses = [(str(a[0]), int(a[1])) for a in self.runner.addresses]
+
+    async def _stop_http(self) -> None:
+        self.settings.stopping.set()
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    async def stop(self) -> None:
+        """Stop taking requests, then give running steps ``grace`` seconds, then close."""
+        await self._stop_http()
+        if self.engine is not None:
+            await self.engine.stop(self.options.grace)
+            self.engine = None
+
+
+async def run_host(
+    config: Config,
+    options: HostOptions,
+    *,
+    on_ready: Callable[[Host], None] | None = None,
+) -> None:
+    """Run the host until SIGTERM or SIGINT.
+
+    Raises:
+        StartupError: It could not start (one line; nothing is left running).
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second %s: the host is already stopping", signal.Signals(signum).name)
+            return
+        log.info("%s: stopping (grace %gs)", signal.Signals(signum).name, options.grace)
+        stop.set()
+
+    for signum in signals:
+        loop.add_signal_handler(signum, on_signal, signum)
+    host = Host(config, options)
+    started = False
+    try:
+        await host.start()
+        started = True
+        if on_ready is not None:
+            on_ready(host)
+        await stop.wait()
+    finally:
+        await host.stop()
+        if started:
+            log.info("stopped")
+        for signum in signals:
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(signum)
+        sys.stdout.flush()

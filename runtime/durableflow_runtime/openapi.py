@@ -1,0 +1,496 @@
+"""The OpenAPI 3.1 document of the host's HTTP API, served at ``GET /api/openapi.json``.
+
+Built in code so that it lives beside the routes; a test checks that every route the
+server registers is described here, and that nothing here is missing from the server.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+__all__ = ["build_openapi"]
+
+_STATUSES = [
+    "queued",
+    "running",
+    "paused",
+    "errored",
+    "terminated",
+    "complete",
+    "waiting",
+    "waitingForPause",
+    "unknown",
+]
+
+_ID_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9_-]*$"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+_TIME = _nullable({"type": "string", "format": "date-time"})
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {
+                        "type": "string",
+                        "description": "Machine-readable: invalid_json, invalid_request, "
+                        "invalid_params, limit_exceeded, unauthorized, not_found, "
+                        "method_not_allowed, instance_exists, invalid_transition, "
+                        "payload_too_large, internal.",
+                    },
+                    "message": {"type": "string", "description": "One sentence for a human."},
+                },
+            }
+        },
+    },
+    "Status": {"type": "string", "enum": _STATUSES},
+    "ErrorInfo": _nullable(
+        {
+            "type": "object",
+            "required": ["name", "message"],
+            "properties": {"name": {"type": "string"}, "message": {"type": "string"}},
+        }
+    ),
+    "InstanceRef": {
+        "type": "object",
+        "required": ["id", "status"],
+        "properties": {"id": {"type": "string"}, "status": _ref("Status")},
+    },
+    "CreateInstance": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "id": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 100,
+                "pattern": _ID_PATTERN,
+                "description": "Default: a new UUID4 string.",
+            },
+            "params": {"description": "The instance's params (any JSON value)."},
+        },
+    },
+    "CreateBatch": {
+        "type": "object",
+        "required": ["instances"],
+        "additionalProperties": False,
+        "properties": {
+            "instances": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 100,
+                "items": _ref("CreateInstance"),
+            }
+        },
+    },
+    "BatchCreated": {
+        "type": "object",
+        "required": ["instances"],
+        "properties": {"instances": {"type": "array", "items": _ref("InstanceRef")}},
+    },
+    "Workflow": {
+        "type": "object",
+        "required": ["name", "binding", "class_name"],
+        "properties": {
+            "name": {"type": "string"},
+            "binding": {"type": "string"},
+            "class_name": {"type": "string"},
+            "module": {"type": "string"},
+            "params_type": _nullable({"type": "string"}),
+            "defaults": {
+                "type": "object",
+                "description": "Step config defaults (seconds).",
+                "properties": {
+                    "limit": {"type": "integer"},
+                    "delay": {"type": "number"},
+                    "backoff": {"type": "string", "enum": ["constant", "linear", "exponential"]},
+                    "timeout": {"type": "number"},
+                },
+            },
+        },
+    },
+    "WorkflowList": {
+        "type": "object",
+        "required": ["workflows"],
+        "properties": {"workflows": {"type": "array", "items": _ref("Workflow")}},
+    },
+    "InstanceSummary": {
+        "type": "object",
+        "required": ["id", "status", "error", "created_at", "started_at", "ended_at"],
+        "properties": {
+            "id": {"type": "string"},
+            "status": _ref("Status"),
+            "error": _ref("ErrorInfo"),
+            "created_at": {"type": "string", "format": "date-time"},
+            "started_at": _TIME,
+            "ended_at": _TIME,
+        },
+    },
+    "InstanceList": {
+        "type": "object",
+        "required": ["instances", "next_cursor"],
+        "properties": {
+            "instances": {"type": "array", "items": _ref("InstanceSummary")},
+            "next_cursor": _nullable({"type": "string"}),
+        },
+    },
+    "Attempt": {
+        "type": "object",
+        "required": ["started_at", "ended_at", "error"],
+        "properties": {"started_at": _TIME, "ended_at": _TIME, "error": _ref("ErrorInfo")},
+    },
+    "Step": {
+        "type": "object",
+        "required": [
+            "name",
+            "type",
+            "status",
+            "attempts",
+            "attempt_log",
+            "output",
+            "error",
+            "started_at",
+            "ended_at",
+            "wake_at",
+        ],
+        "properties": {
+            "name": {"type": "string"},
+            "count": {"type": "integer", "description": "1-based occurrence of the name."},
+            "type": {"type": "string", "enum": ["do", "sleep", "wait_for_event"]},
+            "status": {
+                "type": "string",
+                "description": "running, retrying, waiting, complete or failed.",
+            },
+            "attempts": {"type": "integer"},
+            "attempt_log": {"type": "array", "items": _ref("Attempt")},
+            "output": {"description": "The step's result (any JSON value)."},
+            "error": _ref("ErrorInfo"),
+            "started_at": _TIME,
+            "ended_at": _TIME,
+            "wake_at": {
+                **_TIME,
+                "description": "When a sleep, a wait's timeout or a pending retry is due.",
+            },
+        },
+    },
+    "InstanceDetail": {
+        "type": "object",
+        "required": [
+            "id",
+            "status",
+            "error",
+            "output",
+            "params",
+            "created_at",
+            "started_at",
+            "ended_at",
+            "steps",
+        ],
+        "properties": {
+            "id": {"type": "string"},
+            "workflow": {"type": "string"},
+            "status": _ref("Status"),
+            "error": _ref("ErrorInfo"),
+            "output": {"description": "What run() returned (any JSON value)."},
+            "params": {"description": "The params given at creation (any JSON value)."},
+            "created_at": {"type": "string", "format": "date-time"},
+            "started_at": _TIME,
+            "ended_at": _TIME,
+            "steps": {"type": "array", "items": _ref("Step")},
+        },
+    },
+    "InstanceStatus": {
+        "type": "object",
+        "required": ["id", "status", "error", "output"],
+        "properties": {
+            "id": {"type": "string"},
+            "status": _ref("Status"),
+            "error": _ref("ErrorInfo"),
+            "output": {"description": "What run() returned, once complete."},
+        },
+    },
+    "InstanceResult": {
+        "type": "object",
+        "required": ["id", "status", "error", "output", "done"],
+        "properties": {
+            "id": {"type": "string"},
+            "status": _ref("Status"),
+            "error": _ref("ErrorInfo"),
+            "output": {"description": "What run() returned, once complete."},
+            "done": {
+                "type": "boolean",
+                "description": "True once the instance is complete, errored or terminated.",
+            },
+        },
+    },
+    "EventAccepted": {
+        "type": "object",
+        "required": ["id", "type"],
+        "properties": {"id": {"type": "string"}, "type": {"type": "string"}},
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string", "const": "ok"}},
+    },
+}
+
+
+def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _ok(status: str, description: str, schema: str) -> dict[str, Any]:
+    return {status: {"description": description, "content": _json_content(_ref(schema))}}
+
+
+def _errors(*statuses: str) -> dict[str, Any]:
+    text = {
+        "400": "Bad JSON, a bad id, params or query parameter.",
+        "401": "Missing or wrong bearer token.",
+        "404": "Unknown workflow or instance.",
+        "409": "The id exists, or the instance's state does not allow the action.",
+        "413": "The body or a payload is over its size limit.",
+    }
+    return {s: {"description": text[s], "content": _json_content(_ref("Error"))} for s in statuses}
+
+
+def _param(name: str, where: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": where,
+        "required": where == "path",
+        "description": description,
+        "schema": schema,
+    }
+
+
+_NAME = _param("name", "path", "The workflow's name.", {"type": "string", "pattern": _ID_PATTERN})
+_ID = _param("id", "path", "The instance's id.", {"type": "string"})
+
+
+def _control(action: str, what: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "operationId": f"{action}Instance",
+            "summary": what,
+            "tags": ["instances"],
+            "parameters": [_NAME, _ID],
+            "responses": {
+                **_ok("200", "The instance's status afterwards.", "InstanceRef"),
+                **_errors("401", "404", "409"),
+            },
+        }
+    }
+
+
+@functools.cache
+def _document() -> dict[str, Any]:
+    paths: dict[str, Any] = {
+        "/healthz": {
+            "get": {
+                "operationId": "health",
+                "summary": "The host is up. Needs no token.",
+                "tags": ["host"],
+                "security": [],
+                "responses": _ok("200", "Up.", "Health"),
+            }
+        },
+        "/api/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document.",
+                "tags": ["host"],
+                "responses": {
+                    "200": {
+                        "description": "The OpenAPI 3.1 document.",
+                        "content": _json_content({"type": "object"}),
+                    },
+                    **_errors("401"),
+                },
+            }
+        },
+        "/api/workflows": {
+            "get": {
+                "operationId": "listWorkflows",
+                "summary": "The workflows this host runs.",
+                "tags": ["workflows"],
+                "responses": {**_ok("200", "The workflows.", "WorkflowList"), **_errors("401")},
+            }
+        },
+        "/api/workflows/{name}/instances": {
+            "post": {
+                "operationId": "createInstance",
+                "summary": "Create and start an instance.",
+                "tags": ["instances"],
+                "parameters": [_NAME],
+                "requestBody": {
+                    "required": False,
+                    "content": _json_content(_ref("CreateInstance")),
+                },
+                "responses": {
+                    **_ok("201", "Created.", "InstanceRef"),
+                    **_errors("400", "401", "404", "409", "413"),
+                },
+            },
+            "get": {
+                "operationId": "listInstances",
+                "summary": "Instances, newest first, one page at a time.",
+                "tags": ["instances"],
+                "parameters": [
+                    _NAME,
+                    _param("status", "query", "Only instances with this status.", _ref("Status")),
+                    _param(
+                        "limit",
+                        "query",
+                        "Page size (default 50).",
+                        {"type": "integer", "minimum": 1, "maximum": 1000},
+                    ),
+                    _param(
+                        "cursor",
+                        "query",
+                        "The next_cursor of the previous page.",
+                        {"type": "string"},
+                    ),
+                ],
+                "responses": {
+                    **_ok("200", "One page.", "InstanceList"),
+                    **_errors("400", "401", "404"),
+                },
+            },
+        },
+        "/api/workflows/{name}/instances/batch": {
+            "post": {
+                "operationId": "createInstances",
+                "summary": "Create up to 100 instances, all or nothing.",
+                "tags": ["instances"],
+                "parameters": [_NAME],
+                "requestBody": {"required": True, "content": _json_content(_ref("CreateBatch"))},
+                "responses": {
+                    **_ok("201", "All created.", "BatchCreated"),
+                    **_errors("400", "401", "404", "409", "413"),
+                },
+            }
+        },
+        "/api/workflows/{name}/instances/{id}": {
+            "get": {
+                "operationId": "describeInstance",
+                "summary": "Everything about an instance, with every step.",
+                "tags": ["instances"],
+                "parameters": [_NAME, _ID],
+                "responses": {
+                    **_ok("200", "The instance.", "InstanceDetail"),
+                    **_errors("401", "404"),
+                },
+            }
+        },
+        "/api/workflows/{name}/instances/{id}/status": {
+            "get": {
+                "operationId": "instanceStatus",
+                "summary": "Status, error and output only.",
+                "tags": ["instances"],
+                "parameters": [_NAME, _ID],
+                "responses": {
+                    **_ok("200", "The status.", "InstanceStatus"),
+                    **_errors("401", "404"),
+                },
+            }
+        },
+        "/api/workflows/{name}/instances/{id}/result": {
+            "get": {
+                "operationId": "instanceResult",
+                "summary": "Wait (long poll) until the instance ends, at most `timeout` seconds.",
+                "description": "Answers as soon as the instance is complete, errored or "
+                "terminated (`done: true`), or when the wait runs out (`done: false`). "
+                "Also answers early, with `done: false`, when the host shuts down.",
+                "tags": ["instances"],
+                "parameters": [
+                    _NAME,
+                    _ID,
+                    _param(
+                        "timeout",
+                        "query",
+                        "Seconds to wait at most (default 30, at most 300; 0 answers at once).",
+                        {"type": "number", "minimum": 0, "maximum": 300},
+                    ),
+                ],
+                "responses": {
+                    **_ok("200", "The status when the wait ended.", "InstanceResult"),
+                    **_errors("400", "401", "404"),
+                },
+            }
+        },
+        "/api/workflows/{name}/instances/{id}/pause": _control(
+            "pause", "Pause; a running step finishes first (waitingForPause)."
+        ),
+        "/api/workflows/{name}/instances/{id}/resume": _control("resume", "Resume a paused one."),
+        "/api/workflows/{name}/instances/{id}/terminate": _control("terminate", "Stop for good."),
+        "/api/workflows/{name}/instances/{id}/restart": _control(
+            "restart", "Clear the history and run again from the start."
+        ),
+        "/api/workflows/{name}/instances/{id}/events/{type}": {
+            "post": {
+                "operationId": "sendEvent",
+                "summary": "Deliver an event; the first wait_for_event for its type takes it.",
+                "tags": ["instances"],
+                "parameters": [
+                    _NAME,
+                    _ID,
+                    _param(
+                        "type",
+                        "path",
+                        "The event's type.",
+                        {"type": "string", "pattern": _ID_PATTERN, "maxLength": 100},
+                    ),
+                ],
+                "requestBody": {
+                    "required": False,
+                    "description": "The event's payload: any JSON value (empty: null).",
+                    "content": _json_content({}),
+                },
+                "responses": {
+                    **_ok(
+                        "202", "Stored; delivered when the instance waits for it.", "EventAccepted"
+                    ),
+                    **_errors("400", "401", "404", "409", "413"),
+                },
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "durableflow host API",
+            "version": "1",
+            "description": "Create and steer durable workflow instances. Errors are "
+            '`{"error": {"code", "message"}}`. When the host has a token, every /api '
+            "request needs `Authorization: Bearer <token>`.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": _SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def build_openapi() -> dict[str, Any]:
+    """The OpenAPI 3.1 document (a fresh copy the caller may change)."""
+    return copy.deepcopy(_document())

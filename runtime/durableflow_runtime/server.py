@@ -1,0 +1,581 @@
+"""The host's aiohttp application: the binding API over HTTP, and the user's routes.
+
+Every answer is JSON. Errors are ``{"error": {"code", "message"}}`` with a status that
+says what kind of mistake it was; no HTML page or traceback ever reaches a client:
+
+=====  ======================================================================
+400    ``invalid_json``, ``invalid_request``, ``invalid_params``, ``limit_exceeded``
+401    ``unauthorized`` (``/api`` needs ``Authorization: Bearer <token>`` when set)
+404    ``not_found`` (unknown route, workflow or instance)
+405    ``method_not_allowed``
+409    ``instance_exists``, ``invalid_transition``
+413    ``payload_too_large`` (request body), ``limit_exceeded`` (params, payload)
+500    ``internal`` (logged on the host with its traceback)
+=====  ======================================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import inspect
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import attrs
+import orjson
+from aiohttp import web
+from durableflow import (
+    InstanceExistsError,
+    InvalidParamsError,
+    InvalidTransitionError,
+    LimitExceededError,
+    NotFoundError,
+    SerializationError,
+    ValidationError,
+    WorkflowError,
+)
+from durableflow._types import check_id
+from durableflow.web import ENV_KEY
+
+from .engine import Engine
+from .openapi import build_openapi
+from .store.base import FINAL_STATUSES
+
+__all__ = [
+    "ENGINE_KEY",
+    "SETTINGS_KEY",
+    "ApiError",
+    "ApiSettings",
+    "build_app",
+    "mount_user_app",
+]
+
+log = logging.getLogger("durableflow.server")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Longest wait a client may ask of ``GET .../result?timeout=`` (seconds).
+MAX_RESULT_WAIT = 300.0
+DEFAULT_RESULT_WAIT = 30.0
+CONTROL_ACTIONS = ("pause", "resume", "terminate", "restart")
+
+
+@attrs.define
+class ApiSettings:
+    """What the HTTP layer needs besides the engine.
+
+    Attributes:
+        token: Bearer token required on ``/api`` (``None``: open).
+        max_body_bytes: Largest request body accepted.
+        workflows: What ``GET /api/workflows`` lists, one dict per workflow.
+        stopping: Set when the host shuts down: long polls answer at once.
+    """
+
+    token: str | None = None
+    max_body_bytes: int = 16 * 1024 * 1024
+    workflows: list[dict[str, Any]] = attrs.field(factory=list)
+    stopping: asyncio.Event = attrs.field(factory=asyncio.Event)
+
+
+ENGINE_KEY: web.AppKey[Engine] = web.AppKey("durableflow.engine", Engine)
+SETTINGS_KEY: web.AppKey[ApiSettings] = web.AppKey("durableflow.settings", ApiSettings)
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, a machine-readable code and a message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """The JSON error answer ``{"error": {"code", "message"}}``."""
+    return _json({"error": {"code": code, "message": message}}, status, headers)
+
+
+def _from_workflow_error(exc: WorkflowError) -> tuple[int, str]:
+    if isinstance(exc, NotFoundError):
+        return 404, "not_found"
+    if isinstance(exc, InstanceExistsError):
+        return 409, "instance_exists"
+    if isinstance(exc, InvalidTransitionError):
+        return 409, "invalid_transition"
+    if isinstance(exc, LimitExceededError):
+        return 413, "limit_exceeded"
+    if isinstance(exc, InvalidParamsError):
+        return 400, "invalid_params"
+    if isinstance(exc, ValidationError | SerializationError):
+        return 400, "invalid_request"
+    return 500, "internal"
+
+
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _is_api(request: web.Request) -> bool:
+    return request.path == "/api" or request.path.startswith("/api/")
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every error into the JSON error shape; never let a traceback out."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    except WorkflowError as exc:
+        status, code = _from_workflow_error(exc)
+        if status == 500:
+            log.error("%s %s: %s", request.method, request.path, exc, exc_info=exc)
+            return error_response(500, "internal", "internal error (see the host's log)")
+        return error_response(status, code, exc.message)
+    except web.HTTPException as exc:
+        routing_failed = request.match_info.http_exception is not None
+        if exc.status < 400 or not (routing_failed or _is_api(request) or exc.status == 413):
+            raise  # a redirect, or a user route's own answer
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        if exc.status == 404:
+            message = f"no route {request.method} {request.path}"
+        elif exc.status == 405:
+            allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
+            message = f"{request.method} is not allowed on {request.path} (allowed: {allowed})"
+        elif exc.status == 413:
+            limit = request.app[SETTINGS_KEY].max_body_bytes if SETTINGS_KEY in request.app else 0
+            message = f"request body is larger than the limit of {limit} bytes"
+        else:
+            message = exc.text or exc.reason
+        return error_response(
+            exc.status, _HTTP_CODES.get(exc.status, f"http_{exc.status}"), message, headers
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.error("%s %s failed", request.method, request.path, exc_info=exc)
+        return error_response(500, "internal", "internal error (see the host's log)")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Require ``Authorization: Bearer <token>`` on ``/api`` when a token is set."""
+    token = request.app[SETTINGS_KEY].token
+    if token and _is_api(request):
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        ok = scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        )
+        if not ok:
+            message = (
+                "missing Authorization header: send 'Authorization: Bearer <token>'"
+                if not header
+                else "invalid token"
+            )
+            return error_response(
+                401, "unauthorized", message, {"WWW-Authenticate": 'Bearer realm="durableflow"'}
+            )
+    return await handler(request)
+
+
+@web.middleware
+async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse an announced oversize body before reading any of it."""
+    limit = request.app[SETTINGS_KEY].max_body_bytes
+    length = request.content_length
+    if length is not None and length > limit:
+        raise ApiError(
+            413, "payload_too_large", f"request body is larger than the limit of {limit} bytes"
+        )
+    return await handler(request)
+
+
+# --- request helpers ------------------------------------------------------------------
+_ABSENT: Any = object()
+
+
+async def _body(request: web.Request) -> Any:
+    """The parsed JSON body, or ``_ABSENT`` when there is none."""
+    raw = await request.read()
+    if not raw.strip():
+        return _ABSENT
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+
+
+async def _object_body(request: web.Request, allowed: tuple[str, ...]) -> dict[str, Any]:
+    body = await _body(request)
+    if body is _ABSENT:
+        return {}
+    if not isinstance(body, dict):
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"request body must be a JSON object, not {_json_type(body)}",
+        )
+    _check_keys(body, allowed, "request body")
+    return body
+
+
+def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"unknown key(s) in {where}: {', '.join(map(repr, unknown))} "
+            f"(allowed: {', '.join(allowed)})",
+        )
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _instance_id(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, "invalid_request", f"{where} must be a string, not {_json_type(value)}")
+    return check_id(value)
+
+
+def _query_int(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ApiError(
+            400, "invalid_request", f"query parameter {name!r} must be an integer, not {raw!r}"
+        ) from None
+
+
+def _query_seconds(request: web.Request, name: str, default: float, maximum: float) -> float:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= maximum:
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"query parameter {name!r} must be a number of seconds from 0 to {maximum:g}, "
+            f"not {raw!r}",
+        )
+    return value
+
+
+def _engine(request: web.Request) -> Engine:
+    return request.app[ENGINE_KEY]
+
+
+def _workflow(request: web.Request) -> str:
+    name = request.match_info["name"]
+    _engine(request).spec(name)  # NotFoundError -> 404
+    return name
+
+
+# --- handlers -------------------------------------------------------------------------
+async def healthz(request: web.Request) -> web.Response:
+    """``GET /healthz``: the host is up (no auth)."""
+    return _json({"status": "ok"})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """``GET /api/openapi.json``: the API's OpenAPI 3.1 document."""
+    return _json(build_openapi())
+
+
+async def list_workflows(request: web.Request) -> web.Response:
+    """``GET /api/workflows``."""
+    return _json({"workflows": request.app[SETTINGS_KEY].workflows})
+
+
+async def create_instance(request: web.Request) -> web.Response:
+    """``POST /api/workflows/{name}/instances`` -> 201 ``{"id", "status"}``."""
+    name = _workflow(request)
+    body = await _object_body(request, ("id", "params"))
+    instance_id = _instance_id(body.get("id"), "'id'")
+    [created] = await _engine(request).create(name, [(instance_id, body.get("params"))])
+    return _json({"id": created, "status": "queued"}, 201)
+
+
+async def create_batch(request: web.Request) -> web.Response:
+    """``POST /api/workflows/{name}/instances/batch``: all or nothing."""
+    name = _workflow(request)
+    engine = _engine(request)
+    body = await _object_body(request, ("instances",))
+    entries = body.get("instances")
+    if not isinstance(entries, list):
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"'instances' must be an array of {{id?, params?}}, not {_json_type(entries)}",
+        )
+    if not entries:
+        raise ApiError(400, "invalid_request", "'instances' is empty: give at least one instance")
+    if len(entries) > engine.limits.max_batch:
+        raise ApiError(
+            400,
+            "limit_exceeded",
+            f"a batch holds at most {engine.limits.max_batch} instances, not {len(entries)}",
+        )
+    items: list[tuple[str | None, Any]] = []
+    for index, entry in enumerate(entries):
+        where = f"instances[{index}]"
+        if not isinstance(entry, dict):
+            raise ApiError(
+                400, "invalid_request", f"{where} must be an object, not {_json_type(entry)}"
+            )
+        _check_keys(entry, ("id", "params"), where)
+        try:
+            items.append((_instance_id(entry.get("id"), f"{where}.id"), entry.get("params")))
+        except ValidationError as exc:
+            raise ValidationError(f"{where}: {exc.message}") from None
+    try:
+        ids = await engine.create(name, items)
+    except InvalidParamsError as exc:
+        raise InvalidParamsError(f"in the batch: {exc.message}") from None
+    return _json({"instances": [{"id": i, "status": "queued"} for i in ids]}, 201)
+
+
+async def list_instances(request: web.Request) -> web.Response:
+    """``GET /api/workflows/{name}/instances?status=&limit=&cursor=``, newest first."""
+    name = _workflow(request)
+    items, next_cursor = await _engine(request).list_instances(
+        name,
+        status=request.query.get("status") or None,
+        limit=_query_int(request, "limit", 50),
+        cursor=request.query.get("cursor") or None,
+    )
+    return _json({"instances": items, "next_cursor": next_cursor})
+
+
+async def describe_instance(request: web.Request) -> web.Response:
+    """``GET /api/workflows/{name}/instances/{id}``: the detail, with every step."""
+    name = _workflow(request)
+    return _json(await _engine(request).describe(name, request.match_info["id"]))
+
+
+async def _status_body(engine: Engine, name: str, id: str) -> dict[str, Any]:
+    st = await engine.status(name, id)
+    return {
+        "id": id,
+        "status": st.status,
+        "error": attrs.asdict(st.error) if st.error is not None else None,
+        "output": st.output,
+    }
+
+
+async def instance_status(request: web.Request) -> web.Response:
+    """``GET /api/workflows/{name}/instances/{id}/status``: status, error, output."""
+    name = _workflow(request)
+    return _json(await _status_body(_engine(request), name, request.match_info["id"]))
+
+
+async def instance_result(request: web.Request) -> web.Response:
+    """``GET .../instances/{id}/result?timeout=S``: wait up to S seconds for the end.
+
+    Answers as soon as the instance is ``complete``, ``errored`` or ``terminated``
+    (``"done": true``), or when the wait runs out (``"done": false``, the status then).
+    """
+    name = _workflow(request)
+    engine = _engine(request)
+    id = request.match_info["id"]
+    timeout = _query_seconds(request, "timeout", DEFAULT_RESULT_WAIT, MAX_RESULT_WAIT)
+    body = await _status_body(engine, name, id)
+    if body["status"] not in FINAL_STATUSES and timeout > 0:
+
+        async def ended() -> bool:
+            return (await engine.status(name, id)).status in FINAL_STATUSES
+
+        stopping = request.app[SETTINGS_KEY].stopping
+        waiter = asyncio.ensure_future(engine.wait(name, id, ended, timeout))
+        stopper = asyncio.ensure_future(stopping.wait())
+        try:
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waiter, stopper):
+                task.cancel()
+            for task in (waiter, stopper):
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await task
+        body = await _status_body(engine, name, id)
+    body["done"] = body["status"] in FINAL_STATUSES
+    return _json(body)
+
+
+def _control(action: str) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        name = _workflow(request)
+        id = request.match_info["id"]
+        status = await _engine(request).control(name, id, action)  # type: ignore[arg-type]
+        return _json({"id": id, "status": status})
+
+    handler.__name__ = f"{action}_instance"
+    handler.__doc__ = f"``POST /api/workflows/{{name}}/instances/{{id}}/{action}``."
+    return handler
+
+
+async def send_event(request: web.Request) -> web.Response:
+    """``POST .../instances/{id}/events/{type}``: the body is the payload -> 202."""
+    name = _workflow(request)
+    id = request.match_info["id"]
+    event_type = check_id(request.match_info["type"], what="event type")
+    payload = await _body(request)
+    await _engine(request).send_event(name, id, event_type, None if payload is _ABSENT else payload)
+    return _json({"id": id, "type": event_type}, 202)
+
+
+API_ROUTES: list[tuple[str, str, Handler]] = [
+    ("GET", "/healthz", healthz),
+    ("GET", "/api/openapi.json", openapi),
+    ("GET", "/api/workflows", list_workflows),
+    ("POST", "/api/workflows/{name}/instances", create_instance),
+    ("GET", "/api/workflows/{name}/instances", list_instances),
+    ("POST", "/api/workflows/{name}/instances/batch", create_batch),
+    ("GET", "/api/workflows/{name}/instances/{id}", describe_instance),
+    ("GET", "/api/workflows/{name}/instances/{id}/status", instance_status),
+    ("GET", "/api/workflows/{name}/instances/{id}/result", instance_result),
+    *[
+        ("POST", f"/api/workflows/{{name}}/instances/{{id}}/{action}", _control(action))
+        for action in CONTROL_ACTIONS
+    ],
+    ("POST", "/api/workflows/{name}/instances/{id}/events/{type}", send_event),
+]
+"""Every route the host serves besides the user's, as (method, path, handler)."""
+
+
+def workflow_info(
+    engine: Engine, class_names: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """What ``GET /api/workflows`` says about each workflow of an engine."""
+    result = []
+    for spec in engine.workflows.values():
+        ptype = spec.params_type
+        result.append(
+            {
+                "name": spec.name,
+                "binding": spec.binding or spec.name,
+                "class_name": (class_names or {}).get(spec.name, spec.cls.__name__),
+                "module": spec.cls.__module__,
+                "params_type": None if ptype is Any else getattr(ptype, "__name__", str(ptype)),
+                "defaults": spec.defaults.to_json(),
+            }
+        )
+    return result
+
+
+def build_app(
+    engine: Engine,
+    settings: ApiSettings,
+    *,
+    app: web.Application | None = None,
+) -> web.Application:
+    """The host's application: the API routes and middlewares on ``app`` (or a new one).
+
+    Args:
+        engine: The engine the API drives.
+        settings: Token, body limit, workflow list.
+        app: A user application to add the API to (from an app factory), if any.
+    """
+    if app is None:
+        app = web.Application(client_max_size=settings.max_body_bytes)
+    else:
+        app._client_max_size = settings.max_body_bytes
+    if not settings.workflows:
+        settings.workflows = workflow_info(engine)
+    app[ENGINE_KEY] = engine
+    app[SETTINGS_KEY] = settings
+    app[ENV_KEY] = engine.env
+    # outermost first: errors wrap everything, then auth, then the body limit
+    for index, middleware in enumerate((errors_middleware, auth_middleware, body_limit_middleware)):
+        app.middlewares.insert(index, middleware)
+    for method, path, handler in API_ROUTES:
+        app.router.add_route(method, path, handler)
+    return app
+
+
+async def mount_user_app(target: Any, env: Any) -> tuple[web.Application | None, Any]:
+    """Resolve the user's ``app`` setting.
+
+    Args:
+        target: What ``app = "module:attribute"`` names: an aiohttp ``RouteTableDef``
+            (or any iterable of route definitions) or an app factory, called with no
+            argument or with ``env``, sync or async, returning a ``web.Application``.
+        env: The bindings, passed to a factory that takes one argument.
+
+    Returns:
+        ``(application, None)`` for a factory (the API is added to it), or
+        ``(None, routes)`` for route definitions (added to the host's application).
+
+    Raises:
+        ValidationError: ``target`` is neither, or the factory returned something else.
+    """
+    if isinstance(target, web.RouteTableDef):
+        return None, target
+    if callable(target) and not isinstance(target, type):
+        try:
+            params = [
+                p
+                for p in inspect.signature(target).parameters.values()
+                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
+        except (TypeError, ValueError):
+            params = []
+        result = target(env) if len(params) == 1 else target()
+        if inspect.isawaitable(result):
+            result = await result
+        if not isinstance(result, web.Application):
+            raise ValidationError(
+                f"the app factory returned {type(result).__name__}, not an aiohttp web.Application"
+            )
+        return result, None
+    if isinstance(target, list | tuple) and all(
+        isinstance(r, web.AbstractRouteDef) for r in target
+    ):
+        return None, target
+    raise ValidationError(
+        f"app must name an aiohttp RouteTableDef or an app factory, not {type(target).__name__}"
+    )
