@@ -14,7 +14,6 @@ from typing import Any
 
 import attrs
 from aiohttp import web
-
 from durableflow import (
     NonRetryableError,
     StepContext,
