@@ -69,8 +69,11 @@ class RealClock(Clock):
         if delay > 0:
             await asyncio.sleep(delay)
 
+    def __init__(self) -> None:
+        self._deadlines = _Deadlines()
+
     def timeout(self, seconds: float) -> Timeout:
-        return asyncio.timeout(seconds)
+        return _Deadline(self._deadlines, seconds)
 
 
 class VirtualClock(Clock):
@@ -170,4 +173,96 @@ class _VirtualTimeout:
         self._dog.cancel()
         if self._fired and exc_type is asyncio.CancelledError and self._task.uncancel() == 0:
             raise TimeoutError
+        return None
+
+
+class _Deadlines:
+    """One timer for many step timeouts.
+
+    A step timeout is armed on every attempt and almost never fires, so arming must be
+    cheap: a heap push, and no timer handle of its own. One loop timer follows the
+    earliest deadline; finished entries are dropped as they reach the top of the heap.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Deadline]] = []
+        self._seq = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+        self._live = 0
+
+    def arm(self, entry: _Deadline) -> None:
+        heap = self._heap
+        while heap and heap[0][2].finished:
+            heapq.heappop(heap)
+        if len(heap) > 1024 and len(heap) > 4 * self._live:
+            heap[:] = [item for item in heap if not item[2].finished]
+            heapq.heapify(heap)
+        heapq.heappush(heap, (entry.deadline, next(self._seq), entry))
+        self._live += 1
+        if entry.deadline < self._timer_at:
+            self._schedule(entry.deadline)
+
+    def disarm(self) -> None:
+        self._live -= 1
+
+    def _schedule(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(when, self._fire)
+        self._timer_at = when
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._timer_at = float("inf")
+        now = asyncio.get_running_loop().time()
+        heap = self._heap
+        while heap and (heap[0][2].finished or heap[0][0] <= now):
+            _, _, entry = heapq.heappop(heap)
+            if not entry.finished:
+                entry.expire()
+        if heap:
+            self._schedule(heap[0][0])
+
+
+class _Deadline:
+    """``async with clock.timeout(s)``: cancel the task after ``s`` and raise TimeoutError."""
+
+    __slots__ = ("_deadlines", "_fired", "_seconds", "_task", "deadline", "finished")
+
+    def __init__(self, deadlines: _Deadlines, seconds: float) -> None:
+        self._deadlines = deadlines
+        self._seconds = seconds
+        self._fired = False
+        self._task: asyncio.Task[Any] | None = None
+        self.deadline = 0.0
+        self.finished = False
+
+    def expired(self) -> bool:
+        return self._fired
+
+    def expire(self) -> None:
+        self._fired = True
+        if self._task is not None:
+            self._task.cancel()
+
+    async def __aenter__(self) -> _Deadline:
+        self._task = asyncio.current_task()
+        self.deadline = asyncio.get_running_loop().time() + self._seconds
+        self._deadlines.arm(self)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self.finished = True
+        self._deadlines.disarm()
+        if self._fired and exc_type is asyncio.CancelledError:
+            assert self._task is not None
+            if self._task.uncancel() == 0:
+                raise TimeoutError
         return None

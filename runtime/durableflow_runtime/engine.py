@@ -947,12 +947,15 @@ class Engine:
         id: str,
         predicate: Callable[[], Awaitable[bool]],
         timeout: float | None,
+        *,
+        steps: bool = False,
     ) -> None:
-        """Wait until ``predicate()`` holds, re-checking it whenever the instance changes."""
+        """Wait until ``predicate()`` holds, re-checking it whenever the instance's status
+        changes (and, with ``steps``, whenever one of its steps ends)."""
         changed = asyncio.Event()
 
         def listener(wf: str, iid: str, status: str | None) -> None:
-            if wf == workflow and iid == id:
+            if wf == workflow and iid == id and (steps or status is not None):
                 changed.set()
 
         self.add_listener(listener)

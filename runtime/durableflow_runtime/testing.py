@@ -147,7 +147,7 @@ class TestRuntime:
 
         with self._jumping():
             try:
-                await self.engine.wait(workflow, id, done, timeout)
+                await self.engine.wait(workflow, id, done, timeout, steps=True)
             except TimeoutError:
                 raise TimeoutError(
                     f"step {name!r} (#{count}) of instance {id!r} did not finish within {timeout}s"

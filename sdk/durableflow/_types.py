@@ -121,6 +121,7 @@ class CreateOptions(Generic[ParamsT]):
 
 
 _ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def check_id(value: object, *, what: str = "instance id", max_length: int = 100) -> str:
@@ -140,12 +141,7 @@ def check_id(value: object, *, what: str = "instance id", max_length: int = 100)
 
 def check_step_name(value: object) -> str:
     """Validate a step name: 1-256 characters, no control characters."""
-    if (
-        not isinstance(value, str)
-        or not value
-        or len(value) > 256
-        or any(ord(c) < 32 or ord(c) == 127 for c in value)
-    ):
+    if not isinstance(value, str) or not value or len(value) > 256 or _CONTROL.search(value):
         raise ValidationError(
             f"invalid step name {value!r}: use 1-256 characters without control characters"
         )

@@ -165,6 +165,7 @@ class SqliteStore(Store):
         self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._flush_scheduled = False
         self._flushing: asyncio.Future[Any] | None = None
+        self._last_step: tuple[Any, list[StepRow], Any] | None = None
         self._checkpointer: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -488,11 +489,19 @@ class SqliteStore(Store):
             raise LeaseLost(f"{lease.workflow}/{lease.id}")
 
     @staticmethod
-    def _put_step(conn: sqlite3.Connection, key: int, step: StepRow) -> None:
-        conn.execute(
+    def _put_step(
+        conn: sqlite3.Connection, key: int, step: StepRow, epoch: int | None = None
+    ) -> None:
+        """Write one step; with ``epoch``, only while it is the instance's epoch (fenced)."""
+        cursor = conn.execute(
             "INSERT OR REPLACE INTO steps (instance, name, count, seq, type, status, attempts,"
             " attempt_log, output, error, started_at, ended_at, wake_at, config)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+            + (
+                " WHERE (SELECT epoch FROM instances WHERE key = ?1) = ?15"
+                if epoch is not None
+                else ""
+            ),
             (
                 key,
                 step.name,
@@ -508,8 +517,11 @@ class SqliteStore(Store):
                 step.ended_at,
                 step.wake_at,
                 orjson.dumps(step.config).decode() if step.config is not None else None,
+                *((epoch,) if epoch is not None else ()),
             ),
         )
+        if epoch is not None and cursor.rowcount != 1:
+            raise LeaseLost(f"instance key {key}")
 
     def put_step(self, lease: Lease, step: StepRow) -> asyncio.Future[None]:
         # copy now: the caller keeps mutating its record while the write waits in the queue
@@ -528,12 +540,22 @@ class SqliteStore(Store):
             step.wake_at,
             step.config,
         )
+        ident = (lease, step.name, step.count)
+        last = self._last_step
+        if last is not None and last[0] == ident and self._queue and self._queue[-1] is last[2]:
+            # The same step was written just before (an attempt's start, then its result,
+            # with nothing queued between): one row write carries both.
+            last[1][0] = snapshot
+            return self._write(_nothing)
+        holder = [snapshot]
 
         def op(conn: sqlite3.Connection) -> None:
-            self._fence(conn, lease)
-            self._put_step(conn, lease.key, snapshot)
+            self._put_step(conn, lease.key, holder[0], lease.epoch)
 
-        return self._write(op)
+        future = self._write(op)
+        if self._queue:
+            self._last_step = (ident, holder, self._queue[-1])
+        return future
 
     def take_event(
         self, lease: Lease, step: StepRow, type: str, now: float
@@ -678,6 +700,10 @@ class SqliteStore(Store):
             )
 
         await self._write(op)
+
+
+def _nothing(conn: sqlite3.Connection) -> None:
+    return None
 
 
 def _event_output(event: EventRow) -> bytes:

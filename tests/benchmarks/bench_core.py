@@ -1,0 +1,165 @@
+"""Core benchmark: per-step overhead and concurrent throughput, beside bare SQLite.
+
+Run:  .venv/bin/python tests/benchmarks/bench_core.py [--quick]
+
+Prints, measured in this one run on this machine:
+  * the physical reference: a bare SQLite WAL ``INSERT + COMMIT`` loop, and the cost of
+    handing a commit to a writer thread and back;
+  * a 1,000-step sequential instance: time per step, for each commit mode;
+  * 2,000 instances x 10 no-op steps started at once: instances/s and steps/s.
+Figures, not pass/fail: compare the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from durableflow import WorkflowEntrypoint, WorkflowEvent, WorkflowStep
+from durableflow_runtime.engine import Engine, WorkflowSpec
+from durableflow_runtime.store.sqlite import SqliteStore
+
+
+async def _noop() -> int:
+    return 1
+
+
+class Sequential(WorkflowEntrypoint[Any, int]):
+    async def run(self, event: WorkflowEvent[int], step: WorkflowStep) -> Any:
+        total = 0
+        for i in range(event.payload):
+            total += await step.do(f"s{i}", _noop)
+        return total
+
+
+def bare_commit_loop(path: Path, n: int) -> float:
+    """Seconds per INSERT + COMMIT, WAL, synchronous=NORMAL (what the store uses)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
+    start = time.perf_counter()
+    for i in range(n):
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO t (k, v) VALUES (?, ?)", (i, "x" * 40))
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return elapsed / n
+
+
+async def thread_handoff(path: Path, n: int) -> float:
+    """Seconds per INSERT + COMMIT done on a writer thread, awaited from the event loop."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
+    pool = ThreadPoolExecutor(1)
+    loop = asyncio.get_running_loop()
+
+    def commit(i: int) -> None:
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO t (k, v) VALUES (?, ?)", (i, "x" * 40))
+        conn.execute("COMMIT")
+
+    start = time.perf_counter()
+    for i in range(n):
+        await loop.run_in_executor(pool, commit, i)
+    elapsed = time.perf_counter() - start
+    pool.shutdown()
+    conn.close()
+    return elapsed / n
+
+
+async def sequential_steps(path: Path, steps: int, commit: str) -> float:
+    """Seconds per step of one instance running ``steps`` no-op steps one after another."""
+    store = SqliteStore(path, commit=commit)  # type: ignore[arg-type]
+    async with Engine(store, [WorkflowSpec("seq", Sequential)]) as engine:
+        start = time.perf_counter()
+        [iid] = await engine.create("seq", [(None, steps)])
+        output = await engine.result("seq", iid, timeout=300)
+        elapsed = time.perf_counter() - start
+    assert output == steps
+    return elapsed / steps
+
+
+async def concurrent_instances(path: Path, instances: int, steps: int, commit: str) -> float:
+    """Seconds for ``instances`` instances of ``steps`` no-op steps, all created at once."""
+    store = SqliteStore(path, commit=commit)  # type: ignore[arg-type]
+    async with Engine(store, [WorkflowSpec("seq", Sequential)], max_concurrency=500) as engine:
+        done = asyncio.Event()
+        finished = 0
+
+        def listener(workflow: str, id: str, status: str | None) -> None:
+            nonlocal finished
+            if status == "complete":
+                finished += 1
+                if finished == instances:
+                    done.set()
+
+        engine.add_listener(listener)
+        start = time.perf_counter()
+        for first in range(0, instances, 100):
+            batch = [(None, steps) for _ in range(min(100, instances - first))]
+            await engine.create("seq", batch)
+        await asyncio.wait_for(done.wait(), 600)
+        return time.perf_counter() - start
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny counts (a smoke run)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per figure")
+    args = parser.parse_args()
+    n_bare, n_seq, n_inst, n_steps = (2000, 1000, 2000, 10) if not args.quick else (200, 50, 40, 3)
+    rounds = args.rounds if not args.quick else 1
+
+    figures: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        for r in range(rounds):  # alternate the measurements so drift hits all alike
+            figures.setdefault("bare", []).append(bare_commit_loop(base / f"bare{r}.db", n_bare))
+            figures.setdefault("handoff", []).append(
+                await thread_handoff(base / f"hand{r}.db", n_bare)
+            )
+            for mode in ("inline", "thread"):
+                figures.setdefault(f"seq-{mode}", []).append(
+                    await sequential_steps(base / f"seq-{mode}{r}.db", n_seq, mode)
+                )
+            for mode in ("inline", "thread"):
+                figures.setdefault(f"conc-{mode}", []).append(
+                    await concurrent_instances(base / f"conc-{mode}{r}.db", n_inst, n_steps, mode)
+                )
+
+    med = {k: statistics.median(v) for k, v in figures.items()}
+    bare = med["bare"]
+    print(f"machine reference (median of {rounds} alternating rounds)")
+    print(f"  bare SQLite INSERT+COMMIT (WAL, NORMAL)   {bare * 1e6:8.1f} us/commit")
+    print(f"  same commit on a writer thread, awaited   {med['handoff'] * 1e6:8.1f} us/commit")
+    print(f"sequential: 1 instance x {n_seq} no-op steps")
+    for mode in ("inline", "thread"):
+        per = med[f"seq-{mode}"]
+        print(
+            f"  commit={mode:<6}  {per * 1e6:8.1f} us/step   {1 / per:9.0f} steps/s"
+            f"   {per / bare:5.2f}x bare commit"
+        )
+    print(f"concurrent: {n_inst} instances x {n_steps} no-op steps, created at once")
+    for mode in ("inline", "thread"):
+        secs = med[f"conc-{mode}"]
+        seq_rate = 1 / med[f"seq-{mode}"]
+        steps_rate = n_inst * n_steps / secs
+        print(
+            f"  commit={mode:<6}  {n_inst / secs:8.0f} instances/s   {steps_rate:9.0f} steps/s"
+            f"   {steps_rate / seq_rate:5.2f}x the sequential step rate"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
