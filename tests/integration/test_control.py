@@ -6,9 +6,10 @@ import asyncio
 from typing import Any
 
 import pytest
-
 from durableflow import InvalidTransitionError, WorkflowEntrypoint, WorkflowEvent, WorkflowStep
 from durableflow.testing import WorkflowTestEnvironment
+
+from tests.helpers import assert_eventually
 
 RAN: list[str] = []
 GATE: list[asyncio.Event] = []
@@ -39,8 +40,7 @@ async def test_pause_during_a_step_waits_for_it_and_holds_past_wake_up():
         probe = env.introspect("p")
         inst = await env.workflow(Pausable).create(id="p")
         await probe.wait_for_status("running")
-        while RAN != ["slow"]:
-            await asyncio.sleep(0.01)
+        await assert_eventually(lambda: RAN == ["slow"], message="the slow step started")
         await inst.pause()
         assert (await inst.status()).status == "waitingForPause"
         GATE[0].set()
@@ -80,8 +80,7 @@ async def test_terminate_stops_for_good():
     async with WorkflowTestEnvironment({"p": Pausable}) as env:
         probe = env.introspect("p")
         inst = await env.workflow(Pausable).create(id="p")
-        while RAN != ["slow"]:
-            await asyncio.sleep(0.01)
+        await assert_eventually(lambda: RAN == ["slow"], message="the slow step started")
         await inst.terminate()
         assert (await inst.status()).status == "terminated"
         GATE[0].set()

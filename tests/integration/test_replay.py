@@ -7,7 +7,6 @@ from typing import Any
 
 import attrs
 import pytest
-
 from durableflow import (
     InvalidParamsError,
     StepFailedError,
@@ -151,7 +150,9 @@ class Concurrent(WorkflowEntrypoint[Any, Any]):
             second = await step.do(f"{tag}-2", _slow(2))
             return [first, second]
 
-        results = await asyncio.gather(branch("left"), branch("right"), step.sleep("nap", "5 minutes"))
+        results = await asyncio.gather(
+            branch("left"), branch("right"), step.sleep("nap", "5 minutes")
+        )
         again = await step.do("after", _value(9))
         return [results[0], results[1], again]
 

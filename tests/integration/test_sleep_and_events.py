@@ -34,7 +34,7 @@ async def test_sleep_suspends_without_memory_and_resumes_on_time_after_restart()
         await env.workflow(Sleeper).create(id="s")
         await probe.wait_for_status("waiting")
         assert env._runtime_or_fail().engine._active == {}  # type: ignore[attr-defined]
-        nap = [s for s in await probe.get_steps() if s["name"] == "nap"][0]
+        nap = next(s for s in await probe.get_steps() if s["name"] == "nap")
         assert nap["status"] == "waiting" and nap["wake_at"] is not None
         await env.restart()
         CURRENT_CLOCK[:] = [env._runtime_or_fail().clock]  # type: ignore[attr-defined]

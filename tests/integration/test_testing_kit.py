@@ -6,7 +6,6 @@ from typing import Any
 
 import attrs
 import pytest
-
 from durableflow import (
     StepFailedError,
     WorkflowEntrypoint,

@@ -1,7 +1,6 @@
 from datetime import timedelta
 
 import pytest
-
 from durableflow import ResolvedStepConfig, RetryConfig, StepConfig, ValidationError
 from durableflow._config import resolve_config
 from durableflow._duration import to_seconds
@@ -48,7 +47,9 @@ def test_config_defaults_and_partial_merge():
     merged = resolve_config(StepConfig(retries=RetryConfig(delay="1 second", backoff="linear")))
     assert merged == ResolvedStepConfig(5, 1.0, "linear", 600.0)
     base = ResolvedStepConfig(1, 2.0, "constant", 30.0)
-    assert resolve_config({"timeout": "1 minute"}, base) == ResolvedStepConfig(1, 2.0, "constant", 60.0)
+    assert resolve_config({"timeout": "1 minute"}, base) == ResolvedStepConfig(
+        1, 2.0, "constant", 60.0
+    )
 
 
 @pytest.mark.parametrize(
@@ -70,6 +71,12 @@ def test_bad_config_is_a_clear_error(config, fragment):
 
 def test_backoff_delays():
     """constant waits d, linear d*n, exponential d*2^(n-1) before retry n."""
-    assert [ResolvedStepConfig(delay=2, backoff="constant").delay_before_retry(n) for n in (1, 2, 3)] == [2, 2, 2]
-    assert [ResolvedStepConfig(delay=2, backoff="linear").delay_before_retry(n) for n in (1, 2, 3)] == [2, 4, 6]
-    assert [ResolvedStepConfig(delay=2, backoff="exponential").delay_before_retry(n) for n in (1, 2, 3)] == [2, 4, 8]
+    assert [
+        ResolvedStepConfig(delay=2, backoff="constant").delay_before_retry(n) for n in (1, 2, 3)
+    ] == [2, 2, 2]
+    assert [
+        ResolvedStepConfig(delay=2, backoff="linear").delay_before_retry(n) for n in (1, 2, 3)
+    ] == [2, 4, 6]
+    assert [
+        ResolvedStepConfig(delay=2, backoff="exponential").delay_before_retry(n) for n in (1, 2, 3)
+    ] == [2, 4, 8]
