@@ -1,0 +1,72 @@
+"""Type stubs for durableflow's public surface (PEP 561)."""
+
+from ._binding import Workflow as Workflow
+from ._binding import WorkflowInstance as WorkflowInstance
+from ._client import Client as Client
+from ._config import Backoff as Backoff
+from ._config import ResolvedStepConfig as ResolvedStepConfig
+from ._config import RetryConfig as RetryConfig
+from ._config import RetryConfigDict as RetryConfigDict
+from ._config import StepConfig as StepConfig
+from ._config import StepConfigDict as StepConfigDict
+from ._duration import Duration as Duration
+from ._entrypoint import WorkflowEntrypoint as WorkflowEntrypoint
+from ._errors import EventTimeoutError as EventTimeoutError
+from ._errors import InstanceExistsError as InstanceExistsError
+from ._errors import InstanceFailedError as InstanceFailedError
+from ._errors import InvalidParamsError as InvalidParamsError
+from ._errors import InvalidTransitionError as InvalidTransitionError
+from ._errors import LimitExceededError as LimitExceededError
+from ._errors import NonDeterminismError as NonDeterminismError
+from ._errors import NonRetryableError as NonRetryableError
+from ._errors import NotFoundError as NotFoundError
+from ._errors import SerializationError as SerializationError
+from ._errors import StepFailedError as StepFailedError
+from ._errors import StepTimeoutError as StepTimeoutError
+from ._errors import ValidationError as ValidationError
+from ._errors import WorkflowError as WorkflowError
+from ._step import WorkflowStep as WorkflowStep
+from ._types import CreateOptions as CreateOptions
+from ._types import ErrorInfo as ErrorInfo
+from ._types import InstanceStatus as InstanceStatus
+from ._types import StatusName as StatusName
+from ._types import StepContext as StepContext
+from ._types import WorkflowEvent as WorkflowEvent
+from ._types import WorkflowStepEvent as WorkflowStepEvent
+
+__all__ = [
+    "Backoff",
+    "Client",
+    "CreateOptions",
+    "Duration",
+    "ErrorInfo",
+    "EventTimeoutError",
+    "InstanceExistsError",
+    "InstanceFailedError",
+    "InstanceStatus",
+    "InvalidParamsError",
+    "InvalidTransitionError",
+    "LimitExceededError",
+    "NonDeterminismError",
+    "NonRetryableError",
+    "NotFoundError",
+    "ResolvedStepConfig",
+    "RetryConfig",
+    "RetryConfigDict",
+    "SerializationError",
+    "StatusName",
+    "StepConfig",
+    "StepConfigDict",
+    "StepContext",
+    "StepFailedError",
+    "StepTimeoutError",
+    "ValidationError",
+    "Workflow",
+    "WorkflowEntrypoint",
+    "WorkflowError",
+    "WorkflowEvent",
+    "WorkflowInstance",
+    "WorkflowStep",
+    "WorkflowStepEvent",
+]
+__version__: str

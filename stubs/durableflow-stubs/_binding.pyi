@@ -1,0 +1,38 @@
+import abc
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
+
+from ._types import CreateOptions, InstanceStatus
+
+__all__ = ["Workflow", "WorkflowInstance"]
+
+_ParamsT = TypeVar("_ParamsT")
+
+class WorkflowInstance(abc.ABC):
+    id: str
+    @abc.abstractmethod
+    async def status(self) -> InstanceStatus: ...
+    @abc.abstractmethod
+    async def pause(self) -> None: ...
+    @abc.abstractmethod
+    async def resume(self) -> None: ...
+    @abc.abstractmethod
+    async def terminate(self) -> None: ...
+    @abc.abstractmethod
+    async def restart(self) -> None: ...
+    @abc.abstractmethod
+    async def send_event(self, *, type: str, payload: Any = None) -> None: ...
+    @abc.abstractmethod
+    async def result(self, timeout: float | None = None) -> Any: ...
+
+class Workflow(abc.ABC, Generic[_ParamsT]):
+    @abc.abstractmethod
+    async def create(
+        self, *, id: str | None = None, params: _ParamsT | None = None
+    ) -> WorkflowInstance: ...
+    @abc.abstractmethod
+    async def create_batch(
+        self, batch: Sequence[CreateOptions[_ParamsT]]
+    ) -> list[WorkflowInstance]: ...
+    @abc.abstractmethod
+    async def get(self, id: str) -> WorkflowInstance: ...

@@ -1,0 +1,59 @@
+__all__ = [
+    "EventTimeoutError",
+    "InstanceExistsError",
+    "InstanceFailedError",
+    "InvalidParamsError",
+    "InvalidTransitionError",
+    "LimitExceededError",
+    "NonDeterminismError",
+    "NonRetryableError",
+    "NotFoundError",
+    "SerializationError",
+    "StepFailedError",
+    "StepTimeoutError",
+    "ValidationError",
+    "WorkflowError",
+]
+
+class WorkflowError(Exception):
+    message: str
+    def __init__(self, message: str) -> None: ...
+
+class NonRetryableError(WorkflowError): ...
+
+class StepFailedError(WorkflowError):
+    step_name: str
+    error_name: str
+    error_message: str
+    def __init__(
+        self, message: str, *, step_name: str, error_name: str, error_message: str
+    ) -> None: ...
+
+class StepTimeoutError(StepFailedError): ...
+
+class EventTimeoutError(WorkflowError, TimeoutError):
+    step_name: str
+    event_type: str
+    def __init__(self, message: str, *, step_name: str, event_type: str) -> None: ...
+
+class NonDeterminismError(WorkflowError): ...
+class SerializationError(WorkflowError, TypeError): ...
+class ValidationError(WorkflowError, ValueError): ...
+class InvalidParamsError(ValidationError): ...
+class LimitExceededError(ValidationError): ...
+class NotFoundError(WorkflowError, LookupError): ...
+class InstanceExistsError(WorkflowError): ...
+class InvalidTransitionError(WorkflowError): ...
+
+class InstanceFailedError(WorkflowError):
+    status: str
+    error_name: str | None
+    error_message: str | None
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: str,
+        error_name: str | None = None,
+        error_message: str | None = None,
+    ) -> None: ...

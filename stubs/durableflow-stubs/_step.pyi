@@ -1,0 +1,76 @@
+import abc
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from datetime import datetime
+from typing import Any, Protocol, TypeAlias, TypeVar, overload
+
+from ._config import StepConfig, StepConfigDict
+from ._duration import Duration
+from ._types import StepContext, WorkflowStepEvent
+
+__all__ = ["StepCallback", "WorkflowStep"]
+
+_T = TypeVar("_T")
+
+StepCallback: TypeAlias = Callable[..., Awaitable[Any]]
+
+# What a step may be configured with: the attrs class or its dict form.
+_Config: TypeAlias = StepConfig | StepConfigDict
+
+class _StepDecorator(Protocol):
+    """What ``@step.do("name")`` / ``@step.do()`` / ``@step.do(config=...)`` return."""
+
+    @overload
+    def __call__(self, func: Callable[[], Awaitable[_T]], /) -> Callable[[], Awaitable[_T]]: ...
+    @overload
+    def __call__(
+        self, func: Callable[[StepContext], Awaitable[_T]], /
+    ) -> Callable[[], Awaitable[_T]]: ...
+
+class WorkflowStep(abc.ABC):
+    # Call form: ``await step.do("name", callback)``.
+    @overload
+    def do(
+        self, name: str, callback: Callable[[], Awaitable[_T]], /
+    ) -> Coroutine[Any, Any, _T]: ...
+    @overload
+    def do(
+        self, name: str, callback: Callable[[StepContext], Awaitable[_T]], /
+    ) -> Coroutine[Any, Any, _T]: ...
+    # Call form with a config: ``await step.do("name", {"timeout": "1 minute"}, callback)``.
+    @overload
+    def do(
+        self, name: str, config: _Config, callback: Callable[[], Awaitable[_T]], /
+    ) -> Coroutine[Any, Any, _T]: ...
+    @overload
+    def do(
+        self, name: str, config: _Config, callback: Callable[[StepContext], Awaitable[_T]], /
+    ) -> Coroutine[Any, Any, _T]: ...
+    # Bare decorator: ``@step.do`` (the step is named after the function).
+    @overload
+    def do(self, func: Callable[[], Awaitable[_T]], /) -> Callable[[], Awaitable[_T]]: ...
+    @overload
+    def do(
+        self, func: Callable[[StepContext], Awaitable[_T]], /
+    ) -> Callable[[], Awaitable[_T]]: ...
+    # Decorator factory: ``@step.do("name")``, ``@step.do("name", config=...)``, ``@step.do()``.
+    @overload
+    def do(self, name: str | None = None, *, config: _Config | None = None) -> _StepDecorator: ...
+    async def sleep(self, name: str, duration: Duration) -> None: ...
+    async def sleep_until(self, name: str, timestamp: datetime | float) -> None: ...
+    async def wait_for_event(
+        self, name: str, type: str, *, timeout: Duration = "24 hours"
+    ) -> WorkflowStepEvent: ...
+    # The host implements these three.
+    @abc.abstractmethod
+    def _do(
+        self,
+        name: str,
+        config: StepConfig | Mapping[str, Any] | None,
+        callback: StepCallback,
+    ) -> Awaitable[Any]: ...
+    @abc.abstractmethod
+    async def _sleep(self, name: str, duration: Duration | None, until: float | None) -> None: ...
+    @abc.abstractmethod
+    async def _wait_for_event(
+        self, name: str, type: str, timeout: Duration
+    ) -> WorkflowStepEvent: ...

@@ -1,0 +1,1 @@
+"""Typing cases: checked by mypy, never run."""

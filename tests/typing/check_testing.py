@@ -1,0 +1,50 @@
+"""Typing cases for durableflow.testing: bindings by class keep their params type."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, assert_type
+
+from durableflow import ErrorInfo, InstanceStatus, Workflow
+from durableflow.testing import InstanceIntrospector, WorkflowTestEnvironment
+
+from ._models import OrderParams, OrderWorkflow, RefundParams
+
+
+async def kit() -> None:
+    async with WorkflowTestEnvironment({"ORDERS": OrderWorkflow}, virtual_time=True) as env:
+        assert_type(env, WorkflowTestEnvironment)
+        orders = env.workflow(OrderWorkflow)
+        assert_type(orders, Workflow[OrderParams])
+        assert_type(env.workflow("ORDERS"), Workflow[Any])
+        probe = env.introspect("order-1")
+        assert_type(probe, InstanceIntrospector)
+        probe.mock_step_result("charge card", {"charge_id": "ch_1"})
+        probe.mock_step_error("ship", RuntimeError("down"), times=2)
+        probe.mock_event("approval", {"approved": True})
+        probe.disable_sleeps()
+        await orders.create(id="order-1", params=OrderParams(order_id="o1", amount=1))
+        assert_type(await probe.wait_for_status("complete"), InstanceStatus)
+        assert_type(await probe.wait_for_status(["errored", "terminated"]), InstanceStatus)
+        assert_type(await probe.get_output(), Any)
+        assert_type(await probe.get_error(), ErrorInfo | None)
+        assert_type(await probe.wait_for_step_result("charge card"), Any)
+        env.advance("1 day")
+        env.advance(timedelta(hours=1))
+        assert_type(env.database, Path)
+    WorkflowTestEnvironment([OrderWorkflow], database="state.db")
+
+
+async def must_fail(env: WorkflowTestEnvironment) -> None:
+    # Params checked against the class's ParamsT.
+    await env.workflow(OrderWorkflow).create(params=RefundParams("x"))  # type: ignore[arg-type]
+    # A misspelt status literal.
+    probe = env.introspect("order-1", OrderWorkflow)
+    await probe.wait_for_status("completed")  # type: ignore[arg-type]
+    # A duration of the wrong type.
+    env.advance(None)  # type: ignore[arg-type]
+    # Only workflow classes can be run.
+    WorkflowTestEnvironment({"ORDERS": OrderParams})  # type: ignore[dict-item]
+    # The database is read-only.
+    env.database = Path("x")  # type: ignore[misc]
