@@ -1,0 +1,42 @@
+# One entry point for developers and CI: `.ci/run` calls `make check`.
+#   make example   set up, then run the orders example end to end on SQLite
+#   make check     set up, then lint, type-check and run the tests (what CI runs)
+#   make bench     run the benchmarks (prints figures; takes minutes)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+export DURABLEFLOW_TEST_PG_DSN ?= postgresql://postgres@127.0.0.1:5432/test
+
+.PHONY: setup example check lint typecheck test bench bench-smoke clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+setup: $(PY)
+	$(PY) -m pip install --quiet -e ".[dev,postgres]"
+
+example: setup
+	$(PY) docs/examples/orders/run_example.py
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup
+	$(VENV)/bin/mypy sdk runtime docs/examples
+	PYTHON=$(PY) bash tests/typing/run_stubtest.sh
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+bench-smoke: setup
+	$(PY) tests/benchmarks/bench_core.py --quick
+
+check: lint typecheck test bench-smoke
+
+bench: setup
+	$(PY) tests/benchmarks/bench_core.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
