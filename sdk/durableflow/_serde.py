@@ -13,6 +13,7 @@ from ._errors import SerializationError
 __all__ = ["converter", "dumps", "loads", "structure", "unstructure"]
 
 converter = make_converter()
+_PLAIN = frozenset({type(None), bool, int, float, str, list, dict})
 
 
 def unstructure(value: Any) -> Any:
@@ -30,6 +31,11 @@ def dumps(value: Any, *, what: str) -> bytes:
     Raises:
         SerializationError: The value (or something inside it) is not JSON-representable.
     """
+    if type(value) in _PLAIN:
+        try:  # the common case needs no cattrs dispatch: orjson takes it as it is
+            return orjson.dumps(value)
+        except (TypeError, orjson.JSONEncodeError):
+            pass  # e.g. an attrs instance inside a dict: let cattrs unstructure it
     try:
         return orjson.dumps(converter.unstructure(value))
     except (TypeError, orjson.JSONEncodeError) as exc:
