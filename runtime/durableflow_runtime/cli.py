@@ -24,6 +24,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 import orjson
+
 from durableflow import WorkflowError
 from durableflow._client import _HttpApi
 

@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import attrs
+
 from durableflow import ValidationError, WorkflowEntrypoint
 from durableflow._config import resolve_config
 from durableflow._types import check_id

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, get_type_hints
 
 import attrs
+
 from durableflow import (
     CreateOptions,
     ErrorInfo,

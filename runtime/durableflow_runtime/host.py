@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 from aiohttp import web
+
 from durableflow import ValidationError
 
 from .config import Config, ConfigError, build_specs, load_main_module, load_workflow_classes

@@ -28,6 +28,7 @@ from typing import Any
 import attrs
 import orjson
 from aiohttp import web
+
 from durableflow import (
     InstanceExistsError,
     InvalidParamsError,

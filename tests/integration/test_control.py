@@ -6,9 +6,9 @@ import asyncio
 from typing import Any
 
 import pytest
+
 from durableflow import InvalidTransitionError, WorkflowEntrypoint, WorkflowEvent, WorkflowStep
 from durableflow.testing import WorkflowTestEnvironment
-
 from tests.helpers import assert_eventually
 
 RAN: list[str] = []

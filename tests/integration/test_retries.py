@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+
 from durableflow import (
     NonRetryableError,
     RetryConfig,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import attrs
+
 from durableflow import Workflow, WorkflowEntrypoint, WorkflowEvent, WorkflowStep
 
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import assert_type
 
 import attrs
+
 from durableflow import (
     Backoff,
     Duration,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+
 from durableflow.web import ENV_KEY
 
 from ._models import Env, OrderParams

@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 import pytest
+
 from durableflow import ResolvedStepConfig, RetryConfig, StepConfig, ValidationError
 from durableflow._config import resolve_config
 from durableflow._duration import to_seconds

@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 from aiohttp import web
+
 from durableflow import (
     NonRetryableError,
     StepContext,

@@ -30,6 +30,7 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlparse
 
 import orjson
+
 from durableflow import InstanceExistsError, InvalidTransitionError, NotFoundError
 from durableflow import ValidationError as _ValidationError
 
