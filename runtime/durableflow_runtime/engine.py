@@ -67,6 +67,7 @@ __all__ = [
 log = logging.getLogger("durableflow")
 
 MiB = 1024 * 1024
+RETRY_AFTER = 5.0  # seconds before an activation that failed inside the engine runs again
 
 
 @attrs.frozen
@@ -776,7 +777,12 @@ class Engine:
         except asyncio.CancelledError:
             pass
         except Exception:
-            log.exception("instance %s/%s: activation failed", *key)
+            # The engine or the store failed (not user code, whose errors end the
+            # instance): leave it runnable a little later rather than stuck as running.
+            log.exception("instance %s/%s: activation failed; retrying in %ss", *key, RETRY_AFTER)
+            with contextlib.suppress(Exception, LeaseLost):
+                now = self.clock.now()
+                await self.store.suspend(lease, now + RETRY_AFTER, (), now)
         finally:
             if self._active.get(key) is not None and self._active[key].lease == lease:
                 del self._active[key]
