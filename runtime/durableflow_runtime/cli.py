@@ -17,10 +17,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 import orjson
@@ -29,7 +29,9 @@ from durableflow import WorkflowError
 from durableflow._client import _HttpApi
 
 from .config import DEFAULT_CONFIG_NAME, TOKEN_ENV, ConfigError, load_config
-from .host import Host, HostOptions, StartupError, run_host
+
+if TYPE_CHECKING:
+    from .host import Host
 
 __all__ = ["main"]
 
@@ -114,6 +116,16 @@ def _load(config_path: Path | None) -> Any:
         fail(exc.message)
 
 
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run the host's event loop: uvloop when it is installed, else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
 def _serve(
     config_path: Path | None,
     host: str | None,
@@ -123,6 +135,8 @@ def _serve(
     grace: float,
     access_log: bool,
 ) -> None:
+    from .host import HostOptions, StartupError, run_host  # only the host needs the engine
+
     config = _load(config_path)
     options = HostOptions(
         host=host,
@@ -146,7 +160,7 @@ def _serve(
             )
 
     try:
-        asyncio.run(run_host(config, options, on_ready=ready))
+        _run(run_host(config, options, on_ready=ready))
     except StartupError as exc:
         fail(str(exc))
     sys.exit(0)

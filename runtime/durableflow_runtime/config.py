@@ -35,7 +35,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 import attrs
@@ -44,7 +44,8 @@ from durableflow import ValidationError, WorkflowEntrypoint
 from durableflow._config import resolve_config
 from durableflow._types import check_id
 
-from .engine import WorkflowSpec
+if TYPE_CHECKING:
+    from .engine import WorkflowSpec
 
 __all__ = [
     "DEFAULT_CONFIG_NAME",
@@ -441,6 +442,8 @@ def build_specs(
     Raises:
         ConfigError: As :func:`load_workflow_classes`.
     """
+    from .engine import WorkflowSpec
+
     if classes is None:
         classes = load_workflow_classes(config)
     return [

@@ -16,6 +16,7 @@ HTTP errors come back as the SDK's error classes: 404 is ``NotFoundError``, 409 
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar, overload
@@ -44,6 +45,8 @@ P = TypeVar("P")
 
 #: Longest single wait the client asks of the host's result endpoint; longer waits loop.
 _POLL_CHUNK = 30.0
+#: Bodies above this size are handed to aiohttp as a stream, not one bytes object.
+_LARGE_BODY = 512 * 1024
 
 _ERRORS_BY_CODE: dict[str, type[WorkflowError]] = {
     "not_found": NotFoundError,
@@ -143,10 +146,12 @@ class _HttpApi:
             TimeoutError: No answer within the timeout.
         """
         url = self.url + path
-        data: bytes | None = None
+        data: bytes | io.BytesIO | None = None
         headers: dict[str, str] = {}
         if body is not None or send_body:
             data = orjson.dumps(body)
+            if len(data) > _LARGE_BODY:
+                data = io.BytesIO(data)  # aiohttp streams a file-like body in chunks
             headers["Content-Type"] = "application/json"
         timeout = aiohttp.ClientTimeout(total=self.timeout + wait)
         try:

@@ -46,13 +46,12 @@ class OrderWorkflow(WorkflowEntrypoint[Env, Order]):
     async def run(self, event: WorkflowEvent[Order], step: WorkflowStep) -> dict[str, Any]:
         order = event.payload
 
-        @step.do("price order")
         async def price() -> float:
             if order.item not in PRICES:
-                raise NonRetryableError(f"unknown item {order.item!r}")
+                raise NonRetryableError(f"unknown item {order.item!r}")  # no retry helps
             return PRICES[order.item] * order.quantity
 
-        total = await price()
+        total = await step.do("price order", price)
 
         async def charge(ctx: StepContext) -> dict[str, Any]:
             # A payment gateway that fails the first attempt: the step is retried with the

@@ -1,0 +1,226 @@
+"""Helpers for the host tests: a real ``durableflow serve`` process on a temporary project."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import aiohttp
+import pytest
+
+from tests.helpers import assert_eventually
+
+HOST_PROJECT = Path(__file__).with_name("host_project")
+DURABLEFLOW = str(Path(sys.executable).with_name("durableflow"))
+_READY = re.compile(r"serving \d+ workflow\(s\) on (http://\S+)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: restarts hosts or waits on real time (seconds)")
+
+
+def wait_for(check: Callable[[], Any], *, timeout: float = 10.0, message: str = "") -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        last = check()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {message} (last: {last!r})")
+        time.sleep(0.02)
+
+
+def copy_project(target: Path, source: Path = HOST_PROJECT) -> Path:
+    """A fresh copy of a test project (its SQLite file lands inside it)."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", ".durableflow"))
+    return target
+
+
+def run_cli(
+    *args: str,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``durableflow ARGS`` to completion."""
+    return subprocess.run(
+        [DURABLEFLOW, *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+class HostProcess:
+    """One ``durableflow serve`` subprocess; its stderr goes to a file."""
+
+    def __init__(
+        self,
+        project: Path,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        token: str | None = None,
+    ) -> None:
+        self.project = project
+        self.token = token
+        self.log = project / f"host-{time.monotonic_ns()}.log"
+        self._log_file = self.log.open("wb")
+        self.proc = subprocess.Popen(
+            [DURABLEFLOW, "serve", "--port", "0", "--grace", "1", *args],
+            cwd=project,
+            env={**os.environ, **(env or {})},
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+        self.url = ""
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 30.0) -> HostProcess:
+        def ready() -> str | None:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"the host exited with {self.proc.returncode}:\n{self.output()}"
+                )
+            match = _READY.search(self.output())
+            return match.group(1) if match else None
+
+        self.url = wait_for(ready, timeout=timeout, message="the host to listen")
+        return self
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def get_json(self, path: str) -> Any:
+        """A blocking GET, for synchronous checks."""
+        request = urllib.request.Request(self.url + path, headers=self.headers())
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Send ``signum`` and wait for the exit; the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._log_file.close()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log_file.close()
+
+
+class HostFactory:
+    """Starts hosts and makes sure none outlives the test."""
+
+    def __init__(self) -> None:
+        self.hosts: list[HostProcess] = []
+
+    def start(
+        self,
+        project: Path,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        token: str | None = None,
+        wait: bool = True,
+    ) -> HostProcess:
+        host = HostProcess(project, args, env, token)
+        self.hosts.append(host)
+        return host.wait_ready() if wait else host
+
+    def close(self) -> None:
+        for host in self.hosts:
+            host.close()
+
+
+@pytest.fixture
+def hosts() -> Iterator[HostFactory]:
+    """Start ``durableflow serve`` processes; all are killed at the end of the test."""
+    factory = HostFactory()
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
+@pytest.fixture(scope="module")
+def shared_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostProcess]:
+    """One host on the test project, shared by a module's tests."""
+    project = copy_project(tmp_path_factory.mktemp("shared") / "project")
+    factory = HostFactory()
+    try:
+        yield factory.start(project)
+    finally:
+        factory.close()
+
+
+class Api:
+    """JSON over HTTP to a host: ``(status, body)`` for any request."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+        self.session = session
+        self.base = base
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        data: bytes | str | IO[bytes] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        if body is not None:
+            data = json.dumps(body)
+        if isinstance(data, str):
+            data = data.encode()
+        if isinstance(data, bytes):
+            data = io.BytesIO(data)  # aiohttp warns about large raw bodies
+        async with self.session.request(
+            method, self.base + path, data=data, headers=headers
+        ) as response:
+            raw = await response.read()
+            assert response.content_type == "application/json", (response.status, raw[:300])
+            return response.status, json.loads(raw) if raw else None
+
+    async def ok(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
+        got, answer = await self.call(method, path, body)
+        assert got == status, answer
+        return answer
+
+    async def wait_status(self, workflow: str, id: str, status: str, timeout: float = 15.0) -> Any:
+        """Wait until an instance has ``status``; its detail."""
+        path = f"/api/workflows/{workflow}/instances/{id}"
+
+        async def reached() -> Any:
+            detail = await self.ok("GET", path)
+            return detail if detail["status"] == status else None
+
+        return await assert_eventually(reached, timeout=timeout, message=f"{path} is {status}")
+
+
+@pytest.fixture
+async def api(shared_host: HostProcess) -> Any:
+    """An :class:`Api` on the shared host."""
+    async with aiohttp.ClientSession(headers=shared_host.headers()) as session:
+        yield Api(session, shared_host.url)
