@@ -26,7 +26,7 @@ from durableflow import ValidationError
 
 from .config import Config, ConfigError, build_specs, load_main_module, load_workflow_classes
 from .engine import Engine
-from .server import ApiSettings, build_app, mount_user_app, workflow_info
+from .server import API_ROUTES, ApiSettings, build_app, mount_user_app, workflow_info
 from .store.base import open_store
 
 __all__ = ["HostOptions", "StartupError", "check_bind", "run_host"]
@@ -97,6 +97,25 @@ def _load_app_target(config: Config) -> Any:
     if target is None:
         raise ConfigError(f"app {config.app!r}: {module_name} has no attribute {attribute!r}")
     return target
+
+
+def _is_reserved(path: str) -> bool:
+    return path in ("/healthz", "/api") or path.startswith("/api/")
+
+
+def _check_reserved(app: web.Application, setting: str | None) -> None:
+    """Refuse user routes on the host's own paths (``/api/...``, ``/healthz``)."""
+    ours = {handler for _method, _path, handler in API_ROUTES}
+    for resource in app.router.resources():
+        path = resource.canonical
+        if not _is_reserved(path):
+            continue
+        for route in resource:
+            if route.method != "HEAD" and route.handler not in ours:
+                raise StartupError(
+                    f"app {setting!r}: route {route.method} {path} is on a path the host's "
+                    "API reserves (/api, /healthz)"
+                )
 
 
 class Host:
@@ -172,6 +191,7 @@ class Host:
                 raise StartupError(
                     f"app {self.config.app!r}: cannot add its routes: {exc}"
                 ) from exc
+        _check_reserved(app, self.config.app)
         self.runner = web.AppRunner(
             app,
             handle_signals=False,

@@ -427,24 +427,50 @@ async def instance_result(request: web.Request) -> web.Response:
     timeout = _query_seconds(request, "timeout", DEFAULT_RESULT_WAIT, MAX_RESULT_WAIT)
     body = await _status_body(engine, name, id)
     if body["status"] not in FINAL_STATUSES and timeout > 0:
-
-        async def ended() -> bool:
-            return (await engine.status(name, id)).status in FINAL_STATUSES
-
-        stopping = request.app[SETTINGS_KEY].stopping
-        waiter = asyncio.ensure_future(engine.wait(name, id, ended, timeout))
-        stopper = asyncio.ensure_future(stopping.wait())
-        try:
-            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (waiter, stopper):
-                task.cancel()
-            for task in (waiter, stopper):
-                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                    await task
+        await _wait_until_ended(engine, name, id, timeout, request.app[SETTINGS_KEY].stopping)
         body = await _status_body(engine, name, id)
     body["done"] = body["status"] in FINAL_STATUSES
     return _json(body)
+
+
+#: How often a long poll re-reads the status when the store has other hosts, whose
+#: progress this engine is not told about.
+REMOTE_POLL_INTERVAL = 1.0
+
+
+async def _wait_until_ended(
+    engine: Engine, name: str, id: str, timeout: float, stopping: asyncio.Event
+) -> None:
+    """Return when the instance has ended, ``timeout`` has passed, or the host stops."""
+
+    async def ended() -> bool:
+        return (await engine.status(name, id)).status in FINAL_STATUSES
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    poll = None if engine.store.single_host else REMOTE_POLL_INTERVAL
+    stopper = asyncio.ensure_future(stopping.wait())
+    try:
+        while (remaining := deadline - loop.time()) > 0 and not stopping.is_set():
+            chunk = remaining if poll is None else min(poll, remaining)
+            waiter = asyncio.ensure_future(engine.wait(name, id, ended, chunk))
+            try:
+                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await waiter
+            if waiter.cancelled():
+                continue  # the host is stopping
+            error = waiter.exception()
+            if error is None:
+                return  # the instance ended
+            if not isinstance(error, TimeoutError):
+                raise error
+    finally:
+        stopper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopper
 
 
 def _control(action: str) -> Handler:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -406,3 +407,13 @@ async def test_no_answer_is_html(shared_host: HostProcess) -> None:
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         assert response.content_type == "application/json"
         assert response.status in (400, 404)
+
+
+def test_http_reference_matches_openapi() -> None:
+    """docs/http.md's endpoint table lists exactly the endpoints of the OpenAPI document."""
+    text = (Path(__file__).parents[2] / "docs" / "http.md").read_text()
+    listed = set(re.findall(r"^\| `(GET|POST|PUT|PATCH|DELETE) (/\S*)`", text, re.MULTILINE))
+    documented = {
+        (method.upper(), path) for path, item in build_openapi()["paths"].items() for method in item
+    }
+    assert listed == documented

@@ -123,6 +123,12 @@ def test_second_host_on_the_same_sqlite_file_is_refused(hosts: HostFactory, tmp_
     assert first.get_json("/healthz") == {"status": "ok"}
 
 
+_RESERVED_ROUTE = """
+@routes.get("/api/mine")
+async def mine(request: web.Request) -> web.Response:
+    return web.json_response({})
+"""
+
 _NOT_A_WORKFLOW = """
 class NotAWorkflow:
     pass
@@ -154,6 +160,7 @@ def _edit(project: Path, old: str, new: str, file: str = "durableflow.toml") -> 
         ("app missing", "app 'app:nothing': app has no attribute 'nothing'"),
         ("bad duration", "invalid step 'timeout' 'ten minutes'"),
         ("public without token", "refusing to listen on 0.0.0.0 without a token"),
+        ("reserved route", "route GET /api/mine is on a path the host's API reserves"),
     ],
 )
 def test_startup_errors_are_one_line(tmp_path: Path, case: str, fragment: str) -> None:
@@ -187,6 +194,8 @@ def test_startup_errors_are_one_line(tmp_path: Path, case: str, fragment: str) -
         _edit(project, 'timeout = "2 minutes"', 'timeout = "ten minutes"')
     elif case == "public without token":
         args += ["--host", "0.0.0.0"]
+    elif case == "reserved route":
+        (project / "app.py").write_text((project / "app.py").read_text() + _RESERVED_ROUTE)
     result = run_cli(*args, cwd=project)
     assert result.returncode == 1, result
     lines = result.stderr.strip().splitlines()
