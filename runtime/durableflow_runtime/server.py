@@ -174,8 +174,6 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(
             exc.status, _HTTP_CODES.get(exc.status, f"http_{exc.status}"), message, headers
         )
-    except asyncio.CancelledError:
-        raise
     except Exception as exc:
         log.error("%s %s failed", request.method, request.path, exc_info=exc)
         return error_response(500, "internal", "internal error (see the host's log)")
@@ -376,9 +374,19 @@ async def create_batch(request: web.Request) -> web.Response:
             raise ValidationError(f"{where}: {exc.message}") from None
     try:
         ids = await engine.create(name, items)
-    except InvalidParamsError as exc:
-        raise InvalidParamsError(f"in the batch: {exc.message}") from None
+    except (InvalidParamsError, LimitExceededError) as exc:
+        raise type(exc)(f"{_failing_entry(engine, name, items)}{exc.message}") from None
     return _json({"instances": [{"id": i, "status": "queued"} for i in ids]}, 201)
+
+
+def _failing_entry(engine: Engine, name: str, items: list[tuple[str | None, Any]]) -> str:
+    """``"instances[i]: "`` for the first entry that does not validate on its own."""
+    for index, (id, params) in enumerate(items):
+        try:
+            engine.prepare(name, id, params)
+        except ValidationError:
+            return f"instances[{index}]: "
+    return ""
 
 
 async def list_instances(request: web.Request) -> web.Response:

@@ -97,7 +97,8 @@ async def test_batch_is_all_or_nothing(api: Api) -> None:
     status, answer = await api.call("POST", f"{BASE}/echo/instances/batch", body)
     assert status == 400
     assert answer["error"]["code"] == "invalid_params"
-    assert "times" in answer["error"]["message"]
+    assert answer["error"]["message"].startswith("instances[1]: invalid params")
+    assert "params.times" in answer["error"]["message"]
     status, _ = await api.call("GET", f"{BASE}/echo/instances/bn-1")
     assert status == 404
     await api.ok("POST", f"{BASE}/echo/instances", {"id": "bn-x", "params": {"name": "x"}}, 201)
