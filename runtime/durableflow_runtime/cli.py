@@ -227,7 +227,7 @@ def dev(
     log_level: str,
     poll: float,
 ) -> None:
-    """``serve`` with readable logs, an access log, and a restart on every code change.
+    """Run serve with readable logs, an access log, and a restart on every code change.
 
     A supervising process watches the ``.py`` and ``.toml`` files under the config's
     directory and restarts the host when one changes.

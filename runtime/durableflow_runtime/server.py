@@ -167,7 +167,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
             message = f"{request.method} is not allowed on {request.path} (allowed: {allowed})"
         elif exc.status == 413:
-            limit = request.app[SETTINGS_KEY].max_body_bytes if SETTINGS_KEY in request.app else 0
+            limit = request.config_dict[SETTINGS_KEY].max_body_bytes
             message = f"request body is larger than the limit of {limit} bytes"
         else:
             message = exc.text or exc.reason
@@ -182,7 +182,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Require ``Authorization: Bearer <token>`` on ``/api`` when a token is set."""
-    token = request.app[SETTINGS_KEY].token
+    token = request.config_dict[SETTINGS_KEY].token
     if token and _is_api(request):
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
@@ -204,7 +204,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 @web.middleware
 async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuse an announced oversize body before reading any of it."""
-    limit = request.app[SETTINGS_KEY].max_body_bytes
+    limit = request.config_dict[SETTINGS_KEY].max_body_bytes
     length = request.content_length
     if length is not None and length > limit:
         raise ApiError(
@@ -306,7 +306,7 @@ def _query_seconds(request: web.Request, name: str, default: float, maximum: flo
 
 
 def _engine(request: web.Request) -> Engine:
-    return request.app[ENGINE_KEY]
+    return request.config_dict[ENGINE_KEY]
 
 
 def _workflow(request: web.Request) -> str:
@@ -328,7 +328,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 async def list_workflows(request: web.Request) -> web.Response:
     """``GET /api/workflows``."""
-    return _json({"workflows": request.app[SETTINGS_KEY].workflows})
+    return _json({"workflows": request.config_dict[SETTINGS_KEY].workflows})
 
 
 async def create_instance(request: web.Request) -> web.Response:
@@ -435,7 +435,9 @@ async def instance_result(request: web.Request) -> web.Response:
     timeout = _query_seconds(request, "timeout", DEFAULT_RESULT_WAIT, MAX_RESULT_WAIT)
     body = await _status_body(engine, name, id)
     if body["status"] not in FINAL_STATUSES and timeout > 0:
-        await _wait_until_ended(engine, name, id, timeout, request.app[SETTINGS_KEY].stopping)
+        await _wait_until_ended(
+            engine, name, id, timeout, request.config_dict[SETTINGS_KEY].stopping
+        )
         body = await _status_body(engine, name, id)
     body["done"] = body["status"] in FINAL_STATUSES
     return _json(body)
