@@ -1,6 +1,7 @@
 """durableflow: durable workflows for Python, in the style of Cloudflare Workflows."""
 
 from ._binding import Workflow, WorkflowInstance
+from ._client import Client
 from ._config import (
     Backoff,
     ResolvedStepConfig,
@@ -12,7 +13,10 @@ from ._config import (
 from ._duration import Duration
 from ._entrypoint import WorkflowEntrypoint
 from ._errors import (
+    AuthenticationError,
     EventTimeoutError,
+    HostError,
+    HostUnreachableError,
     InstanceExistsError,
     InstanceFailedError,
     InvalidParamsError,
@@ -39,11 +43,15 @@ from ._types import (
 )
 
 __all__ = [
+    "AuthenticationError",
     "Backoff",
+    "Client",
     "CreateOptions",
     "Duration",
     "ErrorInfo",
     "EventTimeoutError",
+    "HostError",
+    "HostUnreachableError",
     "InstanceExistsError",
     "InstanceFailedError",
     "InstanceStatus",

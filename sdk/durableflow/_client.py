@@ -27,6 +27,9 @@ import orjson
 
 from ._binding import Workflow, WorkflowInstance
 from ._errors import (
+    AuthenticationError,
+    HostError,
+    HostUnreachableError,
     InstanceExistsError,
     InstanceFailedError,
     InvalidParamsError,
@@ -64,19 +67,6 @@ _ERRORS_BY_STATUS: dict[int, type[WorkflowError]] = {
 }
 
 
-class _HostUnreachableError(WorkflowError, ConnectionError):
-    """The host could not be reached at all (refused, reset, DNS)."""
-
-
-class _HttpError(WorkflowError):
-    """An HTTP error the SDK's tree has no closer class for (401, 405, 5xx)."""
-
-    def __init__(self, message: str, *, status: int, code: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
 def _error_from(status: int, body: bytes, url: str) -> WorkflowError:
     code = ""
     message = ""
@@ -95,7 +85,8 @@ def _error_from(status: int, body: bytes, url: str) -> WorkflowError:
     if cls is None and status == 409:
         cls = InvalidTransitionError
     if cls is None:
-        return _HttpError(message, status=status, code=code or f"http_{status}")
+        error_class = AuthenticationError if status == 401 else HostError
+        return error_class(message, status=status, code=code or f"http_{status}")
     return cls(message)
 
 
@@ -166,7 +157,7 @@ class _HttpApi:
                     f"the durableflow host at {self.url} did not answer within "
                     f"{self.timeout + wait:g}s"
                 ) from None
-            raise _HostUnreachableError(
+            raise HostUnreachableError(
                 f"cannot reach the durableflow host at {self.url}: {exc}"
             ) from None
         except TimeoutError:
@@ -180,7 +171,7 @@ class _HttpApi:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise _HttpError(
+            raise HostError(
                 f"HTTP {status} from {url} is not JSON: {raw[:200]!r}", status=status, code=""
             ) from None
 

@@ -16,13 +16,19 @@ Every error the SDK or the host raises on purpose derives from one root::
     ├── NotFoundError(LookupError)        unknown workflow or instance
     ├── InstanceExistsError               create() with an id that is taken
     ├── InvalidTransitionError            e.g. resume a complete instance
-    └── InstanceFailedError               result(): the instance errored or was terminated
+    ├── InstanceFailedError               result(): the instance errored or was terminated
+    └── HostError                         Client: an HTTP answer no class above fits
+        ├── AuthenticationError           ... 401: a missing or wrong token
+        └── HostUnreachableError(ConnectionError)  the host cannot be reached at all
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "EventTimeoutError",
+    "HostError",
+    "HostUnreachableError",
     "InstanceExistsError",
     "InstanceFailedError",
     "InvalidParamsError",
@@ -150,3 +156,26 @@ class InstanceFailedError(WorkflowError):
         self.status = status
         self.error_name = error_name
         self.error_message = error_message
+
+
+class HostError(WorkflowError):
+    """``durableflow.Client``: the host answered with an error no closer class fits.
+
+    Args:
+        message: The host's message.
+        status: The HTTP status (0 when there was no answer).
+        code: The error code of the host's JSON error body.
+    """
+
+    def __init__(self, message: str, *, status: int = 0, code: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class AuthenticationError(HostError):
+    """``durableflow.Client``: the host refused the request's token (HTTP 401)."""
+
+
+class HostUnreachableError(HostError, ConnectionError):
+    """``durableflow.Client``: the host could not be reached (refused, reset, DNS)."""

@@ -11,7 +11,10 @@ from ._config import StepConfig as StepConfig
 from ._config import StepConfigDict as StepConfigDict
 from ._duration import Duration as Duration
 from ._entrypoint import WorkflowEntrypoint as WorkflowEntrypoint
+from ._errors import AuthenticationError as AuthenticationError
 from ._errors import EventTimeoutError as EventTimeoutError
+from ._errors import HostError as HostError
+from ._errors import HostUnreachableError as HostUnreachableError
 from ._errors import InstanceExistsError as InstanceExistsError
 from ._errors import InstanceFailedError as InstanceFailedError
 from ._errors import InvalidParamsError as InvalidParamsError
@@ -35,12 +38,15 @@ from ._types import WorkflowEvent as WorkflowEvent
 from ._types import WorkflowStepEvent as WorkflowStepEvent
 
 __all__ = [
+    "AuthenticationError",
     "Backoff",
     "Client",
     "CreateOptions",
     "Duration",
     "ErrorInfo",
     "EventTimeoutError",
+    "HostError",
+    "HostUnreachableError",
     "InstanceExistsError",
     "InstanceFailedError",
     "InstanceStatus",

@@ -1,5 +1,8 @@
 __all__ = [
+    "AuthenticationError",
     "EventTimeoutError",
+    "HostError",
+    "HostUnreachableError",
     "InstanceExistsError",
     "InstanceFailedError",
     "InvalidParamsError",
@@ -57,3 +60,11 @@ class InstanceFailedError(WorkflowError):
         error_name: str | None = None,
         error_message: str | None = None,
     ) -> None: ...
+
+class HostError(WorkflowError):
+    status: int
+    code: str
+    def __init__(self, message: str, *, status: int = 0, code: str = "") -> None: ...
+
+class AuthenticationError(HostError): ...
+class HostUnreachableError(HostError, ConnectionError): ...

@@ -1,6 +1,10 @@
 import durableflow
 
 EXPECTED = {
+    "AuthenticationError",
+    "Client",
+    "HostError",
+    "HostUnreachableError",
     "Backoff",
     "CreateOptions",
     "Duration",
