@@ -342,6 +342,9 @@ class _EngineStep(WorkflowStep):
         act = self._act
         engine = act.engine
         clock = engine.clock
+        # validate before the step takes its key, so a bad call leaves the history checks intact
+        wants_ctx = _wants_ctx(callback)
+        fresh_config = resolve_config(config, act.spec.defaults)
         count, step = await act.enter(name, "do")
         if step is not None:
             if step.status == "complete":
@@ -358,10 +361,9 @@ class _EngineStep(WorkflowStep):
                 act.check_stop()
                 raise act.suspend(step.wake_at)
         else:
-            resolved = resolve_config(config, act.spec.defaults)
+            resolved = fresh_config
             step = act.new_step(name, count, "do")
             step.config = resolved.to_json()
-        wants_ctx = _wants_ctx(callback)
         store = engine.store
         lease = act.lease
         while True:
@@ -392,16 +394,16 @@ class _EngineStep(WorkflowStep):
                                     step_id=act.step_id(name, count),
                                     config=resolved,
                                 )
-                                result = await callback(ctx)
+                                result = await _awaited(name, callback(ctx))
                             else:
-                                result = await callback()
+                                result = await _awaited(name, callback())
                         elif outcome[0] == "result":
                             result = outcome[1]
                         elif outcome[0] == "error":
                             raise outcome[1]
                         else:
                             raise TimeoutError
-                except NonRetryableError as exc:
+                except (NonRetryableError, _NotAwaitable) as exc:
                     await self._fail_step(step, entry, _error_info(exc))
                     raise _failed(step) from exc
                 except Exception as exc:
@@ -465,6 +467,9 @@ class _EngineStep(WorkflowStep):
         act = self._act
         engine = act.engine
         clock = engine.clock
+        if until is None:
+            assert duration is not None
+            length = to_seconds(duration, what=f"duration of sleep {name!r}")
         count, step = await act.enter(name, "sleep")
         if step is not None:
             if step.status == "complete":
@@ -473,8 +478,7 @@ class _EngineStep(WorkflowStep):
         else:
             now = clock.now()
             if until is None:
-                assert duration is not None
-                seconds = to_seconds(duration, what=f"duration of sleep {name!r}")
+                seconds = length
                 wake_at = now + seconds
             else:
                 seconds = until - now
@@ -497,6 +501,7 @@ class _EngineStep(WorkflowStep):
             step.status = "complete"
             step.ended_at = now
             _quiet(engine.store.put_step(act.lease, step))
+            engine.notify(act.spec.name, act.lease.id, None)
             return
         act.check_stop()
         await engine.store.put_step(act.lease, step)
@@ -506,9 +511,9 @@ class _EngineStep(WorkflowStep):
         act = self._act
         engine = act.engine
         clock = engine.clock
+        seconds = to_seconds(timeout, what=f"timeout of wait_for_event {name!r}")
         count, step = await act.enter(name, "wait_for_event")
         if step is None:
-            seconds = to_seconds(timeout, what=f"timeout of wait_for_event {name!r}")
             act.check_stop()
             now = clock.now()
             step = act.new_step(name, count, "wait_for_event")
@@ -553,6 +558,19 @@ class _EngineStep(WorkflowStep):
         raise act.suspend(step.wake_at, type)
 
 
+class _NotAwaitable(ValidationError):
+    """A step callback returned something that cannot be awaited (a plain function)."""
+
+
+def _awaited(name: str, value: Any) -> Awaitable[Any]:
+    if not inspect.isawaitable(value):
+        raise _NotAwaitable(
+            f"the callback of step {name!r} returned {type(value).__name__}, not an awaitable: "
+            "step callbacks must be async functions (async def)"
+        )
+    return value
+
+
 def _step_event(output: bytes | None) -> WorkflowStepEvent:
     data = loads(output) or {}
     return WorkflowStepEvent(
@@ -565,6 +583,11 @@ def _step_event(output: bytes | None) -> WorkflowStepEvent:
 def _event_timeout(step: StepRow, type: str) -> EventTimeoutError:
     message = (step.error or {}).get("message") or f"wait_for_event {step.name!r} timed out"
     return EventTimeoutError(message, step_name=step.name, event_type=type)
+
+
+def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _quiet(future: asyncio.Future[Any]) -> None:
@@ -820,6 +843,16 @@ class Engine:
             if act.cancelled_for is not None:
                 return  # terminated or restarted: the store already says so
             raise
+        except BaseExceptionGroup as group:  # asyncio.TaskGroup wraps what its tasks raise
+            if group.subgroup(LeaseLost) is not None:
+                raise LeaseLost(lease.id) from None
+            failures = group.subgroup(Exception)
+            if failures is not None:
+                outcome, error = "errored", _first_leaf(failures)
+            elif group.subgroup(_Suspend) is not None:
+                outcome = "suspend"
+            else:
+                raise
         except Exception as exc:
             outcome = "errored"
             error = exc

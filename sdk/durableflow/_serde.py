@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import cattrs
@@ -13,6 +14,8 @@ from ._errors import SerializationError
 __all__ = ["converter", "dumps", "loads", "structure", "unstructure"]
 
 converter = make_converter()
+converter.register_structure_hook(uuid.UUID, lambda value, _: uuid.UUID(str(value)))
+converter.register_unstructure_hook(uuid.UUID, str)
 _PLAIN = frozenset({type(None), bool, int, float, str, list, dict})
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +160,40 @@ async def test_limits_are_enforced_with_clear_errors(tmp_path: Path):
         assert (await ok.status()).status == "complete"
         items, _ = await engine.list_instances("big")
         assert {i["id"] for i in items} == {"ok", "over"}
+
+
+class Grouped(WorkflowEntrypoint[Any, Any]):
+    async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> Any:
+        async def make_id() -> uuid.UUID:
+            return uuid.UUID(int=7)
+
+        async with asyncio.TaskGroup() as group:
+            a = group.create_task(step.do("a", lambda: _async("a")))
+            group.create_task(step.sleep("nap", "1 hour"))
+        ident = await step.do("id", make_id)
+        await step.sleep("again", "1 hour")  # replays "id" from the store
+        assert isinstance(ident, uuid.UUID)
+
+        def not_async() -> str:
+            return "sync"
+
+        try:
+            await step.do("sync", not_async)  # type: ignore[arg-type]
+        except StepFailedError as exc:
+            sync_error = exc.error_message
+        return [a.result(), str(ident), sync_error]
+
+
+async def test_task_groups_uuid_results_and_sync_callbacks():
+    """A sleep inside a TaskGroup suspends the instance; UUID results survive replay; a
+    plain (non-async) callback fails its step once, with a message saying why."""
+    async with WorkflowTestEnvironment({"g": Grouped}) as env:
+        probe = env.introspect("g")
+        await env.workflow(Grouped).create(id="g")
+        status = await probe.wait_for_status(["complete", "errored"])
+        assert status.status == "complete", status
+        a, ident, sync_error = status.output
+        assert (a, ident) == ("a", "00000000-0000-0000-0000-000000000007")
+        assert "async def" in sync_error
+        sync_step = next(s for s in await probe.get_steps() if s["name"] == "sync")
+        assert sync_step["attempts"] == 1
