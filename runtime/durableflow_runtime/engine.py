@@ -52,7 +52,16 @@ from durableflow._serde import describe_structure_error, dumps, loads, structure
 from durableflow._types import STATUSES, check_id
 
 from .clock import Clock, RealClock
-from .store.base import FINAL_STATUSES, ControlAction, Lease, LeaseLost, NewInstance, StepRow, Store
+from .store.base import (
+    FINAL_STATUSES,
+    Claimed,
+    ControlAction,
+    Lease,
+    LeaseLost,
+    NewInstance,
+    StepRow,
+    Store,
+)
 
 __all__ = [
     "Bindings",
@@ -96,9 +105,10 @@ class WorkflowSpec:
     binding: str = ""
     defaults: ResolvedStepConfig = attrs.field(factory=ResolvedStepConfig)
 
-    @property
-    def params_type(self) -> Any:
-        return params_type(self.cls)
+    params_type: Any = attrs.field(init=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "params_type", params_type(self.cls))
 
 
 class InstanceHooks(Protocol):
@@ -135,6 +145,16 @@ def _iso(ts: float | None) -> str | None:
 
 
 _CTX_CACHE: dict[Any, bool] = {}
+_CONFIG_JSON: dict[ResolvedStepConfig, dict[str, Any]] = {}
+
+
+def _config_json(config: ResolvedStepConfig) -> dict[str, Any]:
+    cached = _CONFIG_JSON.get(config)
+    if cached is None:
+        cached = _CONFIG_JSON[config] = config.to_json()
+    return cached
+
+
 _RETURN_CACHE: dict[Any, Any] = {}
 
 
@@ -363,7 +383,7 @@ class _EngineStep(WorkflowStep):
         else:
             resolved = fresh_config
             step = act.new_step(name, count, "do")
-            step.config = resolved.to_json()
+            step.config = _config_json(resolved)
         store = engine.store
         lease = act.lease
         while True:
@@ -377,7 +397,7 @@ class _EngineStep(WorkflowStep):
                 step.started_at = now
             entry: dict[str, Any] = {"started_at": now, "ended_at": None, "error": None}
             step.attempt_log.append(entry)
-            _quiet(store.put_step(lease, step))
+            store.put_step_nowait(lease, step)
             act.begin()
             progressed = False
             try:
@@ -435,7 +455,7 @@ class _EngineStep(WorkflowStep):
                         raise act.suspend(step.wake_at) from None
                     continue
                 try:
-                    data = dumps(result, what=f"the result of step {name!r}")
+                    data = dumps(result, what=lambda: f"the result of step {name!r}")
                     act.check_size(data, f"the result of step {name!r}")
                 except (SerializationError, LimitExceededError) as exc:
                     await self._fail_step(step, entry, _error_info(exc))
@@ -500,7 +520,7 @@ class _EngineStep(WorkflowStep):
         if wake_at <= now:
             step.status = "complete"
             step.ended_at = now
-            _quiet(engine.store.put_step(act.lease, step))
+            engine.store.put_step_nowait(act.lease, step)
             engine.notify(act.spec.name, act.lease.id, None)
             return
         act.check_stop()
@@ -588,11 +608,6 @@ def _event_timeout(step: StepRow, type: str) -> EventTimeoutError:
 def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
     first = group.exceptions[0]
     return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
-
-
-def _quiet(future: asyncio.Future[Any]) -> None:
-    """A write fired without waiting: its error, if any, surfaces on a later awaited write."""
-    future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 class Engine:
@@ -731,14 +746,14 @@ class Engine:
             free = self.max_concurrency - self._running
             if free > 0:
                 try:
-                    leases = await store.claim(clock.now(), free)
+                    claimed = await store.claim_work(clock.now(), free)
                 except Exception:
                     log.exception("claiming work failed; retrying")
                     await asyncio.sleep(1.0)
                     continue
-                for lease in leases:
-                    self._launch(lease)
-                if len(leases) == free:
+                for work in claimed:
+                    self._launch(work)
+                if len(claimed) == free:
                     continue
             if self._wake.is_set():
                 continue
@@ -763,14 +778,15 @@ class Engine:
                 if timer is not None:
                     timer.cancel()
 
-    def _launch(self, lease: Lease) -> None:
+    def _launch(self, work: Claimed) -> None:
+        lease = work.lease
         key = (lease.workflow, lease.id)
         spec = self.workflows.get(lease.workflow)
         if spec is None:
             log.error("instance %s/%s: no workflow %r on this host", *key, lease.workflow)
             return
         previous = self._finished.pop(key, None)
-        task = asyncio.create_task(self._activate(spec, lease, previous))
+        task = asyncio.create_task(self._activate(spec, work, previous))
         self._running += 1
         self._finished[key] = task
         task.add_done_callback(lambda t: self._forget(key, t))
@@ -780,17 +796,14 @@ class Engine:
             del self._finished[key]
 
     async def _activate(
-        self, spec: WorkflowSpec, lease: Lease, previous: asyncio.Task[None] | None
+        self, spec: WorkflowSpec, work: Claimed, previous: asyncio.Task[None] | None
     ) -> None:
+        lease, row = work.lease, work.row
         key = (lease.workflow, lease.id)
         try:
             if previous is not None and not previous.done():
                 await asyncio.wait([previous])  # a cancelled activation of the same instance
-            row = await self.store.get_instance(lease.workflow, lease.id)
-            if row is None or row.epoch != lease.epoch:
-                return
-            history = await self.store.load_steps(lease.key)
-            act = _Activation(self, spec, lease, history, row.generation, row.pause_requested)
+            act = _Activation(self, spec, lease, work.steps, row.generation, row.pause_requested)
             self._active[key] = act
             self.notify(lease.workflow, lease.id, "running")
             act.task = asyncio.current_task()

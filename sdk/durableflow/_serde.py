@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import cattrs
@@ -24,12 +25,13 @@ def unstructure(value: Any) -> Any:
     return converter.unstructure(value)
 
 
-def dumps(value: Any, *, what: str) -> bytes:
+def dumps(value: Any, *, what: str | Callable[[], str]) -> bytes:
     """Serialize a value to JSON bytes.
 
     Args:
         value: Anything JSON-representable after cattrs unstructuring.
-        what: How to name the value in an error ("result of step 'charge'").
+        what: How to name the value in an error ("result of step 'charge'"), or a
+            function that says it (called only when there is an error).
 
     Raises:
         SerializationError: The value (or something inside it) is not JSON-representable.
@@ -42,6 +44,8 @@ def dumps(value: Any, *, what: str) -> bytes:
     try:
         return orjson.dumps(converter.unstructure(value))
     except (TypeError, orjson.JSONEncodeError) as exc:
+        if callable(what):
+            what = what()
         raise SerializationError(
             f"{what} is not JSON-representable: {type(value).__name__} ({exc})"
         ) from None

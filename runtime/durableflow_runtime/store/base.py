@@ -19,6 +19,7 @@ import attrs
 
 __all__ = [
     "Claim",
+    "Claimed",
     "ControlAction",
     "EventRow",
     "InstanceRow",
@@ -102,6 +103,15 @@ class StepRow:
 
 
 @attrs.frozen
+class Claimed:
+    """A claimed instance with what its activation needs: its row and its step history."""
+
+    lease: Lease
+    row: InstanceRow
+    steps: list[StepRow]
+
+
+@attrs.frozen
 class EventRow:
     """An event sent to an instance."""
 
@@ -158,6 +168,18 @@ class Store(abc.ABC):
     async def claim(self, now: float, limit: int) -> list[Lease]:
         """Take up to ``limit`` runnable instances (due ``run_at``), marking them running."""
 
+    async def claim_work(self, now: float, limit: int) -> list[Claimed]:
+        """``claim``, and load each claimed instance's row and history.
+
+        Backends may override this to read everything in one round trip.
+        """
+        claimed = []
+        for lease in await self.claim(now, limit):
+            row = await self.get_instance(lease.workflow, lease.id)
+            if row is not None and row.epoch == lease.epoch:
+                claimed.append(Claimed(lease, row, await self.load_steps(lease.key)))
+        return claimed
+
     @abc.abstractmethod
     async def next_run_at(self) -> float | None:
         """The earliest ``run_at`` of any instance, or ``None``."""
@@ -166,6 +188,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def put_step(self, lease: Lease, step: StepRow) -> asyncio.Future[None]:
         """Insert or replace one step of the history."""
+
+    def put_step_nowait(self, lease: Lease, step: StepRow) -> None:
+        """``put_step`` without waiting for it: its failure, if any, is not reported.
+
+        The engine uses this to record that an attempt started; the attempt's outcome is
+        written with ``put_step`` and awaited, and writes apply in call order.
+        """
+        future = self.put_step(lease, step)
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     @abc.abstractmethod
     def take_event(

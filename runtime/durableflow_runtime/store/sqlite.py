@@ -36,6 +36,7 @@ from durableflow import ValidationError as _ValidationError
 
 from .base import (
     FINAL_STATUSES,
+    Claimed,
     ControlAction,
     EventRow,
     InstanceRow,
@@ -110,6 +111,30 @@ _INSTANCE_COLUMNS = (
 )
 
 
+_STEP_SELECT = (
+    "SELECT instance, name, count, seq, type, status, attempts, attempt_log, output, error,"
+    " started_at, ended_at, wake_at, config FROM steps"
+)
+
+
+def _step(r: tuple[Any, ...]) -> StepRow:
+    return StepRow(
+        name=r[0],
+        count=r[1],
+        seq=r[2],
+        type=r[3],
+        status=r[4],
+        attempts=r[5],
+        attempt_log=orjson.loads(r[6]),
+        output=r[7].encode() if r[7] is not None else None,
+        error=orjson.loads(r[8]) if r[8] is not None else None,
+        started_at=r[9],
+        ended_at=r[10],
+        wake_at=r[11],
+        config=orjson.loads(r[12]) if r[12] is not None else None,
+    )
+
+
 class StoreLockedError(_ValidationError):
     """Another host already has this SQLite file open."""
 
@@ -163,7 +188,9 @@ class SqliteStore(Store):
         self._conn: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._queue: list[
+            tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any] | None]
+        ] = []
         self._flush_scheduled = False
         self._flushing: asyncio.Future[Any] | None = None
         self._last_step: tuple[Any, list[StepRow], Any] | None = None
@@ -285,11 +312,14 @@ class SqliteStore(Store):
         if self._conn is None or self._stop.is_set():
             future.set_exception(RuntimeError(f"the store {self.path} is closed"))
             return future
+        self._enqueue(fn, future)
+        return future
+
+    def _enqueue(self, fn: Callable[[sqlite3.Connection], Any], future: Any) -> None:
         self._queue.append((fn, future))
         if not self._flush_scheduled and self._flushing is None:
             self._flush_scheduled = True
-            loop.call_soon(self._start_flush)
-        return future
+            asyncio.get_running_loop().call_soon(self._start_flush)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -313,7 +343,7 @@ class SqliteStore(Store):
         self._flushing = flushing
 
     def _deliver_thread_batch(
-        self, done: asyncio.Future[Any], batch: list[tuple[Any, asyncio.Future[Any]]]
+        self, done: asyncio.Future[Any], batch: list[tuple[Any, asyncio.Future[Any] | None]]
     ) -> None:
         self._flushing = None
         exc = done.exception()
@@ -321,7 +351,7 @@ class SqliteStore(Store):
             [(False, exc)] * len(batch) if exc is not None else done.result()
         )
         for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-            if not future.done():
+            if future is not None and not future.done():
                 if ok:
                     future.set_result(value)
                 else:
@@ -354,7 +384,7 @@ class SqliteStore(Store):
 
     def _apply(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]) -> None:
         for (_, future), (ok, value) in zip(batch, self._apply_outcomes(batch), strict=True):
-            if future.done():
+            if future is None or future.done():
                 continue
             if ok:
                 future.set_result(value)
@@ -422,27 +452,8 @@ class SqliteStore(Store):
     async def load_steps(self, key: int) -> list[StepRow]:
         def op(conn: sqlite3.Connection) -> list[StepRow]:
             return [
-                StepRow(
-                    name=r[0],
-                    count=r[1],
-                    seq=r[2],
-                    type=r[3],
-                    status=r[4],
-                    attempts=r[5],
-                    attempt_log=orjson.loads(r[6]),
-                    output=r[7].encode() if r[7] is not None else None,
-                    error=orjson.loads(r[8]) if r[8] is not None else None,
-                    started_at=r[9],
-                    ended_at=r[10],
-                    wake_at=r[11],
-                    config=orjson.loads(r[12]) if r[12] is not None else None,
-                )
-                for r in conn.execute(
-                    "SELECT name, count, seq, type, status, attempts, attempt_log, output,"
-                    " error, started_at, ended_at, wake_at, config FROM steps"
-                    " WHERE instance = ? ORDER BY seq",
-                    (key,),
-                )
+                _step(r[1:])
+                for r in conn.execute(f"{_STEP_SELECT} WHERE instance = ? ORDER BY seq", (key,))
             ]
 
         return await self._read(op)
@@ -472,6 +483,35 @@ class SqliteStore(Store):
                 (now, now, limit),
             ).fetchall()
             return [Lease(r[0], r[1], r[2], r[3]) for r in rows]
+
+        return await self._write(op)
+
+    async def claim_work(self, now: float, limit: int) -> list[Claimed]:
+        def op(conn: sqlite3.Connection) -> list[Claimed]:
+            rows = [
+                _instance(r)
+                for r in conn.execute(
+                    "UPDATE instances SET status = CASE WHEN pause_requested"
+                    " THEN 'waitingForPause' ELSE 'running' END, run_at = NULL,"
+                    " wait_types = NULL, epoch = epoch + 1, started_at = coalesce(started_at, ?)"
+                    " WHERE key IN (SELECT key FROM instances WHERE run_at <= ?"
+                    f" ORDER BY run_at LIMIT ?) RETURNING {_INSTANCE_COLUMNS}",
+                    (now, now, limit),
+                )
+            ]
+            if not rows:
+                return []
+            steps: dict[int, list[StepRow]] = {row.key: [] for row in rows}
+            marks = ",".join("?" * len(rows))
+            for r in conn.execute(
+                f"{_STEP_SELECT} WHERE instance IN ({marks}) ORDER BY instance, seq",
+                list(steps),
+            ):
+                steps[r[0]].append(_step(r[1:]))
+            return [
+                Claimed(Lease(row.workflow, row.id, row.key, row.epoch), row, steps[row.key])
+                for row in rows
+            ]
 
         return await self._write(op)
 
@@ -525,6 +565,18 @@ class SqliteStore(Store):
             raise LeaseLost(f"instance key {key}")
 
     def put_step(self, lease: Lease, step: StepRow) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue_step(lease, step, future)
+        return future
+
+    def put_step_nowait(self, lease: Lease, step: StepRow) -> None:
+        self._queue_step(lease, step, None)
+
+    def _queue_step(self, lease: Lease, step: StepRow, future: asyncio.Future[None] | None) -> None:
+        if self._conn is None or self._stop.is_set():
+            if future is not None:
+                future.set_exception(RuntimeError(f"the store {self.path} is closed"))
+            return
         # copy now: the caller keeps mutating its record while the write waits in the queue
         snapshot = StepRow(
             step.name,
@@ -547,16 +599,16 @@ class SqliteStore(Store):
             # The same step was written just before (an attempt's start, then its result,
             # with nothing queued between): one row write carries both.
             last[1][0] = snapshot
-            return self._write(_nothing)
+            if future is not None:
+                self._enqueue(_nothing, future)
+            return
         holder = [snapshot]
 
         def op(conn: sqlite3.Connection) -> None:
             self._put_step(conn, lease.key, holder[0], lease.epoch)
 
-        future = self._write(op)
-        if self._queue:
-            self._last_step = (ident, holder, self._queue[-1])
-        return future
+        self._enqueue(op, future)
+        self._last_step = (ident, holder, self._queue[-1])
 
     def take_event(
         self, lease: Lease, step: StepRow, type: str, now: float
