@@ -96,15 +96,21 @@ async def test_recorded_history_replays_under_current_code(tmp_path: Path) -> No
 
 async def record(path: Path) -> None:
     """Write the fixture: run RecordedOrder until it sleeps, then stop."""
-    path.unlink(missing_ok=True)
     async with WorkflowTestEnvironment({"orders": RecordedOrder}, database=path) as env:
         probe = env.introspect("order-1")
         probe.disable_retry_delays()
         await env.workflow(RecordedOrder).create(id="order-1", params=Order("order-1", 1250))
         await probe.wait_for_status("waiting")
-    for extra in (Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.lock")):
-        extra.unlink(missing_ok=True)
+
+
+def _remove(path: Path) -> None:
+    for each in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.lock")):
+        each.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":  # python tests/integration/test_recorded_history.py: re-record
-    asyncio.run(record(Path(sys.argv[1]) if len(sys.argv) > 1 else FIXTURE))
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else FIXTURE
+    _remove(target)
+    asyncio.run(record(target))
+    for leftover in (Path(f"{target}-wal"), Path(f"{target}-shm"), Path(f"{target}.lock")):
+        leftover.unlink(missing_ok=True)
