@@ -158,6 +158,8 @@ def _serve(
                 bound,
                 storage or config.storage_url,
             )
+            if config.server.dashboard:
+                log.info("dashboard on http://%s:%d/dashboard", shown, bound)
 
     try:
         _run(run_host(config, options, on_ready=ready))

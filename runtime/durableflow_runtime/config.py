@@ -13,6 +13,7 @@ is one line naming the file, the key and what was expected::
     host = "127.0.0.1"
     port = 8787
     token = "..."                      # or env DURABLEFLOW_TOKEN
+    dashboard = true                   # serve the dashboard at /dashboard
 
     [[workflows]]
     name = "order-processing"
@@ -68,7 +69,7 @@ DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 
 _TOP_KEYS = ("main", "app", "storage", "server", "workflows")
 _STORAGE_KEYS = ("url", "durability")
-_SERVER_KEYS = ("host", "port", "token", "max_body_bytes")
+_SERVER_KEYS = ("host", "port", "token", "max_body_bytes", "dashboard")
 _WORKFLOW_KEYS = ("name", "binding", "class_name", "retries", "timeout")
 
 
@@ -86,12 +87,14 @@ class ServerConfig:
         token: Bearer token every ``/api`` request must carry (``None``: no auth).
             The ``DURABLEFLOW_TOKEN`` environment variable, when set, takes precedence.
         max_body_bytes: Largest request body accepted (HTTP 413 above it).
+        dashboard: Serve the dashboard page at ``/dashboard``.
     """
 
     host: str = "127.0.0.1"
     port: int = 8787
     token: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    dashboard: bool = True
 
     @property
     def url(self) -> str:
@@ -271,7 +274,16 @@ def load_config(path: Path | None = None) -> Config:
     )
     if max_body < 1024:
         raise ConfigError(f"{path}: server.max_body_bytes must be at least 1024, not {max_body}")
-    server = ServerConfig(host=host, port=port, token=token or None, max_body_bytes=max_body)
+    dashboard = _expect(
+        server_table.get("dashboard", True), bool, path, "server.dashboard", "true or false"
+    )
+    server = ServerConfig(
+        host=host,
+        port=port,
+        token=token or None,
+        max_body_bytes=max_body,
+        dashboard=dashboard,
+    )
 
     entries = _expect(data.get("workflows", []), list, path, "[[workflows]]", "an array of tables")
     workflows: list[WorkflowConfig] = []

@@ -1,7 +1,8 @@
 """The host's aiohttp application: the binding API over HTTP, and the user's routes.
 
 Every answer is JSON. Errors are ``{"error": {"code", "message"}}`` with a status that
-says what kind of mistake it was; no HTML page or traceback ever reaches a client:
+says what kind of mistake it was; no HTML page or traceback ever reaches a client (the
+one HTML page is the dashboard, served where no route matches: see its section below):
 
 =====  ======================================================================
 400    ``invalid_json``, ``invalid_request``, ``invalid_params``, ``limit_exceeded``
@@ -42,6 +43,7 @@ from durableflow import (
 from durableflow._types import check_id
 from durableflow.web import ENV_KEY
 
+from .dashboard import DASHBOARD_PATH, page, page_headers
 from .engine import Engine
 from .openapi import build_openapi
 from .store.base import FINAL_STATUSES
@@ -74,12 +76,14 @@ class ApiSettings:
         max_body_bytes: Largest request body accepted.
         workflows: What ``GET /api/workflows`` lists, one dict per workflow.
         stopping: Set when the host shuts down: long polls answer at once.
+        dashboard: Serve the dashboard page at ``/dashboard`` (``/`` redirects to it).
     """
 
     token: str | None = None
     max_body_bytes: int = 16 * 1024 * 1024
     workflows: list[dict[str, Any]] = attrs.field(factory=list)
     stopping: asyncio.Event = attrs.field(factory=asyncio.Event)
+    dashboard: bool = True
 
 
 ENGINE_KEY: web.AppKey[Engine] = web.AppKey("durableflow.engine", Engine)
@@ -571,7 +575,26 @@ def build_app(
         app.middlewares.insert(index, middleware)
     for method, path, handler in API_ROUTES:
         app.router.add_route(method, path, handler)
+    if settings.dashboard:
+        app.middlewares.append(dashboard_middleware)
     return app
+
+
+# --- dashboard ------------------------------------------------------------------------
+# The page is not API: it is served without a token (it holds no data; its requests to
+# /api carry the token) and only when no route matches, so a user route on "/" or
+# "/dashboard" wins and the router (and the OpenAPI document) stays about the API.
+@web.middleware
+async def dashboard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Serve ``GET /dashboard`` and redirect ``GET /`` to it where no route matches."""
+    if request.method in ("GET", "HEAD") and isinstance(
+        request.match_info.http_exception, web.HTTPNotFound
+    ):
+        if request.path in (DASHBOARD_PATH, DASHBOARD_PATH + "/"):
+            return web.Response(body=page(), headers=page_headers())
+        if request.path == "/":
+            raise web.HTTPFound(DASHBOARD_PATH)
+    return await handler(request)
 
 
 async def mount_user_app(target: Any, env: Any) -> tuple[web.Application | None, Any]:
