@@ -127,7 +127,9 @@ class Host:
         self.engine: Engine | None = None
         self.runner: web.AppRunner | None = None
         self.settings = ApiSettings(
-            token=config.server.token, max_body_bytes=config.server.max_body_bytes
+            token=config.server.token,
+            max_body_bytes=config.server.max_body_bytes,
+            dashboard=config.server.dashboard,
         )
         self.addresses: list[tuple[str, int]] = []
 

@@ -228,10 +228,6 @@ async def test_switched_off_the_page_is_a_json_404(serve_app: Any) -> None:
     assert status == 200 and body == page()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the host does not pass [server] dashboard on to ApiSettings yet (host.py)",
-)
 async def test_config_switches_the_page_off(hosts: HostFactory, tmp_path: Path) -> None:
     """A host started with `[server] dashboard = false` answers /dashboard with a JSON 404."""
     host = hosts.start(timeline_project(tmp_path / "project", server="dashboard = false"))
