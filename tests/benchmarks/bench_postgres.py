@@ -1,0 +1,219 @@
+"""PostgreSQL benchmark: per-step overhead and throughput, one and two hosts, beside SQLite.
+
+Run:  .venv/bin/python tests/benchmarks/bench_postgres.py [--quick] [--instances N]
+
+Needs a PostgreSQL server (``DURABLEFLOW_TEST_PG_DSN``, default
+``postgresql://postgres@127.0.0.1:5432/test``); works in a fresh schema it drops at the end.
+Prints, measured in this one run on this machine:
+
+  * a sequential instance (one step after the other): time per step, SQLite and PostgreSQL;
+  * N instances x 10 no-op steps started at once: instances/s and steps/s for SQLite (one
+    host), PostgreSQL with one host in this process, and PostgreSQL with one and with two
+    host processes on the same database (this process only creates the instances and
+    counts the completed ones).
+
+Figures, not pass/fail: the database server, the hosts and this process share the machine.
+``--loop uvloop`` (the default when uvloop is installed, as the host runs) or ``asyncio``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from durableflow import WorkflowEntrypoint, WorkflowEvent, WorkflowStep
+from durableflow_runtime.engine import Engine, WorkflowSpec
+from durableflow_runtime.store.base import NewInstance, Store
+from durableflow_runtime.store.postgres import PostgresStore
+from durableflow_runtime.store.sqlite import SqliteStore
+
+PG_DSN = os.environ.get("DURABLEFLOW_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+STEPS = 10
+
+
+async def _noop() -> int:
+    return 1
+
+
+class NoOps(WorkflowEntrypoint[Any, int]):
+    """``payload`` no-op steps, one after the other."""
+
+    async def run(self, event: WorkflowEvent[int], step: WorkflowStep) -> Any:
+        total = 0
+        for _ in range(event.payload):
+            total += await step.do("s", _noop)
+        return total
+
+
+SPECS = [WorkflowSpec("noops", NoOps)]
+
+
+def pg_store(schema: str, host_id: str | None = None) -> PostgresStore:
+    return PostgresStore(PG_DSN, schema=schema, poll_interval=1.0, host_id=host_id)
+
+
+async def run_in_process(store: Store, instances: int, steps: int) -> float:
+    """Seconds for one in-process engine to run ``instances`` instances of ``steps`` steps."""
+    engine = Engine(store, SPECS, max_concurrency=512)
+    await engine.start()
+    done = asyncio.Event()
+    finished = 0
+
+    def count(_wf: str, _id: str, status: str | None) -> None:
+        nonlocal finished
+        if status == "complete":
+            finished += 1
+            if finished == instances:
+                done.set()
+
+    engine.add_listener(count)
+    try:
+        start = time.perf_counter()
+        for first in range(0, instances, 100):
+            batch = [(f"i{n}", steps) for n in range(first, min(first + 100, instances))]
+            await engine.create("noops", batch)
+        await asyncio.wait_for(done.wait(), 600)
+        return time.perf_counter() - start
+    finally:
+        await engine.stop()
+
+
+async def run_hosts(schema: str, hosts: int, instances: int, steps: int) -> float:
+    """Seconds for ``hosts`` host processes to run the instances this process creates."""
+    procs = []
+    try:
+        for n in range(hosts):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                __file__,
+                "serve",
+                "--schema",
+                schema,
+                "--host-id",
+                f"bench-{n}",
+                stdout=asyncio.subprocess.PIPE,
+            )
+            procs.append(proc)
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+            assert line.strip() == b"ready", line
+        store = pg_store(schema, "bench-client")
+        await store.open()
+        db = await asyncpg.connect(PG_DSN, server_settings={"search_path": schema})
+        try:
+            start = time.perf_counter()
+            now = time.time()
+            for first in range(0, instances, 100):
+                await store.create_instances(
+                    [
+                        NewInstance("noops", f"i{n}", str(steps).encode(), now)
+                        for n in range(first, min(first + 100, instances))
+                    ]
+                )
+            while True:
+                done = await db.fetchval("SELECT count(*) FROM instances WHERE status = 'complete'")
+                if done == instances:
+                    return time.perf_counter() - start
+                await asyncio.sleep(0.02)
+        finally:
+            await db.close()
+            await store.close()
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            await proc.communicate()
+
+
+async def fresh_schema(fn: Callable[[str], Coroutine[Any, Any, float]]) -> float:
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    try:
+        return await fn(schema)
+    finally:
+        conn = await asyncpg.connect(PG_DSN)
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.close()
+
+
+async def bench(args: argparse.Namespace) -> None:
+    print(f"event loop: {args.loop}; PostgreSQL: {PG_DSN}")
+    conn = await asyncpg.connect(PG_DSN)
+    version = await conn.fetchval("SHOW server_version")
+    sync = await conn.fetchval("SHOW synchronous_commit")
+    await conn.close()
+    print(f"PostgreSQL {version}, synchronous_commit={sync}; {os.cpu_count()} CPUs shared\n")
+
+    seq = 200 if args.quick else 1000
+    print(f"sequential instance, {seq} steps (per-step overhead, one at a time):")
+    with tempfile.TemporaryDirectory() as tmp:
+        t = await run_in_process(SqliteStore(Path(tmp) / "s.db"), 1, seq)
+    print(f"  SQLite       {t / seq * 1e6:8.0f} us/step")
+    t = await fresh_schema(lambda s: run_in_process(pg_store(s), 1, seq))
+    print(f"  PostgreSQL   {t / seq * 1e6:8.0f} us/step")
+
+    n = args.instances or (300 if args.quick else 2000)
+    print(f"\n{n} instances x {STEPS} no-op steps, started at once:")
+
+    def line(label: str, seconds: float) -> None:
+        print(f"  {label:<36} {n / seconds:8.0f} instances/s {n * STEPS / seconds:9.0f} steps/s")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        line(
+            "SQLite, one host (in process)",
+            await run_in_process(SqliteStore(Path(tmp) / "t.db"), n, STEPS),
+        )
+    line(
+        "PostgreSQL, one host (in process)",
+        await fresh_schema(lambda s: run_in_process(pg_store(s), n, STEPS)),
+    )
+    line("PostgreSQL, one host process", await fresh_schema(lambda s: run_hosts(s, 1, n, STEPS)))
+    line("PostgreSQL, two host processes", await fresh_schema(lambda s: run_hosts(s, 2, n, STEPS)))
+
+
+async def serve(args: argparse.Namespace) -> None:
+    engine = Engine(pg_store(args.schema, args.host_id), SPECS, max_concurrency=512)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await engine.start()
+    print("ready", flush=True)
+    await stop.wait()
+    await engine.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("mode", nargs="?", default="bench", choices=["bench", "serve"])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--instances", type=int, default=0)
+    parser.add_argument("--schema", default="")
+    parser.add_argument("--host-id", default="")
+    try:
+        import uvloop
+
+        default_loop = "uvloop"
+    except ImportError:
+        default_loop = "asyncio"
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default=default_loop)
+    args = parser.parse_args()
+    coro = bench(args) if args.mode == "bench" else serve(args)
+    if args.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(coro)
+    else:
+        asyncio.run(coro)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,639 @@
+"""One description of store behaviour, run against every store: SQLite and PostgreSQL.
+
+PostgreSQL comes from ``DURABLEFLOW_TEST_PG_DSN`` (default
+``postgresql://postgres@127.0.0.1:5432/test``); each test gets a fresh schema. When no
+server answers, the PostgreSQL cases are skipped, except under ``CI=true``, where they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+
+from durableflow import (
+    InstanceExistsError,
+    InvalidTransitionError,
+    NotFoundError,
+    WorkflowEntrypoint,
+    WorkflowEvent,
+    WorkflowStep,
+)
+from durableflow_runtime.engine import Engine, WorkflowSpec
+from durableflow_runtime.store.base import EventRow, Lease, LeaseLost, NewInstance, StepRow, Store
+from durableflow_runtime.store.postgres import PostgresStore
+from durableflow_runtime.store.sqlite import SqliteStore
+
+PG_DSN = os.environ.get("DURABLEFLOW_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+T0 = 1_800_000_000.0  # a fixed "now" for store-level tests
+
+_pg_state: dict[str, str | None] = {}
+
+
+async def pg_unavailable_reason() -> str | None:
+    """Why PostgreSQL cannot be used for tests, or ``None`` when it answers."""
+    if "reason" not in _pg_state:
+        try:
+            conn = await asyncpg.connect(PG_DSN, timeout=5)
+            await conn.close()
+            _pg_state["reason"] = None
+        except Exception as exc:
+            _pg_state["reason"] = f"no PostgreSQL at {PG_DSN} ({type(exc).__name__}: {exc})"
+    return _pg_state["reason"]
+
+
+async def require_pg() -> None:
+    """Skip the test when PostgreSQL is down, or fail it under CI."""
+    reason = await pg_unavailable_reason()
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI=true requires PostgreSQL (set DURABLEFLOW_TEST_PG_DSN)")
+    pytest.skip(f"{reason}; set DURABLEFLOW_TEST_PG_DSN or start PostgreSQL to run these")
+
+
+async def drop_schema(schema: str) -> None:
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+async def assert_eventually(
+    check: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, what: str = "condition"
+) -> None:
+    """Poll ``check`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout}s")
+        await asyncio.sleep(0.02)
+
+
+StoreFactory = Callable[[], Store]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def make_store(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[StoreFactory]:
+    """A factory of store objects on one fresh database (a new object per call, same data)."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    if request.param == "postgres":
+        await require_pg()
+
+        def factory() -> Store:
+            return PostgresStore(PG_DSN, schema=schema, lease_seconds=5.0, poll_interval=0.5)
+    else:
+
+        def factory() -> Store:
+            return SqliteStore(tmp_path / "state.db")
+
+    yield factory
+    if request.param == "postgres":
+        await drop_schema(schema)
+
+
+@pytest.fixture
+async def store(make_store: StoreFactory) -> AsyncIterator[Store]:
+    """An open store on a fresh database."""
+    s = make_store()
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def create(store: Store, *ids: str, at: float = T0, workflow: str = "wf") -> None:
+    await store.create_instances(
+        [NewInstance(workflow, i, f'{{"n": {n}}}'.encode(), at + n) for n, i in enumerate(ids)]
+    )
+
+
+async def running(store: Store, id: str = "a", at: float = T0) -> Lease:
+    """Create one instance and claim it."""
+    await create(store, id, at=at)
+    [lease] = await store.claim(at + 1, 10)
+    assert lease.id == id
+    return lease
+
+
+def step(name: str, seq: int, status: str = "running", **fields: Any) -> StepRow:
+    return StepRow(
+        name=name, count=1, seq=seq, type=fields.pop("type", "do"), status=status, **fields
+    )
+
+
+# --- instances --------------------------------------------------------------------------
+
+
+async def test_create_then_get_returns_the_stored_row(store: Store) -> None:
+    """A created instance is queued, runnable at its creation time, with its params."""
+    await create(store, "a")
+    row = await store.get_instance("wf", "a")
+    assert row is not None
+    assert (row.workflow, row.id, row.status) == ("wf", "a", "queued")
+    assert row.params == b'{"n": 0}'
+    assert row.run_at == T0 and row.created_at == T0
+    assert (row.epoch, row.generation, row.pause_requested) == (0, 0, False)
+    assert row.output is None and row.error is None and row.started_at is None
+    assert await store.get_instance("wf", "missing") is None
+    assert await store.get_instance("other", "a") is None
+
+
+async def test_list_is_newest_first_with_cursor_and_status_filter(store: Store) -> None:
+    """Listing pages newest first by cursor and filters by status."""
+    await create(store, "a", "b", "c", "d")
+    await store.control("wf", "b", "pause", T0)
+    rows = await store.list_instances("wf", status=None, limit=10, cursor=None)
+    assert [r.id for r in rows] == ["d", "c", "b", "a"]
+    first = await store.list_instances("wf", status=None, limit=2, cursor=None)
+    assert [r.id for r in first] == ["d", "c"]
+    rest = await store.list_instances("wf", status=None, limit=2, cursor=first[-1].key)
+    assert [r.id for r in rest] == ["b", "a"]
+    queued = await store.list_instances("wf", status="queued", limit=10, cursor=None)
+    assert [r.id for r in queued] == ["d", "c", "a"]
+    paged = await store.list_instances("wf", status="queued", limit=10, cursor=rows[1].key)
+    assert [r.id for r in paged] == ["a"]
+    assert await store.list_instances("other", status=None, limit=10, cursor=None) == []
+
+
+async def test_duplicate_id_is_refused_naming_it(store: Store) -> None:
+    """Creating an id that exists raises InstanceExistsError naming the id."""
+    await create(store, "a")
+    with pytest.raises(InstanceExistsError, match="'a'"):
+        await create(store, "a")
+    await create(store, "a", workflow="other")  # ids are per workflow
+
+
+async def test_batch_is_all_or_nothing(store: Store) -> None:
+    """A batch with one taken id creates none of its instances."""
+    await create(store, "taken")
+    with pytest.raises(InstanceExistsError, match="taken"):
+        await create(store, "new1", "taken", "new2")
+    assert await store.get_instance("wf", "new1") is None
+    assert await store.get_instance("wf", "new2") is None
+    await create(store, "new1", "new2")
+    assert await store.get_instance("wf", "new2") is not None
+
+
+async def test_data_survives_reopening_the_store(make_store: StoreFactory) -> None:
+    """What one store object committed, a new one on the same database reads back."""
+    first = make_store()
+    await first.open()
+    lease = await running(first)
+    await first.put_step(lease, step("s", 0, "complete", output=b"42"))
+    await first.close()
+    second = make_store()
+    await second.open()
+    try:
+        steps = await second.load_steps(lease.key)
+        assert [(s.name, s.output) for s in steps] == [("s", b"42")]
+    finally:
+        await second.close()
+
+
+# --- scheduling ---------------------------------------------------------------------------
+
+
+async def test_claim_takes_due_instances_makes_them_running_and_bumps_epoch(store: Store) -> None:
+    """Claim takes due instances oldest run_at first, up to the limit, and bumps epochs."""
+    await create(store, "a", "b", "c")  # run_at T0, T0+1, T0+2
+    assert await store.claim(T0 - 1, 10) == []
+    leases = await store.claim(T0 + 1, 10)
+    assert sorted(lease.id for lease in leases) == ["a", "b"]
+    for lease in leases:
+        row = await store.get_instance("wf", lease.id)
+        assert row is not None
+        assert row.status == "running" and row.epoch == lease.epoch == 1
+        assert row.run_at is None and row.started_at == T0 + 1
+    assert await store.claim(T0 + 1, 10) == []  # running instances are not runnable
+    [c] = await store.claim(T0 + 100, 1)
+    assert c.id == "c"
+
+
+async def test_claim_respects_the_limit(store: Store) -> None:
+    """Claim never returns more leases than asked for."""
+    await create(store, *[f"i{n}" for n in range(5)])
+    first = await store.claim(T0 + 10, 2)
+    second = await store.claim(T0 + 10, 2)
+    third = await store.claim(T0 + 10, 2)
+    assert (len(first), len(second), len(third)) == (2, 2, 1)
+    assert len({lease.id for lease in first + second + third}) == 5
+
+
+async def test_next_run_at_is_the_earliest_run_at(store: Store) -> None:
+    """next_run_at is None with nothing scheduled, else the earliest run_at."""
+    assert await store.next_run_at() is None
+    await create(store, "a", "b", at=T0 + 50)
+    assert await store.next_run_at() == T0 + 50
+    [lease] = await store.claim(T0 + 50, 1)
+    assert await store.next_run_at() == T0 + 51
+    await store.claim(T0 + 51, 1)
+    assert await store.next_run_at() is None
+    await store.suspend(lease, T0 + 500, [], T0 + 60)
+    assert await store.next_run_at() == T0 + 500
+
+
+# --- fenced writes --------------------------------------------------------------------------
+
+
+async def test_steps_are_stored_replaced_and_loaded_in_order(store: Store) -> None:
+    """put_step inserts or replaces a step; load_steps returns them in first-run order."""
+    lease = await running(store)
+    await store.put_step(lease, step("b", 1, attempts=1))
+    await store.put_step(lease, step("a", 0, attempts=1))
+    await store.put_step(
+        lease,
+        step(
+            "b",
+            1,
+            "complete",
+            attempts=2,
+            attempt_log=[{"started_at": 1.0, "ended_at": 2.0, "error": None}],
+            output=b'{"x": 1}',
+            started_at=1.0,
+            ended_at=2.0,
+            config={"retries": {"limit": 1}},
+        ),
+    )
+    steps = await store.load_steps(lease.key)
+    assert [(s.name, s.status) for s in steps] == [("a", "running"), ("b", "complete")]
+    b = steps[1]
+    assert b.attempts == 2 and b.output == b'{"x": 1}'
+    assert b.attempt_log == [{"started_at": 1.0, "ended_at": 2.0, "error": None}]
+    assert b.config == {"retries": {"limit": 1}}
+    assert (b.started_at, b.ended_at, b.wake_at, b.error) == (1.0, 2.0, None, None)
+
+
+async def test_writes_of_one_instance_apply_in_call_order(store: Store) -> None:
+    """Writes fired without waiting land in the order they were called."""
+    lease = await running(store)
+    record = step("s", 0)
+    fired = []
+    for attempt in range(1, 6):
+        record.attempts = attempt
+        record.status = "complete" if attempt == 5 else "retrying"
+        fired.append(store.put_step(lease, record))  # the store snapshots the row now
+    record.status = "mutated-after-the-call"
+    await asyncio.gather(*fired)
+    [stored] = await store.load_steps(lease.key)
+    assert (stored.attempts, stored.status) == (5, "complete")
+    status = await store.suspend(lease, T0 + 9, [], T0 + 2)
+    assert status == "waiting"
+
+
+async def test_finish_ends_the_instance_with_output_or_error(store: Store) -> None:
+    """finish stores complete with output, or errored with the error, and the end time."""
+    await create(store, "ok", "bad")
+    leases = {lease.id: lease for lease in await store.claim(T0 + 5, 10)}
+    await store.finish(leases["ok"], "complete", b'"done"', None, T0 + 6)
+    await store.finish(leases["bad"], "errored", None, {"name": "E", "message": "m"}, T0 + 7)
+    ok = await store.get_instance("wf", "ok")
+    bad = await store.get_instance("wf", "bad")
+    assert ok is not None and bad is not None
+    assert (ok.status, ok.output, ok.ended_at, ok.run_at) == ("complete", b'"done"', T0 + 6, None)
+    assert (bad.status, bad.error, bad.ended_at) == (
+        "errored",
+        {"name": "E", "message": "m"},
+        T0 + 7,
+    )
+
+
+async def test_stale_lease_writes_raise_lease_lost(store: Store) -> None:
+    """After a restart moved the epoch, every write of the old lease raises LeaseLost."""
+    old = await running(store)
+    await store.control("wf", "a", "restart", T0 + 2)
+    [new] = await store.claim(T0 + 3, 1)
+    assert new.epoch > old.epoch
+    with pytest.raises(LeaseLost):
+        await store.put_step(old, step("s", 0))
+    with pytest.raises(LeaseLost):
+        await store.take_event(old, step("w", 0, type="wait_for_event"), "t", T0 + 4)
+    with pytest.raises(LeaseLost):
+        await store.suspend(old, T0 + 10, [], T0 + 4)
+    with pytest.raises(LeaseLost):
+        await store.suspend(old, T0 + 10, ["t"], T0 + 4)
+    with pytest.raises(LeaseLost):
+        await store.finish(old, "complete", None, None, T0 + 4)
+    assert await store.load_steps(new.key) == []
+    row = await store.get_instance("wf", "a")
+    assert row is not None and row.status == "running" and row.epoch == new.epoch
+    await store.put_step(new, step("s", 0))  # the current lease still writes
+    assert len(await store.load_steps(new.key)) == 1
+
+
+async def test_terminate_fences_the_running_lease(store: Store) -> None:
+    """A terminated instance's lease writes nothing more; its finish raises LeaseLost."""
+    lease = await running(store)
+    await store.control("wf", "a", "terminate", T0 + 2)
+    fired = store.put_step(lease, step("s", 0))
+    with pytest.raises(LeaseLost):
+        await store.finish(lease, "complete", b"1", None, T0 + 3)
+    with pytest.raises(LeaseLost):
+        await fired
+    row = await store.get_instance("wf", "a")
+    assert row is not None and row.status == "terminated" and row.output is None
+    assert await store.load_steps(lease.key) == []
+
+
+# --- events -------------------------------------------------------------------------------
+
+
+async def test_take_event_is_fifo_exactly_once_and_keeps_early_events(store: Store) -> None:
+    """Events sent before the wait are kept; each is taken once, oldest first, by type."""
+    await create(store, "a")
+    await store.send_event("wf", "a", "vote", b'"first"', T0 + 1)
+    await store.send_event("wf", "a", "other", b'"x"', T0 + 2)
+    await store.send_event("wf", "a", "vote", b'"second"', T0 + 3)
+    [lease] = await store.claim(T0 + 4, 1)
+    w1 = step("w", 0, "waiting", type="wait_for_event", attempts=1, started_at=T0 + 4)
+    ev1 = await store.take_event(lease, w1, "vote", T0 + 5)
+    w2 = StepRow("w", 2, 1, "wait_for_event", "waiting", attempts=1)
+    ev2 = await store.take_event(lease, w2, "vote", T0 + 6)
+    w3 = StepRow("w", 3, 2, "wait_for_event", "waiting", attempts=1, wake_at=T0 + 99)
+    ev3 = await store.take_event(lease, w3, "vote", T0 + 7)
+    assert isinstance(ev1, EventRow) and isinstance(ev2, EventRow)
+    assert (ev1.type, ev1.payload, ev1.created_at) == ("vote", b'"first"', T0 + 1)
+    assert ev2.payload == b'"second"'
+    assert ev3 is None
+    steps = {(s.name, s.count): s for s in await store.load_steps(lease.key)}
+    first = steps[("w", 1)]
+    assert first.status == "complete" and first.ended_at == T0 + 5
+    assert first.output is not None and b'"first"' in first.output
+    assert steps[("w", 3)].status == "waiting" and steps[("w", 3)].wake_at == T0 + 99
+    [lease2] = await _reclaim(store, lease)
+    again = StepRow("w", 4, 3, "wait_for_event", "waiting", attempts=1)
+    assert await store.take_event(lease2, again, "vote", T0 + 30) is None
+    other = await store.take_event(
+        lease2, StepRow("o", 1, 4, "wait_for_event", "waiting"), "other", T0 + 31
+    )
+    assert other is not None and other.payload == b'"x"'
+
+
+async def _reclaim(store: Store, lease: Lease) -> list[Lease]:
+    """Suspend a lease and claim its instance again."""
+    await store.suspend(lease, T0 + 20, [], T0 + 10)
+    return await store.claim(T0 + 20, 1)
+
+
+async def test_concurrent_takes_deliver_each_event_once(store: Store) -> None:
+    """Two waits taking the same type at once get different events, never the same one."""
+    await create(store, "a")
+    for n in range(4):
+        await store.send_event("wf", "a", "t", str(n).encode(), T0 + n)
+    [lease] = await store.claim(T0 + 10, 1)
+    taken = await asyncio.gather(
+        *[
+            store.take_event(lease, StepRow("w", n, n, "wait_for_event", "waiting"), "t", T0 + 11)
+            for n in range(1, 6)
+        ]
+    )
+    payloads = [e.payload for e in taken if e is not None]
+    assert payloads == [b"0", b"1", b"2", b"3"]
+    assert taken[-1] is None
+
+
+async def test_send_event_wakes_a_waiting_instance_only_for_its_types(store: Store) -> None:
+    """An event of a waited-for type makes the instance runnable now; others do not."""
+    lease = await running(store)
+    assert await store.suspend(lease, T0 + 1000, ["go", "stop"], T0 + 2) == "waiting"
+    row = await store.get_instance("wf", "a")
+    assert row is not None and (row.status, row.run_at) == ("waiting", T0 + 1000)
+    await store.send_event("wf", "a", "unrelated", None, T0 + 3)
+    row = await store.get_instance("wf", "a")
+    assert row is not None and row.run_at == T0 + 1000
+    await store.send_event("wf", "a", "stop", None, T0 + 4)
+    row = await store.get_instance("wf", "a")
+    assert row is not None and row.run_at == T0 + 4
+    [again] = await store.claim(T0 + 4, 1)
+    assert again.id == "a"
+
+
+async def test_send_event_to_unknown_or_finished_instance_is_refused(store: Store) -> None:
+    """Events for a missing instance raise NotFoundError; for an ended one, InvalidTransitionError."""
+    with pytest.raises(NotFoundError):
+        await store.send_event("wf", "nope", "t", None, T0)
+    lease = await running(store)
+    await store.finish(lease, "complete", None, None, T0 + 2)
+    with pytest.raises(InvalidTransitionError, match="complete"):
+        await store.send_event("wf", "a", "t", None, T0 + 3)
+    await create(store, "b")
+    await store.control("wf", "b", "terminate", T0)
+    with pytest.raises(InvalidTransitionError, match="terminated"):
+        await store.send_event("wf", "b", "t", None, T0 + 3)
+
+
+# --- suspension -------------------------------------------------------------------------------
+
+
+async def test_suspend_makes_waiting_with_run_at(store: Store) -> None:
+    """A suspension is waiting until its run_at, and not runnable before."""
+    lease = await running(store)
+    assert await store.suspend(lease, T0 + 60, [], T0 + 2) == "waiting"
+    row = await store.get_instance("wf", "a")
+    assert row is not None and (row.status, row.run_at) == ("waiting", T0 + 60)
+    assert await store.claim(T0 + 59, 10) == []
+    [again] = await store.claim(T0 + 60, 10)
+    assert again.epoch == lease.epoch + 1
+
+
+async def test_suspend_with_a_pending_event_is_runnable_now(store: Store) -> None:
+    """Suspending to wait for a type that already has an event makes it runnable at once."""
+    lease = await running(store)
+    await store.send_event("wf", "a", "go", b"1", T0 + 2)
+    assert await store.suspend(lease, T0 + 1000, ["go"], T0 + 3) == "waiting"
+    row = await store.get_instance("wf", "a")
+    assert row is not None and row.run_at == T0 + 3
+
+
+async def test_suspend_with_pause_requested_becomes_paused(store: Store) -> None:
+    """An instance asked to pause while running is paused when it suspends, and stays so."""
+    lease = await running(store)
+    row = await store.control("wf", "a", "pause", T0 + 2)
+    assert row.status == "waitingForPause" and row.pause_requested
+    assert await store.suspend(lease, T0 + 3, ["t"], T0 + 3) == "paused"
+    row2 = await store.get_instance("wf", "a")
+    assert row2 is not None
+    assert (row2.status, row2.run_at, row2.pause_requested) == ("paused", None, False)
+    await store.send_event("wf", "a", "t", None, T0 + 4)
+    assert await store.claim(T0 + 100, 10) == []
+    resumed = await store.control("wf", "a", "resume", T0 + 5)
+    assert (resumed.status, resumed.run_at) == ("queued", T0 + 5)
+
+
+async def test_timer_suspension_under_a_pause_request_pauses(store: Store) -> None:
+    """A timer-only suspension under a pause request pauses too."""
+    lease = await running(store)
+    await store.control("wf", "a", "pause", T0 + 2)
+    assert await store.suspend(lease, T0 + 3, [], T0 + 3) == "paused"
+
+
+# --- control ---------------------------------------------------------------------------------
+
+
+async def test_pause_and_resume_transitions(store: Store) -> None:
+    """Pause and resume move between the documented states and refuse the others."""
+    await create(store, "q", "w", "r")
+    paused = await store.control("wf", "q", "pause", T0 + 1)
+    assert (paused.status, paused.run_at) == ("paused", None)
+    assert (await store.control("wf", "q", "pause", T0 + 2)).status == "paused"  # no-op
+    resumed = await store.control("wf", "q", "resume", T0 + 3)
+    assert (resumed.status, resumed.run_at) == ("queued", T0 + 3)
+    with pytest.raises(InvalidTransitionError, match="not paused"):
+        await store.control("wf", "q", "resume", T0 + 4)
+    leases = {lease.id: lease for lease in await store.claim(T0 + 10, 10)}
+    await store.suspend(leases["w"], T0 + 50, [], T0 + 11)
+    assert (await store.control("wf", "w", "pause", T0 + 12)).status == "paused"
+    assert (await store.control("wf", "r", "pause", T0 + 12)).status == "waitingForPause"
+    assert (await store.control("wf", "r", "pause", T0 + 12)).status == "waitingForPause"
+    back = await store.control("wf", "r", "resume", T0 + 13)
+    assert (back.status, back.pause_requested) == ("running", False)
+    with pytest.raises(InvalidTransitionError):
+        await store.control("wf", "r", "resume", T0 + 14)
+    await store.finish(leases["r"], "complete", None, None, T0 + 15)
+    with pytest.raises(InvalidTransitionError, match="complete"):
+        await store.control("wf", "r", "pause", T0 + 16)
+    with pytest.raises(InvalidTransitionError):
+        await store.control("wf", "r", "resume", T0 + 16)
+
+
+async def test_terminate_transitions(store: Store) -> None:
+    """Terminate ends any live instance, bumps its epoch, and refuses an ended one."""
+    await create(store, "q", "r")
+    [r] = await store.claim(T0 + 1, 1)
+    for id in ("q", "r"):
+        row = await store.control("wf", id, "terminate", T0 + 5)
+        assert (row.status, row.ended_at, row.run_at) == ("terminated", T0 + 5, None)
+    row = await store.get_instance("wf", r.id)
+    assert row is not None and row.epoch == r.epoch + 1
+    with pytest.raises(InvalidTransitionError, match="terminated"):
+        await store.control("wf", "q", "terminate", T0 + 6)
+    with pytest.raises(InvalidTransitionError):
+        await store.control("wf", "q", "pause", T0 + 6)
+    assert await store.claim(T0 + 100, 10) == []
+
+
+async def test_restart_clears_history_and_consumed_events_and_bumps_generation(
+    store: Store,
+) -> None:
+    """Restart deletes steps and consumed events, keeps unconsumed ones, and queues anew."""
+    await create(store, "a")
+    await store.send_event("wf", "a", "t", b'"used"', T0)
+    await store.send_event("wf", "a", "t", b'"kept"', T0 + 1)
+    [lease] = await store.claim(T0 + 2, 1)
+    await store.put_step(lease, step("s", 0, "complete", output=b"1"))
+    await store.take_event(lease, step("w", 1, type="wait_for_event"), "t", T0 + 3)
+    await store.finish(lease, "complete", b'"out"', None, T0 + 4)
+    row = await store.control("wf", "a", "restart", T0 + 10)
+    assert (row.status, row.run_at, row.output, row.ended_at) == ("queued", T0 + 10, None, None)
+    assert row.started_at is None
+    assert (row.epoch, row.generation) == (lease.epoch + 1, 1)
+    assert await store.load_steps(lease.key) == []
+    [again] = await store.claim(T0 + 10, 1)
+    event = await store.take_event(again, step("w", 0, type="wait_for_event"), "t", T0 + 11)
+    assert event is not None and event.payload == b'"kept"'
+    assert await store.take_event(again, step("w2", 1, type="wait_for_event"), "t", T0 + 12) is None
+
+
+async def test_control_of_unknown_instance_is_not_found(store: Store) -> None:
+    """Every control action on a missing instance raises NotFoundError."""
+    for action in ("pause", "resume", "terminate", "restart"):
+        with pytest.raises(NotFoundError, match="nope"):
+            await store.control("wf", "nope", action, T0)  # type: ignore[arg-type]
+
+
+# --- the engine on each store -----------------------------------------------------------------
+
+
+class Pipeline(WorkflowEntrypoint[Any, Any]):
+    async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> Any:
+        async def double() -> int:
+            return int(event.payload["n"]) * 2
+
+        doubled = await step.do("double", double)
+        parts = await asyncio.gather(step.do("left", _const("L")), step.do("right", _const("R")))
+        await step.sleep("nap", "200 milliseconds")
+        approval = await step.wait_for_event("approval", "approve", timeout="1 minute")
+        return {"doubled": doubled, "parts": parts, "approved_by": approval.payload}
+
+
+def _const(value: str) -> Callable[[], Awaitable[str]]:
+    async def make() -> str:
+        return value
+
+    return make
+
+
+async def test_engine_runs_steps_sleep_and_event_to_completion(make_store: StoreFactory) -> None:
+    """An engine on each store runs steps, a sleep and an event wait to the end."""
+    engine = Engine(make_store(), [WorkflowSpec("pipeline", Pipeline)], poll_interval=0.5)
+    await engine.start()
+    try:
+        [id] = await engine.create("pipeline", [("p1", {"n": 21})])
+
+        async def waiting_for_event() -> bool:
+            detail = await engine.describe("pipeline", id)
+            return any(s["name"] == "approval" for s in detail["steps"]) and (
+                detail["status"] == "waiting"
+            )
+
+        await assert_eventually(waiting_for_event, what="the wait for approval")
+        await engine.send_event("pipeline", id, "approve", "ada")
+        output = await engine.result("pipeline", id, timeout=20)
+        assert output == {"doubled": 42, "parts": ["L", "R"], "approved_by": "ada"}
+        detail = await engine.describe("pipeline", id)
+        assert [s["name"] for s in detail["steps"]] == [
+            "double",
+            "left",
+            "right",
+            "nap",
+            "approval",
+        ]
+        assert all(s["status"] == "complete" for s in detail["steps"])
+    finally:
+        await engine.stop()
+
+
+class Counter(WorkflowEntrypoint[Any, Any]):
+    async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> Any:
+        total = 0
+        for n in range(5):
+            total += await step.do("add", _const_int(n))
+        await step.sleep("rest", "100 milliseconds")
+        return total
+
+
+def _const_int(value: int) -> Callable[[], Awaitable[int]]:
+    async def make() -> int:
+        return value
+
+    return make
+
+
+async def test_engine_resumes_from_stored_steps_and_obeys_control(make_store: StoreFactory) -> None:
+    """Many instances complete; pause holds one, resume finishes it, terminate ends another."""
+    engine = Engine(make_store(), [WorkflowSpec("counter", Counter)], poll_interval=0.5)
+    await engine.start()
+    try:
+        ids = await engine.create("counter", [(f"c{n}", None) for n in range(20)])
+        await engine.control("counter", "c0", "pause")
+        await engine.control("counter", "c1", "terminate")
+        for id in ids[2:]:
+            assert await engine.result("counter", id, timeout=20) == 10
+        assert (await engine.status("counter", "c0")).status == "paused"
+        assert (await engine.status("counter", "c1")).status == "terminated"
+        await engine.control("counter", "c0", "resume")
+        assert await engine.result("counter", "c0", timeout=20) == 10
+        await engine.control("counter", "c0", "restart")
+        assert await engine.result("counter", "c0", timeout=20) == 10
+        steps = (await engine.describe("counter", "c0"))["steps"]
+        assert [s["count"] for s in steps if s["name"] == "add"] == [1, 2, 3, 4, 5]
+    finally:
+        await engine.stop()
