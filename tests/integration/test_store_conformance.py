@@ -26,7 +26,14 @@ from durableflow import (
     WorkflowStep,
 )
 from durableflow_runtime.engine import Engine, WorkflowSpec
-from durableflow_runtime.store.base import EventRow, Lease, LeaseLost, NewInstance, StepRow, Store
+from durableflow_runtime.store.base import (
+    EventRow,
+    Lease,
+    LeaseLost,
+    NewInstance,
+    StepRow,
+    Store,
+)
 from durableflow_runtime.store.postgres import PostgresStore
 from durableflow_runtime.store.sqlite import SqliteStore
 
@@ -226,6 +233,24 @@ async def test_claim_respects_the_limit(store: Store) -> None:
     third = await store.claim(T0 + 10, 2)
     assert (len(first), len(second), len(third)) == (2, 2, 1)
     assert len({lease.id for lease in first + second + third}) == 5
+
+
+async def test_claim_work_brings_each_row_and_history(store: Store) -> None:
+    """claim_work claims like claim and returns each instance's current row and steps."""
+    lease = await running(store)
+    await store.put_step(lease, step("s", 0, "complete", output=b"1"))
+    await store.put_step(lease, step("t", 1, "complete", output=b"2"))
+    await store.suspend(lease, T0 + 5, [], T0 + 2)
+    await create(store, "b", at=T0 + 1)
+    work = {w.lease.id: w for w in await store.claim_work(T0 + 5, 10)}
+    assert sorted(work) == ["a", "b"]
+    a, b = work["a"], work["b"]
+    assert a.lease.epoch == lease.epoch + 1 and a.row.epoch == a.lease.epoch
+    assert (a.row.status, a.row.params, a.row.run_at) == ("running", b'{"n": 0}', None)
+    assert [(s.name, s.output) for s in a.steps] == [("s", b"1"), ("t", b"2")]
+    assert (b.row.status, b.steps, b.lease.epoch) == ("running", [], 1)
+    assert await store.claim_work(T0 + 5, 10) == []
+    await store.put_step(a.lease, step("u", 2))  # the claimed lease is current
 
 
 async def test_next_run_at_is_the_earliest_run_at(store: Store) -> None:
