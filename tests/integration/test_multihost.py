@@ -567,6 +567,33 @@ async def test_renewed_lease_holds_and_an_abandoned_one_is_taken_over(schema: st
         await b.close()
 
 
+async def test_a_busy_instance_keeps_its_lease(schema: str) -> None:
+    """An instance writing steps back to back keeps its lease well past lease_seconds:
+    renewal never loses to the host's own writes holding the row."""
+    a = PostgresStore(PG_DSN, schema=schema, lease_seconds=1.0, host_id="a")
+    b = PostgresStore(PG_DSN, schema=schema, lease_seconds=1.0, host_id="b")
+    await a.open()
+    await b.open()
+    try:
+        await a.create_instances([NewInstance("wf", "busy", None, T0)])
+        [lease] = await a.claim(T0, 1)
+        until = time.monotonic() + 4.0
+        n = 0
+        while time.monotonic() < until:
+            fired = [
+                a.put_step(lease, StepRow("s", n + k, n + k, "do", "running")) for k in range(5)
+            ]
+            await asyncio.gather(*fired)
+            n += 5
+            assert await b.claim(T0 + 1, 10) == []
+        row = await b.get_instance("wf", "busy")
+        assert row is not None and row.epoch == lease.epoch and row.status == "running"
+        assert a.stats["leases_lost"] == 0
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_other_hosts_are_notified_and_a_host_hears_only_others(schema: str) -> None:
     """Creation, a waking event and control reach the other hosts' subscribers by
     notification; a host is not told about its own changes."""

@@ -231,17 +231,19 @@ UPDATE events SET consumed_by = $3 WHERE seq = (
 RETURNING seq, type, payload, created_at
 """
 
+# Renewal goes through the writer, so it never waits on (or skips) a row lock the writer
+# holds. Per held lease: renewed?, pause asked?, and the epoch and status as they were.
 _RENEW = f"""
 WITH held AS (
-    SELECT i.key FROM instances i
-    JOIN unnest($1::bigint[], $2::bigint[]) AS h(key, epoch)
-        ON i.key = h.key AND i.epoch = h.epoch
-    WHERE i.status IN {_LEASED}
-    ORDER BY i.key FOR NO KEY UPDATE OF i SKIP LOCKED
+    SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS h(key, epoch)
+), renewed AS (
+    UPDATE instances i SET lease_expires = now() + make_interval(secs => $3)
+    FROM held WHERE i.key = held.key AND i.epoch = held.epoch AND i.status IN {_LEASED}
+    RETURNING i.key, i.pause_requested
 )
-UPDATE instances i SET lease_expires = now() + make_interval(secs => $3)
-FROM held WHERE i.key = held.key
-RETURNING i.key, i.pause_requested
+SELECT held.key, renewed.key IS NOT NULL, coalesce(renewed.pause_requested, false),
+    i.epoch, i.status
+FROM held LEFT JOIN renewed ON renewed.key = held.key LEFT JOIN instances i ON i.key = held.key
 """
 
 # Releasing a lease is expiring it: the next claim on any host takes the instance over.
@@ -388,6 +390,10 @@ class _Op:
 def _lost(lease: Lease, why: str = "") -> LeaseLost:
     suffix = f": {why}" if why else ""
     return LeaseLost(f"{lease.workflow}/{lease.id} (epoch {lease.epoch}){suffix}")
+
+
+# The lease of writer operations that belong to no instance (lease renewal).
+_NO_LEASE = Lease("", "", -1, 0)
 
 
 class _Round:
@@ -803,49 +809,45 @@ class PostgresStore(Store):
                 await self._release_forfeited()
                 if await self._pool_or_fail().fetchval(_ANY_EXPIRED):
                     self._emit("", "", "expired")
-            except Exception as exc:
-                if not _transient(exc):
-                    log.exception("lease upkeep failed")
-                else:
+            except (Exception, LeaseLost) as exc:
+                if isinstance(exc, LeaseLost | StoreUnavailableError) or _transient(exc):
                     log.debug("lease upkeep: database unavailable: %s", exc)
+                else:
+                    log.exception("lease upkeep failed")
 
     async def _renew(self) -> None:
         held = list(self._held.values())
         self._pause_seen &= {(h.key, h.epoch) for h in held}
         if not held:
             return
-        pool = self._pool_or_fail()
-        rows = await pool.fetch(
-            _RENEW, [h.key for h in held], [h.epoch for h in held], self.lease_seconds
-        )
-        renewed = {r[0]: r[1] for r in rows}
+        keys, epochs = [h.key for h in held], [h.epoch for h in held]
+
+        async def renew(conn: Any) -> list[Any]:
+            rows: list[Any] = await conn.fetch(_RENEW, keys, epochs, self.lease_seconds)
+            return rows
+
+        future: asyncio.Future[list[Any]] = self._future()
+        self._enqueue(_Op("call", _NO_LEASE, future, fn=renew))
+        state = {r[0]: (r[1], r[2], r[3], r[4]) for r in await future}
         for lease in held:
-            if renewed.get(lease.key) and (lease.key, lease.epoch) not in self._pause_seen:
-                # a pause whose notification this host may have missed
-                self._pause_seen.add((lease.key, lease.epoch))
-                if self._held.get(lease.key) == lease:
-                    self._emit(lease.workflow, lease.id, "pause")
-        missing = [h for h in held if h.key not in renewed]
-        if not missing:
-            return
-        rows = await pool.fetch(
-            "SELECT key, epoch, status FROM instances WHERE key = ANY($1::bigint[])",
-            [h.key for h in missing],
-        )
-        current = {r[0]: (r[1], r[2]) for r in rows}
-        for lease in missing:
             if self._held.get(lease.key) != lease:
-                continue  # released or re-claimed meanwhile
-            state = current.get(lease.key)
-            if state is None or state[0] != lease.epoch:
+                continue  # released or claimed again meanwhile
+            renewed, paused, epoch, status = state.get(lease.key, (False, False, None, None))
+            if renewed:
+                if paused and (lease.key, lease.epoch) not in self._pause_seen:
+                    # a pause whose notification this host may have missed
+                    self._pause_seen.add((lease.key, lease.epoch))
+                    self._emit(lease.workflow, lease.id, "pause")
+            elif epoch != lease.epoch:
                 # claimed elsewhere, terminated or restarted: stop the activation; the
                 # engine's way to drop one whose lease is gone is a terminate notice
                 del self._held[lease.key]
                 self.stats["leases_lost"] += 1
                 self._emit(lease.workflow, lease.id, "terminate")
-            elif state[1] not in ("running", "waitingForPause"):
-                del self._held[lease.key]  # suspended or finished; the writer is catching up
-            # else: its row was locked by a write of ours; renewed on the next round
+            elif status not in ("running", "waitingForPause"):
+                del self._held[lease.key]  # it suspended or finished in this same batch
+            # else: changed by a transaction that committed while this one waited for the
+            # row; the next renewal sees what it did
 
     async def _release_forfeited(self) -> None:
         if not self._to_release:
@@ -964,12 +966,16 @@ class PostgresStore(Store):
                         op.future.set_exception(exc)
                     return
                 for op in batch:
-                    self._forfeit(op.lease)
-                    self.stats["leases_lost"] += 1
+                    failure: BaseException
+                    if op.lease is _NO_LEASE:
+                        failure = StoreUnavailableError(why)
+                    else:
+                        self._forfeit(op.lease)
+                        self.stats["leases_lost"] += 1
+                        failure = _lost(op.lease, why)
                     if not op.future.done():
-                        lost = _lost(op.lease, why)
-                        lost.__cause__ = exc
-                        op.future.set_exception(lost)
+                        failure.__cause__ = exc
+                        op.future.set_exception(failure)
                 return
             except BaseException:
                 await self._drop_writer()  # cancelled mid-transaction: never reuse it
