@@ -723,14 +723,16 @@ class Engine:
             listener(workflow, id, status)
 
     def _remote_change(self, workflow: str, id: str, what: str) -> None:
+        """Another host changed an instance (or this host's lease on it was lost)."""
         act = self._active.get((workflow, id))
         if act is not None:
             if what == "pause":
                 act.pause_requested = True
             elif what == "resume":
                 act.pause_requested = False
-            elif what in ("terminate", "restart"):
+            elif what in ("terminate", "restart", "lost"):
                 self._cancel(act, what)
+        self.notify(workflow, id, None)  # waiters re-read the instance
         self.kick()
 
     def kick(self) -> None:
@@ -783,7 +785,11 @@ class Engine:
         key = (lease.workflow, lease.id)
         spec = self.workflows.get(lease.workflow)
         if spec is None:
+            # e.g. a rolling deploy: a host with the workflow will take it
             log.error("instance %s/%s: no workflow %r on this host", *key, lease.workflow)
+            now = self.clock.now()
+            future = self.store.suspend(lease, now + RETRY_AFTER, (), now)
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
             return
         previous = self._finished.pop(key, None)
         task = asyncio.create_task(self._activate(spec, work, previous))
@@ -876,7 +882,9 @@ class Engine:
         now = self.clock.now()
         if outcome == "suspend":
             run_at = min(act.wake_times) if act.wake_times else None
-            if act.progressed_while_stopping:
+            if act.progressed_while_stopping or (run_at is None and not act.wait_types):
+                # progress to continue from, or a pause the store may find withdrawn by now
+                # (then the instance must run again rather than wait for nothing)
                 run_at = now
             status = await self.store.suspend(lease, run_at, act.wait_types, now)
             self.notify(lease.workflow, lease.id, status)
@@ -1011,6 +1019,8 @@ class Engine:
             if wf == workflow and iid == id and (steps or status is not None):
                 changed.set()
 
+        # other hosts' progress is not announced step by step: look again now and then
+        recheck = None if self.store.single_host else 1.0
         self.add_listener(listener)
         try:
             async with asyncio.timeout(timeout):
@@ -1018,7 +1028,8 @@ class Engine:
                     changed.clear()
                     if await predicate():
                         return
-                    await changed.wait()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), recheck)
         finally:
             self.remove_listener(listener)
 
@@ -1126,6 +1137,7 @@ class Engine:
                     "started_at": _iso(s.started_at),
                     "ended_at": _iso(s.ended_at),
                     "wake_at": _iso(s.wake_at),
+                    "host": s.host,
                 }
                 for s in steps
             ],

@@ -27,7 +27,7 @@ from durableflow import ValidationError
 from .config import Config, ConfigError, build_specs, load_main_module, load_workflow_classes
 from .engine import Engine
 from .server import API_ROUTES, ApiSettings, build_app, mount_user_app, workflow_info
-from .store.base import open_store
+from .store.base import open_store, redact_url
 
 __all__ = ["HostOptions", "StartupError", "check_bind", "run_host"]
 
@@ -164,7 +164,9 @@ class Host:
         except ValidationError as exc:
             raise StartupError(exc.message) from exc
         except OSError as exc:
-            raise StartupError(f"cannot open storage {url}: {exc.strerror or exc}") from exc
+            raise StartupError(
+                f"cannot open storage {redact_url(url)}: {exc.strerror or exc}"
+            ) from exc
         self.engine = engine
         try:
             await self._listen(engine, target, host, port)

@@ -37,6 +37,7 @@ from durableflow import (
     LimitExceededError,
     NotFoundError,
     SerializationError,
+    StoreUnavailableError,
     ValidationError,
     WorkflowError,
 )
@@ -129,6 +130,8 @@ def _from_workflow_error(exc: WorkflowError) -> tuple[int, str]:
         return 400, "invalid_params"
     if isinstance(exc, ValidationError | SerializationError):
         return 400, "invalid_request"
+    if isinstance(exc, StoreUnavailableError):
+        return 503, "store_unavailable"
     return 500, "internal"
 
 

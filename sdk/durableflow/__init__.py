@@ -28,6 +28,7 @@ from ._errors import (
     SerializationError,
     StepFailedError,
     StepTimeoutError,
+    StoreUnavailableError,
     ValidationError,
     WorkflowError,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "StepContext",
     "StepFailedError",
     "StepTimeoutError",
+    "StoreUnavailableError",
     "ValidationError",
     "Workflow",
     "WorkflowEntrypoint",

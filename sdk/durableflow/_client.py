@@ -36,6 +36,7 @@ from ._errors import (
     InvalidTransitionError,
     LimitExceededError,
     NotFoundError,
+    StoreUnavailableError,
     ValidationError,
     WorkflowError,
 )
@@ -58,6 +59,7 @@ _ERRORS_BY_CODE: dict[str, type[WorkflowError]] = {
     "invalid_params": InvalidParamsError,
     "limit_exceeded": LimitExceededError,
     "payload_too_large": LimitExceededError,
+    "store_unavailable": StoreUnavailableError,
 }
 _ERRORS_BY_STATUS: dict[int, type[WorkflowError]] = {
     400: ValidationError,

@@ -17,6 +17,7 @@ Every error the SDK or the host raises on purpose derives from one root::
     ├── InstanceExistsError               create() with an id that is taken
     ├── InvalidTransitionError            e.g. resume a complete instance
     ├── InstanceFailedError               result(): the instance errored or was terminated
+    ├── StoreUnavailableError(ConnectionError)  the database cannot be reached just now
     └── HostError                         Client: an HTTP answer no class above fits
         ├── AuthenticationError           ... 401: a missing or wrong token
         └── HostUnreachableError(ConnectionError)  the host cannot be reached at all
@@ -40,6 +41,7 @@ __all__ = [
     "SerializationError",
     "StepFailedError",
     "StepTimeoutError",
+    "StoreUnavailableError",
     "ValidationError",
     "WorkflowError",
 ]
@@ -179,3 +181,8 @@ class AuthenticationError(HostError):
 
 class HostUnreachableError(HostError, ConnectionError):
     """``durableflow.Client``: the host could not be reached (refused, reset, DNS)."""
+
+
+class StoreUnavailableError(WorkflowError, ConnectionError):
+    """The store (PostgreSQL) cannot be reached, or a write's outcome is unknown after a
+    failure; nothing was lost, try again."""

@@ -14,6 +14,7 @@ __all__ = [
     "SerializationError",
     "StepFailedError",
     "StepTimeoutError",
+    "StoreUnavailableError",
     "ValidationError",
     "WorkflowError",
 ]
@@ -68,3 +69,4 @@ class HostError(WorkflowError):
 
 class AuthenticationError(HostError): ...
 class HostUnreachableError(HostError, ConnectionError): ...
+class StoreUnavailableError(WorkflowError, ConnectionError): ...

@@ -29,6 +29,7 @@ EXPECTED = {
     "StepContext",
     "StepFailedError",
     "StepTimeoutError",
+    "StoreUnavailableError",
     "ValidationError",
     "Workflow",
     "WorkflowEntrypoint",

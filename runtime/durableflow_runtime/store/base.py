@@ -100,6 +100,7 @@ class StepRow:
     ended_at: float | None = None
     wake_at: float | None = None
     config: dict[str, Any] | None = None
+    host: str | None = None  # which host ran it (stores that know several hosts)
 
 
 @attrs.frozen
@@ -271,4 +272,20 @@ def open_store(url: str, **options: Any) -> Store:
         from .sqlite import SqliteStore
 
         return SqliteStore.from_url(url, **options)
-    raise ValidationError(f"unsupported storage url {url!r}: expected sqlite:///path/to/state.db")
+    if scheme in ("postgresql", "postgres"):
+        from .postgres import PostgresStore
+
+        return PostgresStore.from_url(url, **options)
+    raise ValidationError(
+        f"unsupported storage url {redact_url(url)!r}: expected sqlite:///path/to/state.db "
+        "or postgresql://user@host/database"
+    )
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password, if any, replaced by ``***`` (for messages and logs)."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)
+    return parsed._replace(netloc=netloc).geturl()

@@ -49,8 +49,8 @@ from durableflow import (
     InstanceExistsError,
     InvalidTransitionError,
     NotFoundError,
+    StoreUnavailableError,
     ValidationError,
-    WorkflowError,
 )
 
 from .base import (
@@ -261,10 +261,6 @@ _ANY_EXPIRED = (
 _RECHECK_LOCKED = 0.05  # seconds before looking again at a due instance another host locks
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _OWN_OPTIONS = {"schema", "lease_seconds", "poll_interval", "pool_size", "reconnect_timeout"}
-
-
-class StoreUnavailableError(WorkflowError, ConnectionError):
-    """PostgreSQL could not be reached, or a write's outcome is unknown after a failure."""
 
 
 def _transient(exc: BaseException) -> bool:
