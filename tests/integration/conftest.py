@@ -163,15 +163,58 @@ def hosts() -> Iterator[HostFactory]:
         factory.close()
 
 
-@pytest.fixture(scope="module")
-def shared_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostProcess]:
-    """One host on the test project, shared by a module's tests."""
+PG_DSN = os.environ.get("DURABLEFLOW_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg(statement: str) -> str | None:
+    """Run one statement on the test PostgreSQL; the reason it could not, or ``None``."""
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(PG_DSN, timeout=5)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(run())
+    except Exception as exc:
+        return f"no PostgreSQL at {PG_DSN} ({type(exc).__name__}: {exc})"
+    return None
+
+
+def require_postgres(reason: str | None) -> None:
+    """Skip when PostgreSQL does not answer, except under CI, where that is a failure."""
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI=true requires PostgreSQL (set DURABLEFLOW_TEST_PG_DSN)")
+    pytest.skip(f"{reason}; set DURABLEFLOW_TEST_PG_DSN or start PostgreSQL to run these")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def shared_host(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HostProcess]:
+    """One host on the test project, shared by a module's tests: once on SQLite, once on
+    PostgreSQL (a fresh schema), so the HTTP contract is checked on both stores."""
     project = copy_project(tmp_path_factory.mktemp("shared") / "project")
+    args: list[str] = []
+    schema = f"host_{os.getpid()}_{time.monotonic_ns()}"
+    if request.param == "postgres":
+        require_postgres(_pg("SELECT 1"))
+        separator = "&" if "?" in PG_DSN else "?"
+        args = ["--storage", f"{PG_DSN}{separator}schema={schema}"]
     factory = HostFactory()
     try:
-        yield factory.start(project)
+        yield factory.start(project, *args)
     finally:
         factory.close()
+        if request.param == "postgres":
+            _pg(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 class Api:
