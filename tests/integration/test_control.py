@@ -41,6 +41,14 @@ async def test_pause_during_a_step_waits_for_it_and_holds_past_wake_up():
         inst = await env.workflow(Pausable).create(id="p")
         await probe.wait_for_status("running")
         await assert_eventually(lambda: RAN == ["slow"], message="the slow step started")
+
+        async def start_recorded() -> bool:  # an attempt in flight is already on record
+            steps = await probe.get_steps()
+            return [(s["name"], s["status"], s["attempts"]) for s in steps] == [
+                ("slow", "running", 1)
+            ]
+
+        await assert_eventually(start_recorded, message="the running attempt is stored")
         await inst.pause()
         assert (await inst.status()).status == "waitingForPause"
         GATE[0].set()

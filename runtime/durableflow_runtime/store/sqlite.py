@@ -193,7 +193,9 @@ class SqliteStore(Store):
         ] = []
         self._flush_scheduled = False
         self._flushing: asyncio.Future[Any] | None = None
-        self._last_step: tuple[Any, list[StepRow], Any] | None = None
+        # attempt starts not yet queued: written at the next flush unless the attempt's
+        # outcome (which supersedes them) arrives first
+        self._starts: dict[tuple[int, str, int], tuple[Lease, StepRow]] = {}
         self._checkpointer: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -276,7 +278,7 @@ class SqliteStore(Store):
     async def close(self) -> None:
         if self._conn is None:
             return
-        while self._queue or self._flushing is not None:
+        while self._queue or self._starts or self._flushing is not None:
             if self._flushing is not None:
                 await self._flushing
             else:
@@ -328,6 +330,10 @@ class SqliteStore(Store):
 
     def _start_flush(self) -> None:
         self._flush_scheduled = False
+        if self._starts:
+            starts, self._starts = self._starts, {}
+            for lease, step in starts.values():
+                self._queue_step(lease, step, None)
         if not self._queue:
             return
         batch, self._queue = self._queue, []
@@ -566,11 +572,20 @@ class SqliteStore(Store):
 
     def put_step(self, lease: Lease, step: StepRow) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._starts:
+            self._starts.pop((lease.key, step.name, step.count), None)  # superseded
         self._queue_step(lease, step, future)
         return future
 
     def put_step_nowait(self, lease: Lease, step: StepRow) -> None:
-        self._queue_step(lease, step, None)
+        # An attempt that ends within this event-loop turn (no I/O) never needs its start
+        # written: keep a reference and snapshot it at the flush only if still pending.
+        if self._conn is None or self._stop.is_set():
+            return
+        self._starts[(lease.key, step.name, step.count)] = (lease, step)
+        if not self._flush_scheduled and self._flushing is None:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._start_flush)
 
     def _queue_step(self, lease: Lease, step: StepRow, future: asyncio.Future[None] | None) -> None:
         if self._conn is None or self._stop.is_set():
@@ -593,22 +608,11 @@ class SqliteStore(Store):
             step.wake_at,
             step.config,
         )
-        ident = (lease, step.name, step.count)
-        last = self._last_step
-        if last is not None and last[0] == ident and self._queue and self._queue[-1] is last[2]:
-            # The same step was written just before (an attempt's start, then its result,
-            # with nothing queued between): one row write carries both.
-            last[1][0] = snapshot
-            if future is not None:
-                self._enqueue(_nothing, future)
-            return
-        holder = [snapshot]
 
         def op(conn: sqlite3.Connection) -> None:
-            self._put_step(conn, lease.key, holder[0], lease.epoch)
+            self._put_step(conn, lease.key, snapshot, lease.epoch)
 
         self._enqueue(op, future)
-        self._last_step = (ident, holder, self._queue[-1])
 
     def take_event(
         self, lease: Lease, step: StepRow, type: str, now: float
@@ -753,10 +757,6 @@ class SqliteStore(Store):
             )
 
         await self._write(op)
-
-
-def _nothing(conn: sqlite3.Connection) -> None:
-    return None
 
 
 def _event_output(event: EventRow) -> bytes:
