@@ -10,19 +10,11 @@ import copy
 import functools
 from typing import Any
 
+from durableflow._types import STATUSES
+
 __all__ = ["build_openapi"]
 
-_STATUSES = [
-    "queued",
-    "running",
-    "paused",
-    "errored",
-    "terminated",
-    "complete",
-    "waiting",
-    "waitingForPause",
-    "unknown",
-]
+_STATUSES = list(STATUSES)
 
 _ID_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9_-]*$"
 

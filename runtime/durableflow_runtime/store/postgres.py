@@ -55,6 +55,7 @@ from durableflow import (
 
 from .base import (
     FINAL_STATUSES,
+    INSTANCE_COLUMNS,
     Claimed,
     ControlAction,
     EventRow,
@@ -64,6 +65,9 @@ from .base import (
     NewInstance,
     StepRow,
     Store,
+    event_output,
+    instance_from_row,
+    redact_url,
 )
 
 __all__ = ["MIGRATIONS", "PostgresStore", "StoreUnavailableError"]
@@ -132,10 +136,6 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-_INSTANCE_COLUMNS = (
-    "key, workflow, id, status, params, output, error, created_at, started_at, ended_at, "
-    "run_at, epoch, generation, pause_requested"
-)
 _LEASED = "('running', 'waitingForPause')"
 
 # --- the hot path: constant SQL, so every connection prepares each statement once ------
@@ -160,7 +160,7 @@ RETURNING i.workflow, i.id, i.key, i.epoch
 
 _CLAIM_ROWS = _CLAIM.replace(
     "RETURNING i.workflow, i.id, i.key, i.epoch",
-    "RETURNING " + ", ".join(f"i.{c.strip()}" for c in _INSTANCE_COLUMNS.split(",")),
+    "RETURNING " + ", ".join(f"i.{c.strip()}" for c in INSTANCE_COLUMNS.split(",")),
 )
 
 _PUT_STEPS = """
@@ -292,30 +292,6 @@ def _text(data: bytes | None) -> str | None:
 
 def _json(value: Any) -> str | None:
     return orjson.dumps(value).decode() if value is not None else None
-
-
-def _instance(row: Any) -> InstanceRow:
-    return InstanceRow(
-        key=row[0],
-        workflow=row[1],
-        id=row[2],
-        status=row[3],
-        params=row[4].encode() if row[4] is not None else None,
-        output=row[5].encode() if row[5] is not None else None,
-        error=orjson.loads(row[6]) if row[6] is not None else None,
-        created_at=row[7],
-        started_at=row[8],
-        ended_at=row[9],
-        run_at=row[10],
-        epoch=row[11],
-        generation=row[12],
-        pause_requested=row[13],
-    )
-
-
-def _event_output(event: EventRow) -> bytes:
-    payload = orjson.Fragment(event.payload) if event.payload is not None else None
-    return orjson.dumps({"type": event.type, "payload": payload, "timestamp": event.created_at})
 
 
 _STEP_HAS_HOST = "host" in attrs.fields_dict(StepRow)
@@ -481,7 +457,7 @@ class PostgresStore(Store):
     ) -> None:
         parsed = urlparse(dsn)
         if parsed.scheme not in ("postgresql", "postgres"):
-            raise ValidationError(f"not a PostgreSQL url: {_redact(dsn)!r}")
+            raise ValidationError(f"not a PostgreSQL url: {redact_url(dsn)!r}")
         query = dict(parse_qsl(parsed.query))
         own = {k: query.pop(k) for k in list(query) if k in _OWN_OPTIONS}
         self._dsn = urlunparse(parsed._replace(query=urlencode(query)))
@@ -541,7 +517,7 @@ class PostgresStore(Store):
         return cls(url, **options)
 
     def __repr__(self) -> str:
-        return f"PostgresStore({_redact(self._dsn)!r}, schema={self.schema!r})"
+        return f"PostgresStore({redact_url(self._dsn)!r}, schema={self.schema!r})"
 
     # --- life cycle -------------------------------------------------------------------
     def _server_settings(self) -> dict[str, str]:
@@ -567,7 +543,7 @@ class PostgresStore(Store):
             )
         except Exception as exc:
             raise StoreUnavailableError(
-                f"cannot connect to PostgreSQL at {_redact(self._dsn)}: {exc}"
+                f"cannot connect to PostgreSQL at {redact_url(self._dsn)}: {exc}"
             ) from exc
         try:
             await self._migrate()
@@ -718,7 +694,7 @@ class PostgresStore(Store):
                 deadline = deadline if deadline is not None else now + self.reconnect_timeout
                 if now >= deadline:
                     raise StoreUnavailableError(
-                        f"PostgreSQL at {_redact(self._dsn)} is unavailable: {exc}"
+                        f"PostgreSQL at {redact_url(self._dsn)} is unavailable: {exc}"
                     ) from exc
                 self.stats["retries"] += 1
                 await asyncio.sleep(delay)
@@ -1109,17 +1085,17 @@ class PostgresStore(Store):
     async def get_instance(self, workflow: str, id: str) -> InstanceRow | None:
         row = await self._call(
             lambda conn: conn.fetchrow(
-                f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE workflow = $1 AND id = $2",
+                f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE workflow = $1 AND id = $2",
                 workflow,
                 id,
             )
         )
-        return _instance(row) if row is not None else None
+        return instance_from_row(row) if row is not None else None
 
     async def list_instances(
         self, workflow: str, *, status: str | None, limit: int, cursor: int | None
     ) -> list[InstanceRow]:
-        sql = f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE workflow = $1"
+        sql = f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE workflow = $1"
         args: list[Any] = [workflow]
         if status is not None:
             args.append(status)
@@ -1130,7 +1106,7 @@ class PostgresStore(Store):
         args.append(limit)
         sql += f" ORDER BY key DESC LIMIT ${len(args)}"
         rows = await self._call(lambda conn: conn.fetch(sql, *args))
-        return [_instance(r) for r in rows]
+        return [instance_from_row(r) for r in rows]
 
     async def load_steps(self, key: int) -> list[StepRow]:
         steps = await self._call(lambda conn: self._fetch_steps(conn, [key]))
@@ -1196,7 +1172,7 @@ class PostgresStore(Store):
         self._note_claim(now, limit, len(rows))
         if not rows:
             return []
-        instances = [_instance(r) for r in rows]
+        instances = [instance_from_row(r) for r in rows]
         leases = [Lease(i.workflow, i.id, i.key, i.epoch) for i in instances]
         for lease in leases:
             self._held[lease.key] = lease
@@ -1260,7 +1236,7 @@ class PostgresStore(Store):
                     "complete",
                     values[5],
                     values[6],
-                    _event_output(event).decode(),
+                    event_output(event).decode(),
                     None,
                     values[9],
                     now,
@@ -1313,18 +1289,18 @@ class PostgresStore(Store):
     ) -> InstanceRow:
         async def op(conn: Any) -> InstanceRow:
             row = await conn.fetchrow(
-                f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE workflow = $1 AND id = $2"
+                f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE workflow = $1 AND id = $2"
                 " FOR NO KEY UPDATE",
                 workflow,
                 id,
             )
             if row is None:
                 raise NotFoundError(f"no instance {id!r} of workflow {workflow!r}")
-            inst = _instance(row)
+            inst = instance_from_row(row)
             await _apply_control(conn, inst, action, now)
-            after = _instance(
+            after = instance_from_row(
                 await conn.fetchrow(
-                    f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE key = $1", inst.key
+                    f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE key = $1", inst.key
                 )
             )
             await conn.execute(
@@ -1453,12 +1429,3 @@ def _positive(name: str, given: float | None, from_url: str | None, default: flo
     if not value > 0:
         raise ValidationError(f"{name} must be positive, not {raw!r}")
     return value
-
-
-def _redact(dsn: str) -> str:
-    """The DSN without its password, for messages."""
-    parsed = urlparse(dsn)
-    if parsed.password is None:
-        return dsn
-    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)
-    return urlunparse(parsed._replace(netloc=netloc))

@@ -36,6 +36,7 @@ from durableflow import ValidationError as _ValidationError
 
 from .base import (
     FINAL_STATUSES,
+    INSTANCE_COLUMNS,
     Claimed,
     ControlAction,
     EventRow,
@@ -45,6 +46,8 @@ from .base import (
     NewInstance,
     StepRow,
     Store,
+    event_output,
+    instance_from_row,
 )
 
 __all__ = ["SqliteStore", "StoreLockedError"]
@@ -105,11 +108,6 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-_INSTANCE_COLUMNS = (
-    "key, workflow, id, status, params, output, error, created_at, started_at, ended_at, "
-    "run_at, epoch, generation, pause_requested"
-)
-
 
 _STEP_SELECT = (
     "SELECT instance, name, count, seq, type, status, attempts, attempt_log, output, error,"
@@ -137,25 +135,6 @@ def _step(r: tuple[Any, ...]) -> StepRow:
 
 class StoreLockedError(_ValidationError):
     """Another host already has this SQLite file open."""
-
-
-def _instance(row: tuple[Any, ...]) -> InstanceRow:
-    return InstanceRow(
-        key=row[0],
-        workflow=row[1],
-        id=row[2],
-        status=row[3],
-        params=row[4].encode() if row[4] is not None else None,
-        output=row[5].encode() if row[5] is not None else None,
-        error=orjson.loads(row[6]) if row[6] is not None else None,
-        created_at=row[7],
-        started_at=row[8],
-        ended_at=row[9],
-        run_at=row[10],
-        epoch=row[11],
-        generation=row[12],
-        pause_requested=bool(row[13]),
-    )
 
 
 def _text(data: bytes | None) -> str | None:
@@ -430,10 +409,10 @@ class SqliteStore(Store):
     async def get_instance(self, workflow: str, id: str) -> InstanceRow | None:
         def op(conn: sqlite3.Connection) -> InstanceRow | None:
             row = conn.execute(
-                f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE workflow = ? AND id = ?",
+                f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE workflow = ? AND id = ?",
                 (workflow, id),
             ).fetchone()
-            return _instance(row) if row else None
+            return instance_from_row(row) if row else None
 
         return await self._read(op)
 
@@ -441,7 +420,7 @@ class SqliteStore(Store):
         self, workflow: str, *, status: str | None, limit: int, cursor: int | None
     ) -> list[InstanceRow]:
         def op(conn: sqlite3.Connection) -> list[InstanceRow]:
-            sql = f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE workflow = ?"
+            sql = f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE workflow = ?"
             args: list[Any] = [workflow]
             if status is not None:
                 sql += " AND status = ?"
@@ -451,7 +430,7 @@ class SqliteStore(Store):
                 args.append(cursor)
             sql += " ORDER BY key DESC LIMIT ?"
             args.append(limit)
-            return [_instance(r) for r in conn.execute(sql, args)]
+            return [instance_from_row(r) for r in conn.execute(sql, args)]
 
         return await self._read(op)
 
@@ -495,13 +474,13 @@ class SqliteStore(Store):
     async def claim_work(self, now: float, limit: int) -> list[Claimed]:
         def op(conn: sqlite3.Connection) -> list[Claimed]:
             rows = [
-                _instance(r)
+                instance_from_row(r)
                 for r in conn.execute(
                     "UPDATE instances SET status = CASE WHEN pause_requested"
                     " THEN 'waitingForPause' ELSE 'running' END, run_at = NULL,"
                     " wait_types = NULL, epoch = epoch + 1, started_at = coalesce(started_at, ?)"
                     " WHERE key IN (SELECT key FROM instances WHERE run_at <= ?"
-                    f" ORDER BY run_at LIMIT ?) RETURNING {_INSTANCE_COLUMNS}",
+                    f" ORDER BY run_at LIMIT ?) RETURNING {INSTANCE_COLUMNS}",
                     (now, now, limit),
                 )
             ]
@@ -640,7 +619,7 @@ class SqliteStore(Store):
                     "complete",
                     step.attempts,
                     step.attempt_log,
-                    _event_output(event),
+                    event_output(event),
                     None,
                     step.started_at,
                     now,
@@ -717,16 +696,16 @@ class SqliteStore(Store):
     ) -> InstanceRow:
         def op(conn: sqlite3.Connection) -> InstanceRow:
             row = conn.execute(
-                f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE workflow = ? AND id = ?",
+                f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE workflow = ? AND id = ?",
                 (workflow, id),
             ).fetchone()
             if row is None:
                 raise NotFoundError(f"no instance {id!r} of workflow {workflow!r}")
-            inst = _instance(row)
+            inst = instance_from_row(row)
             _apply_control(conn, inst, action, now)
-            return _instance(
+            return instance_from_row(
                 conn.execute(
-                    f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE key = ?", (inst.key,)
+                    f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE key = ?", (inst.key,)
                 ).fetchone()
             )
 
@@ -757,11 +736,6 @@ class SqliteStore(Store):
             )
 
         await self._write(op)
-
-
-def _event_output(event: EventRow) -> bytes:
-    payload = orjson.Fragment(event.payload) if event.payload is not None else None
-    return orjson.dumps({"type": event.type, "payload": payload, "timestamp": event.created_at})
 
 
 def _apply_control(
