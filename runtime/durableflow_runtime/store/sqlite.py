@@ -133,6 +133,9 @@ def _step(r: tuple[Any, ...]) -> StepRow:
     )
 
 
+_IDLE_COMMITS = 32
+
+
 class StoreLockedError(_ValidationError):
     """Another host already has this SQLite file open."""
 
@@ -175,6 +178,7 @@ class SqliteStore(Store):
         # attempt starts not yet queued: written at the next flush unless the attempt's
         # outcome (which supersedes them) arrives first
         self._starts: dict[tuple[int, str, int], tuple[Lease, StepRow]] = {}
+        self._idle_commits = 0  # commits made at once since the event loop last came round
         self._checkpointer: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -297,6 +301,20 @@ class SqliteStore(Store):
         return future
 
     def _enqueue(self, fn: Callable[[sqlite3.Connection], Any], future: Any) -> None:
+        if (
+            future is not None
+            and not self._queue
+            and self._flushing is None
+            and self._executor is None
+            and self._idle_commits < _IDLE_COMMITS
+        ):
+            # The writer is idle: nothing else is waiting to commit in this turn, so
+            # commit now instead of a turn later. Writes that come while this turn goes
+            # on still batch up for the next flush; the count bounds how long one task
+            # can run without the event loop coming around.
+            self._idle_commits += 1
+            self._apply([(fn, future)])
+            return
         self._queue.append((fn, future))
         if not self._flush_scheduled and self._flushing is None:
             self._flush_scheduled = True
@@ -309,6 +327,7 @@ class SqliteStore(Store):
 
     def _start_flush(self) -> None:
         self._flush_scheduled = False
+        self._idle_commits = 0
         if self._starts:
             starts, self._starts = self._starts, {}
             for lease, step in starts.values():
