@@ -4,7 +4,7 @@
 ``RESULT {"seconds_per_commit": ...}``. Kinds:
 
 * ``sqlite-wal``: ``INSERT + COMMIT`` in WAL mode, ``synchronous=NORMAL`` (durableflow's
-  default durability; DBOS's ``wal`` configuration);
+  default durability; DBOS's ``tuned`` configuration on SQLite);
 * ``sqlite-full``: the same in SQLite's default rollback journal with ``synchronous=FULL``
   (what DBOS's default SQLite engine runs);
 * ``asyncpg``: one ``INSERT`` per round trip, each its own transaction, awaited one after
