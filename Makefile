@@ -1,7 +1,7 @@
 # One entry point for developers and CI: `.ci/run` calls `make check`.
 #   make example   set up, then run the orders example end to end on SQLite
 #   make check     set up, then lint, type-check and run the tests (what CI runs)
-#   make bench     run the benchmarks (prints figures; takes minutes)
+#   make bench     run the benchmarks (prints figures; the DBOS comparison takes long)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -14,7 +14,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 setup: $(PY)
-	$(PY) -m pip install --quiet -e ".[dev,postgres]"
+	$(PY) -m pip install --quiet -e ".[dev,postgres,bench]"
 
 example: setup
 	$(PY) docs/examples/orders/run_example.py
@@ -32,11 +32,13 @@ test: setup
 
 bench-smoke: setup
 	$(PY) tests/benchmarks/bench_core.py --quick
+	$(PY) tests/benchmarks/bench_dbos.py --quick --chart $(VENV)/bench-smoke.png
 
 check: lint typecheck test bench-smoke
 
 bench: setup
 	$(PY) tests/benchmarks/bench_core.py
+	$(PY) tests/benchmarks/bench_dbos.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
