@@ -700,7 +700,10 @@ def chart(results: Results, counts: Counts, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [s.label.replace(", ", "\n", 1) for s in SETUPS]
+    labels = [
+        s.label.replace(", ", "\n", 1).replace(" (", "\n(").replace("PostgreSQL", "Postgres")
+        for s in SETUPS
+    ]
     colors = ["#2b7bba" if s.system == "durableflow" else "#d9822b" for s in SETUPS]
     seq = [counts.sequential / sequential_best(results, s.key)[0] for s in SETUPS]
     conc = [counts.concurrent / results.median("concurrent", s.key, "seconds") for s in SETUPS]
@@ -708,7 +711,7 @@ def chart(results: Results, counts: Counts, path: Path) -> None:
         sequential_best(results, s.key)[0] / (counts.sequential * counts.steps) * 1e3
         for s in SETUPS
     ]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 5.2))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.6))
     for ax, values, title, unit in (
         (
             axes[0],
@@ -733,7 +736,7 @@ def chart(results: Results, counts: Counts, path: Path) -> None:
         for bar, v in zip(bars, values, strict=True):
             if math.isfinite(v) and v > 0:
                 ax.annotate(
-                    f"{v:,.3g}",
+                    f"{v:,.0f}" if v >= 100 else f"{v:.3g}",
                     (bar.get_x() + bar.get_width() / 2, v),
                     ha="center",
                     va="bottom",
@@ -819,6 +822,11 @@ def main() -> None:
     )
     parser.add_argument("--chart", type=Path, help="PNG to draw (default docs/benchmarks-dbos.png)")
     parser.add_argument("--json", type=Path, help="also write every raw figure here")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        help="measure nothing: print and draw the figures of a --json file",
+    )
     parser.add_argument("--max-load", type=float, default=0.0, help="wait for a lower load first")
     parser.add_argument(
         "--storm",
@@ -843,15 +851,20 @@ def main() -> None:
     if args.max_load:
         wait_for_load(args.max_load, args.load_patience)
 
-    info = machine()
-    load_start = os.getloadavg()
     results = Results()
-    started = time.perf_counter()
-    if args.json:
-        results.sink = args.json.with_suffix(".partial.json")
-    run_scenarios(only, counts, results, args.quick, args.storm)
-    elapsed = time.perf_counter() - started
-    load_end = os.getloadavg()
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        info, results.runs, elapsed = saved["machine"], saved["runs"], saved["seconds"]
+        load_start, load_end = saved["load_start"], saved["load_end"]
+    else:
+        info = machine()
+        load_start = os.getloadavg()
+        started = time.perf_counter()
+        if args.json:
+            results.sink = args.json.with_suffix(".partial.json")
+        run_scenarios(only, counts, results, args.quick, args.storm)
+        elapsed = time.perf_counter() - started
+        load_end = os.getloadavg()
 
     rows = build_rows(results, counts)
     out = [
