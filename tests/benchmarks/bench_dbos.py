@@ -893,6 +893,8 @@ def main() -> None:
     if failures:
         out += ["", "measurements that failed:", *(f"  {f}" for f in failures)]
     print("\n".join(out))
+    if failures and args.quick:  # the smoke run exists to notice a scenario that broke
+        sys.exit(1)
 
     if args.json:
         args.json.write_text(
