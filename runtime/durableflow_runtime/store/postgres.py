@@ -1193,7 +1193,9 @@ class PostgresStore(Store):
         self._short_claim = (now, asyncio.get_running_loop().time()) if short else None
 
     async def next_run_at(self) -> float | None:
-        value = await self._call(lambda conn: conn.fetchval("SELECT min(run_at) FROM instances"))
+        value = await self._call(
+            lambda conn: conn.fetchval("SELECT min(run_at) FROM instances WHERE run_at IS NOT NULL")
+        )
         if value is None:
             return None
         short = self._short_claim

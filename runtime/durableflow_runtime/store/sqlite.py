@@ -521,7 +521,9 @@ class SqliteStore(Store):
 
     async def next_run_at(self) -> float | None:
         def op(conn: sqlite3.Connection) -> float | None:
-            row = conn.execute("SELECT min(run_at) FROM instances").fetchone()
+            row = conn.execute(
+                "SELECT min(run_at) FROM instances WHERE run_at IS NOT NULL"
+            ).fetchone()
             return row[0] if row else None
 
         return await self._read(op)
