@@ -316,6 +316,9 @@ class SqliteStore(Store):
             self._apply([(fn, future)])
             return
         self._queue.append((fn, future))
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if not self._flush_scheduled and self._flushing is None:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._start_flush)
@@ -363,9 +366,9 @@ class SqliteStore(Store):
         self._after_flush()
 
     def _after_flush(self) -> None:
-        if self._queue and not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._start_flush)
+        # writes (and attempt starts) that arrived while a thread batch was in flight
+        if self._queue or self._starts:
+            self._schedule_flush()
 
     def _apply_outcomes(
         self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]
@@ -583,9 +586,7 @@ class SqliteStore(Store):
         if self._conn is None or self._stop.is_set():
             return
         self._starts[(lease.key, step.name, step.count)] = (lease, step)
-        if not self._flush_scheduled and self._flushing is None:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._start_flush)
+        self._schedule_flush()
 
     def _queue_step(self, lease: Lease, step: StepRow, future: asyncio.Future[None] | None) -> None:
         if self._conn is None or self._stop.is_set():
