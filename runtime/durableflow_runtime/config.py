@@ -14,6 +14,9 @@ is one line naming the file, the key and what was expected::
     port = 8787
     token = "..."                      # or env DURABLEFLOW_TOKEN
     dashboard = true                   # serve the dashboard at /dashboard
+    cors_origins = []                  # other origins whose pages may call /api
+    idle_timeout = "30 seconds"        # close a connection with no request after this
+    max_connections = 1000             # open connections at most
 
     [[workflows]]
     name = "order-processing"
@@ -31,6 +34,7 @@ import importlib
 import importlib.util
 import keyword
 import os
+import re
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -43,6 +47,7 @@ import attrs
 
 from durableflow import ValidationError, WorkflowEntrypoint
 from durableflow._config import resolve_config
+from durableflow._duration import to_seconds
 from durableflow._types import check_id
 
 if TYPE_CHECKING:
@@ -69,7 +74,21 @@ DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 
 _TOP_KEYS = ("main", "app", "storage", "server", "workflows")
 _STORAGE_KEYS = ("url", "durability")
-_SERVER_KEYS = ("host", "port", "token", "max_body_bytes", "dashboard")
+_SERVER_KEYS = (
+    "host",
+    "port",
+    "token",
+    "max_body_bytes",
+    "dashboard",
+    "cors_origins",
+    "idle_timeout",
+    "max_connections",
+)
+DEFAULT_IDLE_TIMEOUT = 30.0
+DEFAULT_MAX_CONNECTIONS = 1000
+_ORIGIN = re.compile(
+    r"https?://[A-Za-z0-9.\-]+(?::[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?"
+)
 _WORKFLOW_KEYS = ("name", "binding", "class_name", "retries", "timeout")
 
 
@@ -88,6 +107,11 @@ class ServerConfig:
             The ``DURABLEFLOW_TOKEN`` environment variable, when set, takes precedence.
         max_body_bytes: Largest request body accepted (HTTP 413 above it).
         dashboard: Serve the dashboard page at ``/dashboard``.
+        cors_origins: Origins (``scheme://host[:port]``) of other sites whose pages may
+            call ``/api`` from a browser (lower case, no trailing slash).
+        idle_timeout: Seconds a connection may stay open without a request in progress
+            (waiting for its first request's headers, or between requests).
+        max_connections: Open connections at most (see :mod:`.guard`).
     """
 
     host: str = "127.0.0.1"
@@ -95,6 +119,9 @@ class ServerConfig:
     token: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     dashboard: bool = True
+    cors_origins: tuple[str, ...] = ()
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     @property
     def url(self) -> str:
@@ -277,12 +304,51 @@ def load_config(path: Path | None = None) -> Config:
     dashboard = _expect(
         server_table.get("dashboard", True), bool, path, "server.dashboard", "true or false"
     )
+    origins = _expect(
+        server_table.get("cors_origins", []),
+        list,
+        path,
+        "server.cors_origins",
+        "an array of origins such as 'https://app.example.com'",
+    )
+    for origin in origins:
+        if not isinstance(origin, str) or not _ORIGIN.fullmatch(origin.strip().rstrip("/")):
+            raise ConfigError(
+                f"{path}: server.cors_origins: {origin!r} is not an origin "
+                "('http://host' or 'https://host:port', no path)"
+            )
+    try:
+        idle_timeout = to_seconds(
+            server_table.get("idle_timeout", DEFAULT_IDLE_TIMEOUT * 1000),
+            what="server.idle_timeout",
+        )
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {exc.message}") from None
+    if not 1 <= idle_timeout <= 3600:
+        raise ConfigError(
+            f"{path}: server.idle_timeout must be between 1 second and 1 hour, "
+            f"not {idle_timeout:g} seconds"
+        )
+    max_connections = _expect(
+        server_table.get("max_connections", DEFAULT_MAX_CONNECTIONS),
+        int,
+        path,
+        "server.max_connections",
+        "an integer",
+    )
+    if max_connections < 16:
+        raise ConfigError(
+            f"{path}: server.max_connections must be at least 16, not {max_connections}"
+        )
     server = ServerConfig(
         host=host,
         port=port,
         token=token or None,
         max_body_bytes=max_body,
         dashboard=dashboard,
+        cors_origins=tuple(o.strip().rstrip("/").lower() for o in origins),
+        idle_timeout=idle_timeout,
+        max_connections=max_connections,
     )
 
     entries = _expect(data.get("workflows", []), list, path, "[[workflows]]", "an array of tables")

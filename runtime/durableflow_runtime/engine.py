@@ -76,6 +76,9 @@ __all__ = [
 log = logging.getLogger("durableflow")
 
 MiB = 1024 * 1024
+#: Instance ids that would be read as a route below ``/instances/`` (``batch``, and
+#: ``actions`` for bulk actions).
+RESERVED_INSTANCE_IDS = frozenset({"batch", "actions"})
 RETRY_AFTER = 5.0  # seconds before an activation that failed inside the engine runs again
 
 
@@ -921,6 +924,10 @@ class Engine:
         """
         spec = self.spec(workflow)
         instance_id = check_id(id) if id is not None else str(uuid.uuid4())
+        if instance_id in RESERVED_INSTANCE_IDS:
+            raise ValidationError(
+                f"instance id {instance_id!r} is reserved (it names a route of the HTTP API)"
+            )
         value = unstructure(params)
         ptype = spec.params_type
         if ptype is not Any:
@@ -1078,10 +1085,12 @@ class Engine:
             raise ValidationError(f"limit must be between 1 and 1000, not {limit}")
         after: int | None = None
         if cursor is not None:
-            try:
-                after = int(cursor)
-            except ValueError:
-                raise ValidationError(f"invalid cursor {cursor!r}") from None
+            # a cursor is a row key this method handed out: a positive 64-bit integer
+            if not (cursor.isascii() and cursor.isdigit() and 0 < int(cursor) < 2**63):
+                raise ValidationError(
+                    f"invalid cursor {cursor!r}: pass the next_cursor of a previous page"
+                )
+            after = int(cursor)
         rows = await self.store.list_instances(
             workflow, status=status, limit=limit + 1, cursor=after
         )

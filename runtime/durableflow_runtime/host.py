@@ -21,11 +21,13 @@ from typing import Any
 
 import attrs
 from aiohttp import web
+from aiohttp.web_log import AccessLogger
 
 from durableflow import ValidationError
 
 from .config import Config, ConfigError, build_specs, load_main_module, load_workflow_classes
 from .engine import Engine
+from .guard import ConnectionGuard, GuardedSite, effective_connection_limit
 from .server import API_ROUTES, ApiSettings, build_app, mount_user_app, workflow_info
 from .store.base import open_store, redact_url
 
@@ -130,6 +132,7 @@ class Host:
             token=config.server.token,
             max_body_bytes=config.server.max_body_bytes,
             dashboard=config.server.dashboard,
+            cors_origins=frozenset(config.server.cors_origins),
         )
         self.addresses: list[tuple[str, int]] = []
 
@@ -196,14 +199,22 @@ class Host:
                     f"app {self.config.app!r}: cannot add its routes: {exc}"
                 ) from exc
         _check_reserved(app, self.config.app)
-        self.runner = web.AppRunner(
-            app,
-            handle_signals=False,
-            access_log=logging.getLogger("durableflow.access") if self.options.access_log else None,
-            shutdown_timeout=5.0,
-        )
+        handler_args: dict[str, Any] = {
+            "access_log": (
+                logging.getLogger("durableflow.access") if self.options.access_log else None
+            ),
+            "keepalive_timeout": self.config.server.idle_timeout,
+        }
+        self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0, **handler_args)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, host, port)
+        guard = ConnectionGuard(effective_connection_limit(self.config.server.max_connections))
+        site = GuardedSite(
+            self.runner,
+            host,
+            port,
+            guard=guard,
+            handler_args={"access_log_class": AccessLogger, **handler_args},
+        )
         try:
             await site.start()
         except OSError as exc:

@@ -7,12 +7,23 @@ one HTML page is the dashboard, served where no route matches: see its section b
 =====  ======================================================================
 400    ``invalid_json``, ``invalid_request``, ``invalid_params``, ``limit_exceeded``
 401    ``unauthorized`` (``/api`` needs ``Authorization: Bearer <token>`` when set)
+403    ``forbidden`` (a cross-site write, or a foreign ``Host`` on an open host)
 404    ``not_found`` (unknown route, workflow or instance)
 405    ``method_not_allowed``
 409    ``instance_exists``, ``invalid_transition``
 413    ``payload_too_large`` (request body), ``limit_exceeded`` (params, payload)
+415    ``unsupported_media_type`` (a body that is not ``application/json``)
 500    ``internal`` (logged on the host with its traceback)
+503    ``store_unavailable``
 =====  ======================================================================
+
+Cross-site request forgery: a browser on another origin can send a "simple" request
+(``text/plain`` body, or none) without asking first. So a write to ``/api`` whose
+``Origin`` or ``Sec-Fetch-Site`` shows another site is refused unless ``[server]
+cors_origins`` lists the origin, and a write with a body must say ``application/json``
+(which a browser only sends cross-origin after a preflight this host grants only to
+``cors_origins``). Without a token, the ``Host`` header must name this machine, so a page
+that rebinds its own DNS name to 127.0.0.1 cannot reach the API either.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import hmac
 import inspect
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -45,7 +57,7 @@ from durableflow._types import check_id
 from durableflow.web import ENV_KEY
 
 from .dashboard import DASHBOARD_PATH, page, page_headers
-from .engine import Engine
+from .engine import RESERVED_INSTANCE_IDS, Engine
 from .openapi import build_openapi
 from .store.base import FINAL_STATUSES
 
@@ -78,6 +90,8 @@ class ApiSettings:
         workflows: What ``GET /api/workflows`` lists, one dict per workflow.
         stopping: Set when the host shuts down: long polls answer at once.
         dashboard: Serve the dashboard page at ``/dashboard`` (``/`` redirects to it).
+        cors_origins: Other origins (``scheme://host[:port]``) allowed to call ``/api``
+            from a browser.
     """
 
     token: str | None = None
@@ -85,6 +99,7 @@ class ApiSettings:
     workflows: list[dict[str, Any]] = attrs.field(factory=list)
     stopping: asyncio.Event = attrs.field(factory=asyncio.Event)
     dashboard: bool = True
+    cors_origins: frozenset[str] = frozenset()
 
 
 ENGINE_KEY: web.AppKey[Engine] = web.AppKey("durableflow.engine", Engine)
@@ -145,6 +160,13 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
 }
 
+#: Deepest nesting of arrays and objects accepted in a JSON body.
+MAX_JSON_DEPTH = 128
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "127.0.0.1", "::1", "[::1]"})
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+_SECONDS = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?")
+
 
 def _is_api(request: web.Request) -> bool:
     return request.path == "/api" or request.path.startswith("/api/")
@@ -181,9 +203,102 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(
             exc.status, _HTTP_CODES.get(exc.status, f"http_{exc.status}"), message, headers
         )
+    except ConnectionResetError:
+        # the client went away (mid-body, say): nobody is left to answer
+        log.debug("%s %s: the client disconnected", request.method, request.path)
+        return error_response(400, "invalid_request", "the client disconnected")
     except Exception as exc:
         log.error("%s %s failed", request.method, request.path, exc_info=exc)
         return error_response(500, "internal", "internal error (see the host's log)")
+
+
+def normalize_origin(origin: str) -> str:
+    """``scheme://host[:port]`` in lower case, without a trailing slash."""
+    return origin.strip().rstrip("/").lower()
+
+
+def _own_origin(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}".lower()
+
+
+def _host_is_local(host: str) -> bool:
+    name = host.lower()
+    if name.startswith("["):
+        name = name.partition("]")[0] + "]"
+    else:
+        name = name.rpartition(":")[0] if name.count(":") == 1 else name
+    return name in _LOOPBACK_NAMES or name.startswith("127.")
+
+
+def _cors_headers(origin: str) -> dict[str, str]:
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+
+@web.middleware
+async def origin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse cross-site writes to ``/api``; answer ``OPTIONS`` and CORS preflights.
+
+    See the module docstring for why each rule exists.
+    """
+    if not _is_api(request):
+        return await handler(request)
+    settings = request.config_dict[SETTINGS_KEY]
+    if not settings.token and not _host_is_local(request.host):
+        return error_response(
+            403,
+            "forbidden",
+            "this host has no token, so it answers only requests addressed to this machine "
+            "(Host: localhost or 127.0.0.1); set [server] token to serve other names",
+        )
+    origin = request.headers.get("Origin")
+    allowed = origin is not None and normalize_origin(origin) in settings.cors_origins
+    if request.method == "OPTIONS":
+        return _options(request, origin, allowed)
+    if request.method not in _SAFE_METHODS and not allowed:
+        site = request.headers.get("Sec-Fetch-Site", "").lower()
+        foreign = site in ("cross-site", "same-site") or (
+            origin is not None and normalize_origin(origin) != _own_origin(request)
+        )
+        if foreign:
+            return error_response(
+                403,
+                "forbidden",
+                "cross-origin write refused: add the page's origin to [server] cors_origins "
+                "to allow it",
+            )
+    has_body = request.method not in _SAFE_METHODS and request.body_exists
+    if has_body and request.content_type != "application/json":
+        return error_response(
+            415,
+            "unsupported_media_type",
+            "a request body must be JSON, sent with 'Content-Type: application/json'",
+        )
+    response = await handler(request)
+    if allowed and origin is not None and not response.prepared:
+        response.headers.update(_cors_headers(origin))
+    return response
+
+
+def _options(request: web.Request, origin: str | None, allowed: bool) -> web.StreamResponse:
+    """``OPTIONS``: the route's methods, and CORS grants for ``cors_origins`` only."""
+    failure = request.match_info.http_exception
+    if isinstance(failure, web.HTTPNotFound) or failure is None:
+        return error_response(404, "not_found", f"no route {request.method} {request.path}")
+    methods = sorted(set(getattr(failure, "allowed_methods", ())) | {"OPTIONS"})
+    headers = {"Allow": ", ".join(methods)}
+    if origin is not None and "Access-Control-Request-Method" in request.headers:
+        if not allowed:
+            return error_response(
+                403,
+                "forbidden",
+                "cross-origin requests are refused: add the page's origin to "
+                "[server] cors_origins to allow it",
+            )
+        headers.update(_cors_headers(origin))
+        headers["Access-Control-Allow-Methods"] = ", ".join(methods)
+        headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        headers["Access-Control-Max-Age"] = "600"
+    return web.Response(status=204, headers=headers)
 
 
 @web.middleware
@@ -193,8 +308,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if token and _is_api(request):
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
+        # aiohttp hands undecodable header bytes over as surrogates: compare raw bytes
         ok = scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode(), token.encode()
+            given.strip().encode("utf-8", "surrogateescape"), token.encode()
         )
         if not ok:
             message = (
@@ -230,9 +346,33 @@ async def _body(request: web.Request) -> Any:
     if not raw.strip():
         return _ABSENT
     try:
-        return orjson.loads(raw)
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    check_json_depth(value)
+    return value
+
+
+def check_json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse arrays and objects nested deeper than ``limit``, without recursing.
+
+    Raises:
+        ApiError: 400 ``invalid_json`` naming the limit.
+    """
+    level: list[Any] = [value]
+    depth = 0
+    while level:
+        containers = [v for v in level if isinstance(v, dict | list)]
+        if not containers:
+            return
+        depth += 1
+        if depth > limit:
+            raise ApiError(
+                400,
+                "invalid_json",
+                f"request body is nested more than {limit} levels deep",
+            )
+        level = [item for c in containers for item in (c.values() if isinstance(c, dict) else c)]
 
 
 async def _object_body(request: web.Request, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -275,7 +415,7 @@ def _json_type(value: Any) -> str:
 
 
 def _instance_id(value: Any, where: str) -> str | None:
-    if value is None:
+    if value is _ABSENT:
         return None
     if not isinstance(value, str):
         raise ApiError(400, "invalid_request", f"{where} must be a string, not {_json_type(value)}")
@@ -286,22 +426,18 @@ def _query_int(request: web.Request, name: str, default: int) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        return int(raw)
-    except ValueError:
+    if not _INTEGER.fullmatch(raw):  # int() would also take "1_0", " 5" and other digits
         raise ApiError(
             400, "invalid_request", f"query parameter {name!r} must be an integer, not {raw!r}"
-        ) from None
+        )
+    return int(raw)
 
 
 def _query_seconds(request: web.Request, name: str, default: float, maximum: float) -> float:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
+    value = float(raw) if _SECONDS.fullmatch(raw) else math.nan
     if not 0 <= value <= maximum:
         raise ApiError(
             400,
@@ -342,7 +478,7 @@ async def create_instance(request: web.Request) -> web.Response:
     """``POST /api/workflows/{name}/instances`` -> 201 ``{"id", "status"}``."""
     name = _workflow(request)
     body = await _object_body(request, ("id", "params"))
-    instance_id = _instance_id(body.get("id"), "'id'")
+    instance_id = _instance_id(body.get("id", _ABSENT), "'id'")
     [created] = await _engine(request).create(name, [(instance_id, body.get("params"))])
     return _json({"id": created, "status": "queued"}, 201)
 
@@ -376,7 +512,9 @@ async def create_batch(request: web.Request) -> web.Response:
             )
         _check_keys(entry, ("id", "params"), where)
         try:
-            items.append((_instance_id(entry.get("id"), f"{where}.id"), entry.get("params")))
+            items.append(
+                (_instance_id(entry.get("id", _ABSENT), f"{where}.id"), entry.get("params"))
+            )
         except ValidationError as exc:
             raise ValidationError(f"{where}: {exc.message}") from None
     try:
@@ -411,7 +549,10 @@ async def list_instances(request: web.Request) -> web.Response:
 async def describe_instance(request: web.Request) -> web.Response:
     """``GET /api/workflows/{name}/instances/{id}``: the detail, with every step."""
     name = _workflow(request)
-    return _json(await _engine(request).describe(name, request.match_info["id"]))
+    id = request.match_info["id"]
+    if id in RESERVED_INSTANCE_IDS:  # ".../instances/batch" is the batch route, POST only
+        raise web.HTTPMethodNotAllowed(request.method, ["POST"])
+    return _json(await _engine(request).describe(name, id))
 
 
 async def _status_body(engine: Engine, name: str, id: str) -> dict[str, Any]:
@@ -573,11 +714,15 @@ def build_app(
     app[ENGINE_KEY] = engine
     app[SETTINGS_KEY] = settings
     app[ENV_KEY] = engine.env
-    # outermost first: errors wrap everything, then auth, then the body limit
-    for index, middleware in enumerate((errors_middleware, auth_middleware, body_limit_middleware)):
+    # outermost first: cross-site checks (their refusals and CORS headers wrap every
+    # answer), then errors, then auth, then the body limit
+    chain = (origin_middleware, errors_middleware, auth_middleware, body_limit_middleware)
+    for index, middleware in enumerate(chain):
         app.middlewares.insert(index, middleware)
     for method, path, handler in API_ROUTES:
-        app.router.add_route(method, path, handler)
+        route = app.router.add_route(method, path, handler)
+        if method == "GET":  # HEAD wherever GET is, as HTTP says
+            route.resource.add_route("HEAD", handler)  # type: ignore[union-attr]
     if settings.dashboard:
         app.middlewares.append(dashboard_middleware)
     return app

@@ -28,7 +28,7 @@ for _names, _secs in (
     for _name in _names:
         _UNITS[_name] = _secs
 
-_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([A-Za-z]+)\s*$")
+_PATTERN = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*([A-Za-z]+)\s*", re.ASCII)
 
 
 def to_seconds(value: Duration, *, what: str = "duration") -> float:
@@ -52,7 +52,7 @@ def to_seconds(value: Duration, *, what: str = "duration") -> float:
     elif isinstance(value, int | float):
         seconds = float(value) / 1000.0
     elif isinstance(value, str):
-        match = _PATTERN.match(value)
+        match = _PATTERN.fullmatch(value)
         unit = match.group(2).lower() if match else ""
         if match is None or unit not in _UNITS:
             raise ValidationError(

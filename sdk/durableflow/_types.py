@@ -120,7 +120,7 @@ class CreateOptions(Generic[ParamsT]):
     params: ParamsT | None = None
 
 
-_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")  # always fullmatch: "$" allows "\n"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -131,7 +131,12 @@ def check_id(value: object, *, what: str = "instance id", max_length: int = 100)
         ValidationError: The value is not 1..max_length characters of ``[A-Za-z0-9_-]``
             not starting with ``-``.
     """
-    if not isinstance(value, str) or not value or len(value) > max_length or not _ID.match(value):
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > max_length
+        or not _ID.fullmatch(value)
+    ):
         raise ValidationError(
             f"invalid {what} {value!r}: use 1-{max_length} characters of A-Z a-z 0-9 _ -, "
             "not starting with '-'"

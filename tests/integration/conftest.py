@@ -239,6 +239,8 @@ class Api:
             data = data.encode()
         if isinstance(data, bytes):
             data = io.BytesIO(data)  # aiohttp warns about large raw bodies
+        if data is not None and not any(k.lower() == "content-type" for k in headers or {}):
+            headers = {**(headers or {}), "Content-Type": "application/json"}
         async with self.session.request(
             method, self.base + path, data=data, headers=headers
         ) as response:

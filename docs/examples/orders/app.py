@@ -3,7 +3,7 @@
 Run it with ``durableflow serve`` in this directory, then::
 
     curl -X POST localhost:8787/orders -d '{"order_id": "o-1", "item": "book", "quantity": 2}'
-    curl -X POST localhost:8787/api/workflows/order-processing/instances/o-1/events/approval \
+    curl -X POST -H 'Content-Type: application/json' localhost:8787/api/workflows/order-processing/instances/o-1/events/approval \
          -d '{"approved": true, "by": "alice"}'
     durableflow instances describe order-processing o-1
 """

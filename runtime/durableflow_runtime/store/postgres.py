@@ -259,7 +259,7 @@ _ANY_EXPIRED = (
 )
 
 _RECHECK_LOCKED = 0.05  # seconds before looking again at a due instance another host locks
-_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _OWN_OPTIONS = {"schema", "lease_seconds", "poll_interval", "pool_size", "reconnect_timeout"}
 
 
@@ -462,7 +462,7 @@ class PostgresStore(Store):
         own = {k: query.pop(k) for k in list(query) if k in _OWN_OPTIONS}
         self._dsn = urlunparse(parsed._replace(query=urlencode(query)))
         self.schema = schema if schema is not None else own.get("schema")
-        if self.schema is not None and not _SCHEMA_NAME.match(self.schema):
+        if self.schema is not None and not _SCHEMA_NAME.fullmatch(self.schema):
             raise ValidationError(
                 f"schema must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63 "
                 f"characters), not {self.schema!r}"
