@@ -1,13 +1,13 @@
 # One entry point for developers and CI: `.ci/run` calls `make check`.
 #   make example   set up, then run the orders example end to end on SQLite
-#   make check     set up, then lint, type-check and run the tests (what CI runs)
+#   make check     set up, then lint, type-check, run the tests and fuzz the API (what CI runs)
 #   make bench     run the benchmarks (prints figures; the DBOS comparison takes long)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export DURABLEFLOW_TEST_PG_DSN ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: setup example check lint typecheck test bench bench-smoke clean
+.PHONY: setup example check lint typecheck test fuzz bench bench-smoke clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +30,16 @@ typecheck: setup
 test: setup
 	$(VENV)/bin/pytest -q
 
+# Schemathesis over /api/openapi.json of a real host, on each store (about a minute)
+fuzz: setup
+	$(PY) tests/fuzz/run_schemathesis.py
+	$(PY) tests/fuzz/run_schemathesis.py --postgres
+
 bench-smoke: setup
 	$(PY) tests/benchmarks/bench_core.py --quick
 	$(PY) tests/benchmarks/bench_dbos.py --quick --chart $(VENV)/bench-smoke.png
 
-check: lint typecheck test bench-smoke
+check: lint typecheck test fuzz bench-smoke
 
 bench: setup
 	$(PY) tests/benchmarks/bench_core.py

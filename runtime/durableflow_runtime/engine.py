@@ -1085,12 +1085,14 @@ class Engine:
             raise ValidationError(f"limit must be between 1 and 1000, not {limit}")
         after: int | None = None
         if cursor is not None:
-            # a cursor is a row key this method handed out: a positive 64-bit integer
-            if not (cursor.isascii() and cursor.isdigit() and 0 < int(cursor) < 2**63):
+            # a cursor is a row key this method handed out ("rows below this key"); one
+            # past every 64-bit key simply means "from the newest"
+            if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 19):
                 raise ValidationError(
-                    f"invalid cursor {cursor!r}: pass the next_cursor of a previous page"
+                    f"invalid cursor {cursor!r}: pass the next_cursor of a previous page "
+                    "(a decimal number of at most 19 digits)"
                 )
-            after = int(cursor)
+            after = min(int(cursor), 2**63 - 1)
         rows = await self.store.list_instances(
             workflow, status=status, limit=limit + 1, cursor=after
         )

@@ -41,9 +41,10 @@ _SCHEMAS: dict[str, Any] = {
                     "code": {
                         "type": "string",
                         "description": "Machine-readable: invalid_json, invalid_request, "
-                        "invalid_params, limit_exceeded, unauthorized, not_found, "
+                        "invalid_params, limit_exceeded, unauthorized, forbidden, not_found, "
                         "method_not_allowed, instance_exists, invalid_transition, "
-                        "payload_too_large, internal.",
+                        "payload_too_large, unsupported_media_type, internal, "
+                        "store_unavailable, storage_full.",
                     },
                     "message": {"type": "string", "description": "One sentence for a human."},
                 },
@@ -74,7 +75,13 @@ _SCHEMAS: dict[str, Any] = {
                 "pattern": _ID_PATTERN,
                 "description": "Default: a new UUID4 string.",
             },
-            "params": {"description": "The instance's params (any JSON value)."},
+            "params": {
+                "description": "The instance's params: any JSON value, nested at most "
+                "128 levels. It is validated against the workflow's params type "
+                "(`params_type` in GET /api/workflows): params that do not structure into "
+                "it, or missing params where the type requires them, are a 400 "
+                "`invalid_params` naming the field, and nothing is stored."
+            },
         },
     },
     "CreateBatch": {
@@ -178,6 +185,11 @@ _SCHEMAS: dict[str, Any] = {
                 **_TIME,
                 "description": "When a sleep, a wait's timeout or a pending retry is due.",
             },
+            "host": {
+                **_nullable({"type": "string"}),
+                "description": "The host that ran the latest attempt (several hosts share "
+                "a PostgreSQL store); null for sleeps and waits.",
+            },
         },
     },
     "InstanceDetail": {
@@ -247,19 +259,58 @@ def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-def _ok(status: str, description: str, schema: str) -> dict[str, Any]:
-    return {status: {"description": description, "content": _json_content(_ref(schema))}}
+def _ok(
+    status: str, description: str, schema: str, links: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    answer = {"description": description, "content": _json_content(_ref(schema))}
+    if links:
+        answer["links"] = links
+    return {status: answer}
 
 
-def _errors(*statuses: str) -> dict[str, Any]:
+def _errors(*statuses: str, store: bool = True) -> dict[str, Any]:
+    """Error answers: those named, and those any operation may give (``store``: it reads
+    the store, so 503 too)."""
     text = {
         "400": "Bad JSON, a bad id, params or query parameter.",
         "401": "Missing or wrong bearer token.",
+        "403": "A write from another site (see [server] cors_origins), or, on a host "
+        "without a token, a Host header that does not name this machine.",
         "404": "Unknown workflow or instance.",
+        "405": "The path exists, the method does not (the Allow header lists the methods).",
         "409": "The id exists, or the instance's state does not allow the action.",
         "413": "The body or a payload is over its size limit.",
+        "415": "A body that is not sent as Content-Type: application/json.",
+        "500": "A defect of the host (logged there with its traceback).",
+        "503": "The store cannot be reached or written (store_unavailable); retry later.",
+        "507": "The store's disk is full (storage_full); reads still work.",
     }
-    return {s: {"description": text[s], "content": _json_content(_ref("Error"))} for s in statuses}
+    every = ("403", "405", "500", "503") if store else ("403", "405", "500")
+    wanted = dict.fromkeys([*statuses, *every])
+    return {s: {"description": text[s], "content": _json_content(_ref("Error"))} for s in wanted}
+
+
+def _writes(*statuses: str) -> dict[str, Any]:
+    """The error answers of an operation that writes: also 415, 503 and 507."""
+    return _errors(*statuses, "415", "503", "507")
+
+
+def _instance_links(id_expression: str) -> dict[str, Any]:
+    """OpenAPI links from a create to what can be done with the new instance."""
+    targets = {
+        "DescribeInstance": "describeInstance",
+        "InstanceStatus": "instanceStatus",
+        "PauseInstance": "pauseInstance",
+        "ResumeInstance": "resumeInstance",
+        "TerminateInstance": "terminateInstance",
+        "RestartInstance": "restartInstance",
+        "SendEvent": "sendEvent",
+    }
+    parameters = {"name": "$request.path.name", "id": id_expression}
+    return {
+        link: {"operationId": operation, "parameters": parameters}
+        for link, operation in targets.items()
+    }
 
 
 def _param(name: str, where: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -285,7 +336,7 @@ def _control(action: str, what: str) -> dict[str, Any]:
             "parameters": [_NAME, _ID],
             "responses": {
                 **_ok("200", "The instance's status afterwards.", "InstanceRef"),
-                **_errors("401", "404", "409"),
+                **_writes("401", "404", "409"),
             },
         }
     }
@@ -313,7 +364,7 @@ def _document() -> dict[str, Any]:
                         "description": "The OpenAPI 3.1 document.",
                         "content": _json_content({"type": "object"}),
                     },
-                    **_errors("401"),
+                    **_errors("401", store=False),
                 },
             }
         },
@@ -322,7 +373,10 @@ def _document() -> dict[str, Any]:
                 "operationId": "listWorkflows",
                 "summary": "The workflows this host runs.",
                 "tags": ["workflows"],
-                "responses": {**_ok("200", "The workflows.", "WorkflowList"), **_errors("401")},
+                "responses": {
+                    **_ok("200", "The workflows.", "WorkflowList"),
+                    **_errors("401", store=False),
+                },
             }
         },
         "/api/workflows/{name}/instances": {
@@ -336,8 +390,8 @@ def _document() -> dict[str, Any]:
                     "content": _json_content(_ref("CreateInstance")),
                 },
                 "responses": {
-                    **_ok("201", "Created.", "InstanceRef"),
-                    **_errors("400", "401", "404", "409", "413"),
+                    **_ok("201", "Created.", "InstanceRef", _instance_links("$response.body#/id")),
+                    **_writes("400", "401", "404", "409", "413"),
                 },
             },
             "get": {
@@ -356,8 +410,9 @@ def _document() -> dict[str, Any]:
                     _param(
                         "cursor",
                         "query",
-                        "The next_cursor of the previous page.",
-                        {"type": "string"},
+                        "The next_cursor of the previous page: a decimal number (the "
+                        "instances below that row key). Anything else is a 400.",
+                        {"type": "string", "pattern": "^[0-9]{1,19}$"},
                     ),
                 ],
                 "responses": {
@@ -374,8 +429,13 @@ def _document() -> dict[str, Any]:
                 "parameters": [_NAME],
                 "requestBody": {"required": True, "content": _json_content(_ref("CreateBatch"))},
                 "responses": {
-                    **_ok("201", "All created.", "BatchCreated"),
-                    **_errors("400", "401", "404", "409", "413"),
+                    **_ok(
+                        "201",
+                        "All created.",
+                        "BatchCreated",
+                        _instance_links("$response.body#/instances/0/id"),
+                    ),
+                    **_writes("400", "401", "404", "409", "413"),
                 },
             }
         },
@@ -459,7 +519,7 @@ def _document() -> dict[str, Any]:
                     **_ok(
                         "202", "Stored; delivered when the instance waits for it.", "EventAccepted"
                     ),
-                    **_errors("400", "401", "404", "409", "413"),
+                    **_writes("400", "401", "404", "409", "413"),
                 },
             }
         },

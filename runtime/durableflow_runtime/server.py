@@ -165,7 +165,7 @@ MAX_JSON_DEPTH = 128
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "127.0.0.1", "::1", "[::1]"})
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
-_SECONDS = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?")
+_SECONDS = re.compile(r"(?:[0-9]{1,30}(?:\.[0-9]{0,30})?|\.[0-9]{1,30})(?:[eE][-+]?[0-9]{1,3})?")
 
 
 def _is_api(request: web.Request) -> bool:
@@ -193,8 +193,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.status == 404:
             message = f"no route {request.method} {request.path}"
         elif exc.status == 405:
-            allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
-            message = f"{request.method} is not allowed on {request.path} (allowed: {allowed})"
+            methods = _allowed_methods(request, exc)
+            headers = {"Allow": ", ".join(methods)}
+            message = (
+                f"{request.method} is not allowed on {request.path} (allowed: {', '.join(methods)})"
+            )
         elif exc.status == 413:
             limit = request.config_dict[SETTINGS_KEY].max_body_bytes
             message = f"request body is larger than the limit of {limit} bytes"
@@ -228,6 +231,20 @@ def _host_is_local(host: str) -> bool:
     else:
         name = name.rpartition(":")[0] if name.count(":") == 1 else name
     return name in _LOOPBACK_NAMES or name.startswith("127.")
+
+
+_RESERVED_PATH = re.compile(r"/api/workflows/[^/]+/instances/(?:batch|actions)")
+
+
+def _allowed_methods(request: web.Request, failure: web.HTTPException) -> list[str]:
+    """The methods a path takes, for ``Allow``.
+
+    The router would also count ``GET`` of ``.../instances/{id}`` for
+    ``.../instances/batch``, but that name is a route, not an instance: ``POST`` only.
+    """
+    if _RESERVED_PATH.fullmatch(request.path):
+        return ["POST"]
+    return sorted(getattr(failure, "allowed_methods", ()) or ())
 
 
 def _cors_headers(origin: str) -> dict[str, str]:
@@ -284,7 +301,7 @@ def _options(request: web.Request, origin: str | None, allowed: bool) -> web.Str
     failure = request.match_info.http_exception
     if isinstance(failure, web.HTTPNotFound) or failure is None:
         return error_response(404, "not_found", f"no route {request.method} {request.path}")
-    methods = sorted(set(getattr(failure, "allowed_methods", ())) | {"OPTIONS"})
+    methods = sorted({*_allowed_methods(request, failure), "OPTIONS"})
     headers = {"Allow": ", ".join(methods)}
     if origin is not None and "Access-Control-Request-Method" in request.headers:
         if not allowed:
@@ -424,7 +441,7 @@ def _instance_id(value: Any, where: str) -> str | None:
 
 def _query_int(request: web.Request, name: str, default: int) -> int:
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     if not _INTEGER.fullmatch(raw):  # int() would also take "1_0", " 5" and other digits
         raise ApiError(
@@ -435,7 +452,7 @@ def _query_int(request: web.Request, name: str, default: int) -> int:
 
 def _query_seconds(request: web.Request, name: str, default: float, maximum: float) -> float:
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     value = float(raw) if _SECONDS.fullmatch(raw) else math.nan
     if not 0 <= value <= maximum:
@@ -539,9 +556,9 @@ async def list_instances(request: web.Request) -> web.Response:
     name = _workflow(request)
     items, next_cursor = await _engine(request).list_instances(
         name,
-        status=request.query.get("status") or None,
+        status=request.query.get("status"),
         limit=_query_int(request, "limit", 50),
-        cursor=request.query.get("cursor") or None,
+        cursor=request.query.get("cursor"),
     )
     return _json({"instances": items, "next_cursor": next_cursor})
 
