@@ -2,12 +2,13 @@
 #   make example   set up, then run the orders example end to end on SQLite
 #   make check     set up, then lint, type-check, run the tests and fuzz the API (what CI runs)
 #   make bench     run the benchmarks (prints figures; the DBOS comparison takes long)
+#   make chaos     kill -9 a host under load, 50 cycles per store (fails on a lost instance)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export DURABLEFLOW_TEST_PG_DSN ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: setup example check lint typecheck test fuzz bench bench-smoke clean
+.PHONY: setup example check lint typecheck test fuzz bench bench-smoke chaos clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,12 +39,16 @@ fuzz: setup
 bench-smoke: setup
 	$(PY) tests/benchmarks/bench_core.py --quick
 	$(PY) tests/benchmarks/bench_dbos.py --quick --chart $(VENV)/bench-smoke.png
+	$(PY) tests/benchmarks/chaos.py --quick
 
 check: lint typecheck test fuzz bench-smoke
 
 bench: setup
 	$(PY) tests/benchmarks/bench_core.py
 	$(PY) tests/benchmarks/bench_dbos.py
+
+chaos: setup
+	$(PY) tests/benchmarks/chaos.py --cycles 50 --store both
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

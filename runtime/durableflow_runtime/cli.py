@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 import orjson
 
-from durableflow import WorkflowError
+from durableflow import ValidationError, WorkflowError
 from durableflow._client import _HttpApi
+from durableflow._duration import to_seconds
 
 from .config import DEFAULT_CONFIG_NAME, TOKEN_ENV, ConfigError, load_config
 
@@ -41,6 +42,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 URL_ENV = "DURABLEFLOW_URL"
 DEFAULT_URL = "http://127.0.0.1:8787"
 CONTROL_ACTIONS = ("pause", "resume", "terminate", "restart")
+FINISHED = ("complete", "errored", "terminated")
+#: A large prune deletes batch after batch before it answers: wait longer than usual.
+PRUNE_TIMEOUT = 600.0
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -325,9 +329,9 @@ class _Target:
         self.token = token
         self.as_json = as_json
 
-    def run(self, work: Callable[[_HttpApi], Awaitable[T]]) -> T:
+    def run(self, work: Callable[[_HttpApi], Awaitable[T]], timeout: float = 30.0) -> T:
         async def go() -> T:
-            api = _HttpApi(self.url, token=self.token, timeout=30.0)
+            api = _HttpApi(self.url, token=self.token, timeout=timeout)
             try:
                 return await work(api)
             finally:
@@ -620,6 +624,48 @@ def instances_send_event(
 
     data = target.run(work)
     target.emit(data, lambda: click.echo(f"sent event {event_type!r} to {data['id']}"))
+
+
+def _older_than(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    try:
+        return to_seconds(value, what="--older-than")
+    except ValidationError as exc:
+        raise click.BadParameter(exc.message) from None
+
+
+@instances.command("prune")
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    callback=_older_than,
+    help='Delete instances that ended longer ago than this: "7d", "12 hours", "30m".',
+)
+@click.option(
+    "--status",
+    type=click.Choice(FINISHED),
+    default=None,
+    help="Only instances with this status (default: complete, errored and terminated).",
+)
+@click.option("--workflow", default=None, help="Only this workflow's instances (default: all).")
+@_client_options
+def instances_prune(
+    target: _Target, older_than: float, status: str | None, workflow: str | None
+) -> None:
+    """Delete finished instances, with their steps and events, that ended long enough ago.
+
+    Running, waiting, paused and queued instances are never deleted.
+    """
+    body: dict[str, Any] = {"older_than": older_than * 1000}  # milliseconds
+    if status is not None:
+        body["status"] = status
+    if workflow is not None:
+        body["workflow"] = workflow
+    data = target.run(
+        lambda api: api.request("POST", "/api/instances/prune", body=body),
+        timeout=PRUNE_TIMEOUT,
+    )
+    target.emit(data, lambda: click.echo(f"deleted {data['deleted']} instance(s)"))
 
 
 def _register_optional_commands() -> None:

@@ -8,6 +8,7 @@ is one line naming the file, the key and what was expected::
 
     [storage]
     url = "sqlite:///.durableflow/state.db"
+    retention = "30 days"              # delete finished instances; default: keep forever
 
     [server]
     host = "127.0.0.1"
@@ -73,7 +74,7 @@ TOKEN_ENV = "DURABLEFLOW_TOKEN"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 
 _TOP_KEYS = ("main", "app", "storage", "server", "workflows")
-_STORAGE_KEYS = ("url", "durability")
+_STORAGE_KEYS = ("url", "durability", "retention")
 _SERVER_KEYS = (
     "host",
     "port",
@@ -164,6 +165,8 @@ class Config:
         app: ``"module:attribute"`` of user routes to mount, if any.
         storage_url: The store URL, SQLite paths made absolute.
         storage_durability: ``[storage] durability`` (``"normal"``/``"full"``), if set.
+        storage_retention: ``[storage] retention`` in seconds: finished instances are
+            deleted this long after they ended (``None``: kept forever).
         server: The ``[server]`` table.
         workflows: The ``[[workflows]]`` entries, in file order.
     """
@@ -176,6 +179,7 @@ class Config:
     server: ServerConfig
     workflows: list[WorkflowConfig]
     storage_durability: str | None = None
+    storage_retention: float | None = None
 
 
 def _where(path: Path, key: str) -> str:
@@ -275,6 +279,7 @@ def load_config(path: Path | None = None) -> Config:
         raise ConfigError(
             f"{path}: storage.durability must be 'normal' or 'full', not {durability!r}"
         )
+    retention = _retention(storage.get("retention"), path)
     try:
         storage_url = resolve_storage_url(url, base_dir)
     except ConfigError as exc:
@@ -408,9 +413,29 @@ def load_config(path: Path | None = None) -> Config:
         app=app,
         storage_url=storage_url,
         storage_durability=durability,
+        storage_retention=retention,
         server=server,
         workflows=workflows,
     )
+
+
+def _retention(value: object, path: Path) -> float | None:
+    """``[storage] retention`` in seconds: a duration greater than zero, or ``None``."""
+    if value is None:
+        return None
+    duration = _expect(
+        value, (str, int, float), path, "storage.retention", "a duration such as '30 days'"
+    )
+    try:
+        seconds = to_seconds(duration, what="storage.retention")
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {exc.message}") from None
+    if seconds <= 0:
+        raise ConfigError(
+            f"{path}: storage.retention must be longer than zero, not {value!r} "
+            "(leave it out to keep finished instances forever)"
+        )
+    return seconds
 
 
 def _defaults(workflow: WorkflowConfig) -> Any:

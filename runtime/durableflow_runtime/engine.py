@@ -54,6 +54,7 @@ from durableflow._types import STATUSES, check_id
 from .clock import Clock, RealClock
 from .store.base import (
     FINAL_STATUSES,
+    FINISHED,
     Claimed,
     ControlAction,
     Lease,
@@ -1110,6 +1111,30 @@ class Engine:
             for r in rows
         ]
         return items, (str(rows[-1].key) if more else None)
+
+    async def prune(
+        self, older_than: float, *, status: str | None = None, workflow: str | None = None
+    ) -> int:
+        """Delete finished instances that ended more than ``older_than`` seconds ago.
+
+        Args:
+            older_than: Age in seconds, counted from each instance's end.
+            status: Only this finished status (default: complete, errored and terminated).
+            workflow: Only this workflow's instances (default: every workflow's).
+
+        Returns:
+            How many instances were deleted, with their steps and events.
+
+        Raises:
+            NotFoundError: Unknown workflow. ValidationError: a status that is not finished.
+        """
+        if workflow is not None:
+            self.spec(workflow)
+        return await self.store.prune_finished(
+            self.clock.now() - older_than,
+            statuses=FINISHED if status is None else (status,),
+            workflow=workflow,
+        )
 
     async def describe(self, workflow: str, id: str) -> dict[str, Any]:
         """Everything known about an instance, JSON-ready (the HTTP API's detail)."""

@@ -28,6 +28,7 @@ from durableflow import ValidationError
 from .config import Config, ConfigError, build_specs, load_main_module, load_workflow_classes
 from .engine import Engine
 from .guard import ConnectionGuard, GuardedSite, effective_connection_limit
+from .retention import RetentionSweeper
 from .server import API_ROUTES, ApiSettings, build_app, mount_user_app, workflow_info
 from .store.base import open_store, redact_url
 
@@ -135,6 +136,7 @@ class Host:
             cors_origins=frozenset(config.server.cors_origins),
         )
         self.addresses: list[tuple[str, int]] = []
+        self.sweeper: RetentionSweeper | None = None
 
     async def start(self) -> None:
         """Load everything, open the store, start the engine, listen.
@@ -171,10 +173,14 @@ class Host:
                 f"cannot open storage {redact_url(url)}: {exc.strerror or exc}"
             ) from exc
         self.engine = engine
+        if config.storage_retention is not None:
+            self.sweeper = RetentionSweeper(engine, config.storage_retention)
+            self.sweeper.start()
         try:
             await self._listen(engine, target, host, port)
         except BaseException:
             await self._stop_http()
+            await self._stop_sweeper()
             await engine.stop(0)
             raise
 
@@ -227,9 +233,15 @@ class Host:
             await self.runner.cleanup()
             self.runner = None
 
+    async def _stop_sweeper(self) -> None:
+        if self.sweeper is not None:
+            await self.sweeper.stop()
+            self.sweeper = None
+
     async def stop(self) -> None:
         """Stop taking requests, then give running steps ``grace`` seconds, then close."""
         await self._stop_http()
+        await self._stop_sweeper()
         if self.engine is not None:
             await self.engine.stop(self.options.grace)
             self.engine = None

@@ -17,6 +17,9 @@ __all__ = ["build_openapi"]
 _STATUSES = list(STATUSES)
 
 _ID_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9_-]*$"
+_UNITS = "ms|milliseconds?|s|seconds?|m|minutes?|h|hours?|d|days?|w|weeks?|months?|y|years?"
+#: The SDK's duration strings (units in lower case; the host also takes upper case).
+DURATION_PATTERN = f"^ *([0-9]+(\\.[0-9]+)?|\\.[0-9]+) *({_UNITS}) *$"
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -251,6 +254,43 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["status"],
         "properties": {"status": {"type": "string", "const": "ok"}},
+    },
+    "Prune": {
+        "type": "object",
+        "required": ["older_than"],
+        "additionalProperties": False,
+        "properties": {
+            "older_than": {
+                "oneOf": [
+                    {"type": "string", "pattern": DURATION_PATTERN},
+                    {"type": "number", "minimum": 0},
+                ],
+                "description": 'A duration: "7 days", "12h", "30 minutes", or a number of '
+                "milliseconds. Instances that ended longer ago than this are deleted.",
+                "examples": ["7 days"],
+            },
+            "status": {
+                "type": "string",
+                "enum": ["complete", "errored", "terminated"],
+                "description": "Only instances with this status (default: all three).",
+            },
+            "workflow": {
+                "type": "string",
+                "pattern": _ID_PATTERN,
+                "description": "Only this workflow's instances (default: every workflow's).",
+            },
+        },
+    },
+    "Pruned": {
+        "type": "object",
+        "required": ["deleted"],
+        "properties": {
+            "deleted": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Instances deleted, each with its steps and events.",
+            }
+        },
     },
 }
 
@@ -520,6 +560,19 @@ def _document() -> dict[str, Any]:
                         "202", "Stored; delivered when the instance waits for it.", "EventAccepted"
                     ),
                     **_writes("400", "401", "404", "409", "413"),
+                },
+            }
+        },
+        "/api/instances/prune": {
+            "post": {
+                "operationId": "pruneInstances",
+                "summary": "Delete finished instances (complete, errored, terminated) that "
+                "ended longer ago than older_than, with their steps and events.",
+                "tags": ["instances"],
+                "requestBody": {"required": True, "content": _json_content(_ref("Prune"))},
+                "responses": {
+                    **_ok("200", "How many instances were deleted.", "Pruned"),
+                    **_errors("400", "401", "404"),
                 },
             }
         },

@@ -53,6 +53,7 @@ from durableflow import (
     ValidationError,
     WorkflowError,
 )
+from durableflow._duration import to_seconds
 from durableflow._types import check_id
 from durableflow.web import ENV_KEY
 
@@ -670,6 +671,37 @@ async def send_event(request: web.Request) -> web.Response:
     return _json({"id": id, "type": event_type}, 202)
 
 
+async def prune_instances(request: web.Request) -> web.Response:
+    """``POST /api/instances/prune`` body ``{"older_than", "status"?, "workflow"?}``.
+
+    Deletes finished instances that ended more than ``older_than`` ago -> 200
+    ``{"deleted": n}``.
+    """
+    body = await _object_body(request, ("older_than", "status", "workflow"))
+    older_than = body.get("older_than")
+    if older_than is None or isinstance(older_than, bool | list | dict):
+        given = f"is {_json_type(older_than)}" if "older_than" in body else "is missing"
+        raise ApiError(
+            400,
+            "invalid_request",
+            "'older_than' must be a duration such as \"7 days\" or a number of "
+            f"milliseconds; it {given}",
+        )
+    seconds = to_seconds(older_than, what="older_than")
+    filters: dict[str, str] = {}
+    for key in ("status", "workflow"):
+        value = body.get(key, _ABSENT)
+        if value is _ABSENT:
+            continue
+        if not isinstance(value, str):
+            raise ApiError(
+                400, "invalid_request", f"'{key}' must be a string, not {_json_type(value)}"
+            )
+        filters[key] = value
+    deleted = await _engine(request).prune(seconds, **filters)
+    return _json({"deleted": deleted})
+
+
 API_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/healthz", healthz),
     ("GET", "/api/openapi.json", openapi),
@@ -685,6 +717,7 @@ API_ROUTES: list[tuple[str, str, Handler]] = [
         for action in CONTROL_ACTIONS
     ],
     ("POST", "/api/workflows/{name}/instances/{id}/events/{type}", send_event),
+    ("POST", "/api/instances/prune", prune_instances),
 ]
 """Every route the host serves besides the user's, as (method, path, handler)."""
 

@@ -28,7 +28,8 @@ for _names, _secs in (
     for _name in _names:
         _UNITS[_name] = _secs
 
-_PATTERN = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*([A-Za-z]+)\s*", re.ASCII)
+# spaces only around and between the parts: a tab or a newline in a duration is a mistake
+_PATTERN = re.compile(r" *([0-9]+(?:\.[0-9]+)?|\.[0-9]+) *([A-Za-z]+) *")
 
 
 def to_seconds(value: Duration, *, what: str = "duration") -> float:

@@ -21,6 +21,7 @@ from durableflow import (
     InstanceExistsError,
     InvalidTransitionError,
     NotFoundError,
+    ValidationError,
     WorkflowEntrypoint,
     WorkflowEvent,
     WorkflowStep,
@@ -572,6 +573,122 @@ async def test_control_of_unknown_instance_is_not_found(store: Store) -> None:
     for action in ("pause", "resume", "terminate", "restart"):
         with pytest.raises(NotFoundError, match="nope"):
             await store.control("wf", "nope", action, T0)  # type: ignore[arg-type]
+
+
+# --- retention ------------------------------------------------------------------------------
+
+
+async def rows_of(store: Store, key: int) -> tuple[int, int, int]:
+    """How many instance, step and event rows the store holds for instance ``key``."""
+    counts = []
+    for table, column in (("instances", "key"), ("steps", "instance"), ("events", "instance")):
+        sql = f"SELECT count(*) FROM {table} WHERE {column} = "
+        if isinstance(store, SqliteStore):
+            assert store._conn is not None
+            counts.append(store._conn.execute(sql + "?", (key,)).fetchone()[0])
+        else:
+            assert isinstance(store, PostgresStore)
+            counts.append(await store._pool.fetchval(sql + "$1", key))
+    return counts[0], counts[1], counts[2]
+
+
+async def finished(store: Store, *, at: float = T0, workflow: str = "wf") -> dict[str, Lease]:
+    """Instances ``done`` (complete at +6), ``bad`` (errored at +7) and ``stopped``
+    (terminated at +5), each with a step and an event, and ``live``, waiting."""
+    ids = ("done", "bad", "stopped", "live")
+    await create(store, *ids, at=at, workflow=workflow)
+    for id in ids:
+        await store.send_event(workflow, id, "t", b'"e"', at)
+    leases = {lease.id: lease for lease in await store.claim(at + 4, 10)}
+    for lease in leases.values():
+        await store.put_step(lease, step("s", 0, "complete", output=b"1"))
+    await store.finish(leases["done"], "complete", b'"out"', None, at + 6)
+    await store.finish(leases["bad"], "errored", None, {"name": "E", "message": "m"}, at + 7)
+    await store.control(workflow, "stopped", "terminate", at + 5)
+    assert await store.suspend(leases["live"], at + 1000, [], at + 8) == "waiting"
+    return leases
+
+
+async def test_delete_finished_takes_old_finished_instances_with_steps_and_events(
+    store: Store,
+) -> None:
+    """Finished instances that ended before the cutoff go, with their steps and events;
+    younger and unfinished ones stay untouched."""
+    leases = await finished(store)
+    assert await rows_of(store, leases["done"].key) == (1, 1, 1)
+    assert await store.delete_finished(T0 + 6.5) == 2  # stopped (+5) and done (+6)
+    for id in ("done", "stopped"):
+        assert await store.get_instance("wf", id) is None
+        assert await rows_of(store, leases[id].key) == (0, 0, 0)
+    for id in ("bad", "live"):
+        assert await rows_of(store, leases[id].key) == (1, 1, 1)
+    assert await store.delete_finished(T0 + 100) == 1  # bad; live is not finished
+    live = await store.get_instance("wf", "live")
+    assert live is not None and live.status == "waiting"
+    assert await store.delete_finished(T0 + 10_000) == 0
+    await create(store, "done")  # the id is free again, under a new key
+    again = await store.get_instance("wf", "done")
+    assert again is not None and again.key != leases["done"].key
+    assert await store.load_steps(again.key) == []
+
+
+async def test_delete_finished_filters_by_status_and_workflow_and_limits_a_batch(
+    store: Store,
+) -> None:
+    """Only the given statuses and workflow are deleted, at most ``limit`` per call,
+    oldest end first."""
+    await finished(store)
+    await finished(store, workflow="other")
+    assert await store.delete_finished(T0 + 100, statuses=["complete"], workflow="wf") == 1
+    assert await store.get_instance("wf", "done") is None
+    assert await store.get_instance("other", "done") is not None
+    assert await store.delete_finished(T0 + 100, workflow="other", limit=1) == 1
+    assert await store.get_instance("other", "stopped") is None  # the oldest end first
+    assert await store.get_instance("other", "done") is not None
+    left = await store.delete_finished(T0 + 100, statuses=["errored", "terminated"])
+    assert left == 3  # wf: bad, stopped; other: bad
+    assert await store.get_instance("other", "done") is not None
+
+
+async def test_prune_finished_deletes_in_batches_until_none_is_left(store: Store) -> None:
+    """prune_finished repeats small batches until every matching instance is gone."""
+    ids = [f"i{n}" for n in range(25)]
+    await create(store, *ids)
+    for id in ids:
+        await store.control("wf", id, "terminate", T0 + 1)
+    assert await store.prune_finished(T0 + 2, batch=4) == 25
+    assert await store.list_instances("wf", status=None, limit=100, cursor=None) == []
+
+
+async def test_prune_finished_refuses_statuses_that_are_not_finished(store: Store) -> None:
+    """Asking to prune running or waiting instances is a ValidationError naming the status."""
+    await create(store, "a")
+    with pytest.raises(ValidationError, match="'running'"):
+        await store.prune_finished(T0 + 100, statuses=["complete", "running"])
+    assert await store.get_instance("wf", "a") is not None
+
+
+async def test_concurrent_prunes_delete_each_instance_once(make_store: StoreFactory) -> None:
+    """Two prunes at once (two hosts on PostgreSQL) delete every instance exactly once."""
+    first = make_store()
+    await first.open()
+    second = first if isinstance(first, SqliteStore) else make_store()
+    if second is not first:
+        await second.open()
+    try:
+        ids = [f"c{n}" for n in range(60)]
+        await create(first, *ids)
+        for id in ids:
+            await first.control("wf", id, "terminate", T0 + 1)
+        counts = await asyncio.gather(
+            first.prune_finished(T0 + 2, batch=5), second.prune_finished(T0 + 2, batch=5)
+        )
+        assert sum(counts) == 60
+        assert await first.list_instances("wf", status=None, limit=100, cursor=None) == []
+    finally:
+        await first.close()
+        if second is not first:
+            await second.close()
 
 
 # --- the engine on each store -----------------------------------------------------------------

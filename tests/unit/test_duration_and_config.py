@@ -33,7 +33,10 @@ def test_durations_parse(value, seconds):
     assert to_seconds(value) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("value", ["ten seconds", "10 fortnights", "", "-5 s", "5", True, None, -1])
+@pytest.mark.parametrize(
+    "value",
+    ["ten seconds", "10 fortnights", "", "-5 s", "5", True, None, -1, "7d\n", "1\ts", "٣ s"],
+)
 def test_bad_durations_name_the_value(value):
     """A bad duration is a ValueError whose message names the bad value."""
     with pytest.raises(ValueError, match="duration"):

@@ -34,6 +34,11 @@ __all__ = [
 
 ControlAction: TypeAlias = Literal["pause", "resume", "terminate", "restart"]
 FINAL_STATUSES = frozenset({"complete", "errored", "terminated"})
+FINISHED: tuple[str, ...] = ("complete", "errored", "terminated")
+
+#: Instances :meth:`Store.prune_finished` deletes per transaction: small enough that a
+#: batch never holds the writer (SQLite) or many row locks (PostgreSQL) for long.
+PRUNE_BATCH = 200
 
 
 class LeaseLost(BaseException):
@@ -252,6 +257,65 @@ class Store(abc.ABC):
             NotFoundError: No such instance.
             InvalidTransitionError: The instance has ended.
         """
+
+    # --- retention ----------------------------------------------------------------------
+    @abc.abstractmethod
+    async def delete_finished(
+        self,
+        ended_before: float,
+        *,
+        statuses: Sequence[str] = FINISHED,
+        workflow: str | None = None,
+        limit: int = PRUNE_BATCH,
+    ) -> int:
+        """Delete up to ``limit`` finished instances in one transaction, oldest end first.
+
+        An instance goes when its status is one of ``statuses`` (all finished ones), it
+        ended before ``ended_before`` and, with ``workflow``, it is of that workflow; its
+        steps and events go with it. Hosts sharing a store may call this at the same time:
+        each instance is deleted once and none waits on another's batch.
+
+        Returns:
+            How many instances were deleted.
+        """
+
+    async def prune_finished(
+        self,
+        ended_before: float,
+        *,
+        statuses: Sequence[str] = FINISHED,
+        workflow: str | None = None,
+        batch: int = PRUNE_BATCH,
+        pause: float = 0.01,
+    ) -> int:
+        """:meth:`delete_finished` batch after batch until nothing is left to delete.
+
+        Between batches the event loop gets ``pause`` seconds for the writes of running
+        instances, so a large prune never holds them up for more than one small batch.
+
+        Returns:
+            How many instances were deleted in all.
+
+        Raises:
+            ValidationError: A status that is not a finished one.
+        """
+        from durableflow import ValidationError
+
+        wrong = sorted(set(statuses) - FINAL_STATUSES)
+        if wrong or not statuses:
+            raise ValidationError(
+                f"only finished instances can be pruned: status must be one of "
+                f"{', '.join(sorted(FINAL_STATUSES))}, not {', '.join(map(repr, wrong)) or 'none'}"
+            )
+        total = 0
+        while True:
+            deleted = await self.delete_finished(
+                ended_before, statuses=statuses, workflow=workflow, limit=batch
+            )
+            total += deleted
+            if deleted < batch:
+                return total
+            await asyncio.sleep(pause)
 
     def subscribe(self, callback: Callable[[str, str, str], None]) -> None:  # noqa: B027
         """Be told ``(workflow, id, what)`` when another host changes an instance.

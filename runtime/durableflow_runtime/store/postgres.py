@@ -55,7 +55,9 @@ from durableflow import (
 
 from .base import (
     FINAL_STATUSES,
+    FINISHED,
     INSTANCE_COLUMNS,
+    PRUNE_BATCH,
     Claimed,
     ControlAction,
     EventRow,
@@ -133,6 +135,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX events_pending ON events (instance, type, seq) WHERE consumed_by IS NULL;
     CREATE INDEX events_by_instance ON events (instance);
+    """,
+    # 2: retention finds finished instances by end time
+    """
+    CREATE INDEX instances_ended ON instances (ended_at) WHERE ended_at IS NOT NULL;
     """,
 ]
 
@@ -252,6 +258,22 @@ UPDATE instances i SET lease_expires = now() - interval '1 second'
 FROM unnest($1::bigint[], $2::bigint[]) AS h(key, epoch)
 WHERE i.key = h.key AND i.epoch = h.epoch AND i.status IN {_LEASED}
 RETURNING i.key
+"""
+
+# One statement, so one transaction. SKIP LOCKED: hosts pruning at the same time take
+# different instances and never wait on each other, nor on a control action holding an
+# instance's row (the row is re-checked once locked: a restarted instance is not finished).
+_DELETE_FINISHED = """
+WITH doomed AS (
+    SELECT key FROM instances
+    WHERE ended_at < $1 AND status = ANY($2::text[]) AND ($3::text IS NULL OR workflow = $3)
+    ORDER BY ended_at LIMIT $4 FOR UPDATE SKIP LOCKED
+), steps_gone AS (
+    DELETE FROM steps WHERE instance IN (SELECT key FROM doomed)
+), events_gone AS (
+    DELETE FROM events WHERE instance IN (SELECT key FROM doomed)
+)
+DELETE FROM instances WHERE key IN (SELECT key FROM doomed) RETURNING key
 """
 
 _ANY_EXPIRED = (
@@ -1357,6 +1379,20 @@ class PostgresStore(Store):
 
         await self._transact(op)
         self._short_claim = None
+
+    # --- retention --------------------------------------------------------------------
+    async def delete_finished(
+        self,
+        ended_before: float,
+        *,
+        statuses: Sequence[str] = FINISHED,
+        workflow: str | None = None,
+        limit: int = PRUNE_BATCH,
+    ) -> int:
+        rows = await self._call(
+            lambda conn: conn.fetch(_DELETE_FINISHED, ended_before, list(statuses), workflow, limit)
+        )
+        return len(rows)
 
 
 async def _apply_control(conn: Any, inst: InstanceRow, action: ControlAction, now: float) -> None:

@@ -36,7 +36,9 @@ from durableflow import ValidationError as _ValidationError
 
 from .base import (
     FINAL_STATUSES,
+    FINISHED,
     INSTANCE_COLUMNS,
+    PRUNE_BATCH,
     Claimed,
     ControlAction,
     EventRow,
@@ -105,6 +107,11 @@ MIGRATIONS: list[str] = [
         consumed_by TEXT
     );
     CREATE INDEX events_pending ON events (instance, type, seq) WHERE consumed_by IS NULL;
+    """,
+    # 2: retention finds finished instances by end time, and deletes their events
+    """
+    CREATE INDEX instances_ended ON instances (ended_at) WHERE ended_at IS NOT NULL;
+    CREATE INDEX events_by_instance ON events (instance);
     """,
 ]
 
@@ -758,6 +765,37 @@ class SqliteStore(Store):
             )
 
         await self._write(op)
+
+    # --- retention --------------------------------------------------------------------
+    async def delete_finished(
+        self,
+        ended_before: float,
+        *,
+        statuses: Sequence[str] = FINISHED,
+        workflow: str | None = None,
+        limit: int = PRUNE_BATCH,
+    ) -> int:
+        # One write in the group-commit queue: the instances are chosen and deleted in the
+        # writer's transaction, so nothing restarts one of them in between.
+        def op(conn: sqlite3.Connection) -> int:
+            marks = ",".join("?" * len(statuses))
+            sql = (
+                f"SELECT key FROM instances WHERE ended_at < ? AND status IN ({marks})"
+                + (" AND workflow = ?" if workflow is not None else "")
+                + " ORDER BY ended_at LIMIT ?"
+            )
+            args: list[Any] = [ended_before, *statuses]
+            if workflow is not None:
+                args.append(workflow)
+            args.append(limit)
+            keys = [(r[0],) for r in conn.execute(sql, args)]
+            if keys:
+                conn.executemany("DELETE FROM steps WHERE instance = ?", keys)
+                conn.executemany("DELETE FROM events WHERE instance = ?", keys)
+                conn.executemany("DELETE FROM instances WHERE key = ?", keys)
+            return len(keys)
+
+        return await self._write(op)
 
 
 def _apply_control(
