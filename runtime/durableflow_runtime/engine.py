@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import inspect
 import logging
@@ -186,18 +187,97 @@ def _wants_ctx(callback: Callable[..., Any]) -> bool:
     return wants
 
 
+class _UnresolvedReturn:
+    """A return annotation that cannot be resolved: the step fails rather than hand
+    ``run()`` a value of another type than the annotation says."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+#: Resolved return types of callables without code of their own (bounded: such
+#: callables may be created anew for every call).
+_RETURN_CACHE_LIMIT = 1024
+
+
+def _annotated_function(callback: Callable[..., Any]) -> Any:
+    """The function whose annotations describe ``callback``'s result."""
+    seen = 0
+    target: Any = callback
+    while seen < 8:
+        seen += 1
+        if isinstance(target, functools.partial):
+            target = target.func
+        elif inspect.ismethod(target):
+            target = target.__func__
+        elif not hasattr(target, "__code__") and callable(target) and not isinstance(target, type):
+            call = inspect.getattr_static(type(target), "__call__", None)  # its method
+            if call is None or not hasattr(call, "__code__"):
+                return target
+            target = call
+        else:
+            return target
+    return target
+
+
 def _return_type(callback: Callable[..., Any]) -> Any:
-    key = getattr(callback, "__code__", callback)
-    if key in _RETURN_CACHE:
-        return _RETURN_CACHE[key]
-    try:
-        hint = get_type_hints(callback).get("return", Any)
-    except Exception:
-        hint = Any
+    """The callback's annotated result type (``Any`` when it has none).
+
+    Returns:
+        The type, or an :class:`_UnresolvedReturn` when the annotation names something
+        that cannot be found (a class defined inside ``run()`` under ``from __future__
+        import annotations``, a name imported only under ``TYPE_CHECKING``).
+    """
+    function = _annotated_function(callback)
+    code = getattr(function, "__code__", None)
+    key = code if code is not None else function
+    cached = _RETURN_CACHE.get(key)
+    if cached is not None:
+        return cached
+    annotations = getattr(function, "__annotations__", None) or {}
+    if "return" not in annotations:
+        hint: Any = Any
+        cacheable = True
+    else:
+        hint, cacheable = _resolve_return(callback, function, annotations["return"])
     if hint is None or hint is type(None):
         hint = Any
-    _RETURN_CACHE[key] = hint
+    if cacheable:
+        if len(_RETURN_CACHE) >= _RETURN_CACHE_LIMIT:
+            _RETURN_CACHE.pop(next(iter(_RETURN_CACHE)))
+        _RETURN_CACHE[key] = hint
     return hint
+
+
+def _resolve_return(callback: Any, function: Any, raw: Any) -> tuple[Any, bool]:
+    """``(type, cacheable)``: from the module's globals, else from the closure."""
+    try:
+        return get_type_hints(function).get("return", Any), True
+    except Exception as exc:
+        first = exc
+    # a class defined in run() and used in the callback's body is in its closure; it is a
+    # new class object on every replay, so this resolution is not cached
+    closure = getattr(function, "__closure__", None) or ()
+    names = getattr(getattr(function, "__code__", None), "co_freevars", ())
+    local: dict[str, Any] = {}
+    for name, cell in zip(names, closure, strict=False):
+        with contextlib.suppress(ValueError):
+            local[name] = cell.cell_contents
+    if local:
+        try:
+            return get_type_hints(function, localns=local).get("return", Any), False
+        except Exception:
+            pass
+    name = getattr(callback, "__qualname__", None) or repr(callback)
+    text = raw if isinstance(raw, str) else getattr(raw, "__name__", repr(raw))
+    return (
+        _UnresolvedReturn(
+            f"cannot resolve the return annotation {text!r} of step callback {name} "
+            f"({type(first).__name__}: {first}): define the type at module level and "
+            "import it at run time (not only under TYPE_CHECKING), or remove the annotation"
+        ),
+        False,
+    )
 
 
 def _error_info(exc: BaseException) -> dict[str, str]:
@@ -370,9 +450,12 @@ class _EngineStep(WorkflowStep):
         wants_ctx = _wants_ctx(callback)
         fresh_config = resolve_config(config, act.spec.defaults)
         count, step = await act.enter(name, "do")
+        result_type = _return_type(callback)
         if step is not None:
             if step.status == "complete":
-                return structure(loads(step.output), _return_type(callback))
+                if isinstance(result_type, _UnresolvedReturn):
+                    raise act.fail(SerializationError(f"step {name!r}: {result_type.message}"))
+                return structure(loads(step.output), result_type)
             if step.status == "failed":
                 raise _failed(step)
             resolved = ResolvedStepConfig.from_json(step.config or {})
@@ -408,6 +491,8 @@ class _EngineStep(WorkflowStep):
                 outcome = act.hooks.step_outcome(name, count, attempt) if act.hooks else None
                 timer = clock.timeout(resolved.timeout)
                 try:
+                    if isinstance(result_type, _UnresolvedReturn):
+                        raise NonRetryableError(result_type.message)
                     async with timer:
                         if outcome is None:
                             if wants_ctx:
@@ -456,6 +541,9 @@ class _EngineStep(WorkflowStep):
                     await store.put_step(lease, step)
                     progressed = True
                     if delay > 0:
+                        # the retry's wake-up is the next activation: not "progress to
+                        # continue from now", which would replay run() once for nothing
+                        progressed = False
                         raise act.suspend(step.wake_at) from None
                     continue
                 try:
@@ -492,8 +580,8 @@ class _EngineStep(WorkflowStep):
         engine = act.engine
         clock = engine.clock
         if until is None:
-            assert duration is not None
-            length = to_seconds(duration, what=f"duration of sleep {name!r}")
+            # None is not a duration: to_seconds names it in a ValidationError
+            length = to_seconds(duration, what=f"duration of sleep {name!r}")  # type: ignore[arg-type]
         count, step = await act.enter(name, "sleep")
         if step is not None:
             if step.status == "complete":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 from typing import TypeAlias
@@ -29,6 +30,9 @@ for _names, _secs in (
         _UNITS[_name] = _secs
 
 # spaces only around and between the parts: a tab or a newline in a duration is a mistake
+#: The longest duration anything takes (a sleep has its own, lower limit): 100 years.
+MAX_DURATION_SECONDS = 100 * 365 * 86400.0
+
 _PATTERN = re.compile(r" *([0-9]+(?:\.[0-9]+)?|\.[0-9]+) *([A-Za-z]+) *")
 
 
@@ -65,6 +69,12 @@ def to_seconds(value: Duration, *, what: str = "duration") -> float:
         raise ValidationError(
             f"invalid {what}: {value!r} (expected a timedelta, milliseconds, or a string)"
         )
-    if seconds != seconds or seconds < 0:  # NaN or negative
+    if not math.isfinite(seconds):
+        raise ValidationError(f"invalid {what} {value!r}: must be a finite number")
+    if seconds < 0:
         raise ValidationError(f"invalid {what} {value!r}: must not be negative")
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValidationError(
+            f"invalid {what} {value!r}: at most {MAX_DURATION_SECONDS / 86400:.0f} days"
+        )
     return seconds

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -121,6 +122,11 @@ class WorkflowStep(abc.ABC):
             until = timestamp.timestamp()
         elif isinstance(timestamp, int | float):
             until = float(timestamp) / 1000.0
+            if not math.isfinite(until):
+                raise ValidationError(
+                    f"sleep_until({name!r}): timestamp must be a finite number of "
+                    f"milliseconds, not {timestamp!r}"
+                )
         else:
             raise ValidationError(
                 f"sleep_until({name!r}): timestamp must be a datetime or milliseconds since "
