@@ -148,6 +148,7 @@ class Host:
         host = options.host or config.server.host
         port = config.server.port if options.port is None else options.port
         check_bind(host, config.server.token, options.insecure)
+        self.settings.local_only = not config.server.token and _is_loopback(host)
         try:
             module = load_main_module(config)
             classes = load_workflow_classes(config, module)

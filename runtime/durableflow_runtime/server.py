@@ -93,6 +93,8 @@ class ApiSettings:
         dashboard: Serve the dashboard page at ``/dashboard`` (``/`` redirects to it).
         cors_origins: Other origins (``scheme://host[:port]``) allowed to call ``/api``
             from a browser.
+        local_only: Answer ``/api`` only for requests whose ``Host`` names this machine
+            (set for a host on loopback without a token: no DNS rebinding).
     """
 
     token: str | None = None
@@ -101,6 +103,7 @@ class ApiSettings:
     stopping: asyncio.Event = attrs.field(factory=asyncio.Event)
     dashboard: bool = True
     cors_origins: frozenset[str] = frozenset()
+    local_only: bool = False
 
 
 ENGINE_KEY: web.AppKey[Engine] = web.AppKey("durableflow.engine", Engine)
@@ -261,7 +264,8 @@ async def origin_middleware(request: web.Request, handler: Handler) -> web.Strea
     if not _is_api(request):
         return await handler(request)
     settings = request.config_dict[SETTINGS_KEY]
-    if not settings.token and not _host_is_local(request.host):
+    # browsers always send Host; a request without one is not a rebound page
+    if settings.local_only and "Host" in request.headers and not _host_is_local(request.host):
         return error_response(
             403,
             "forbidden",
