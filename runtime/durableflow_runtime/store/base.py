@@ -12,11 +12,14 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, TypeAlias
+from typing import Any
 from urllib.parse import urlparse
 
 import attrs
 import orjson
+
+from .transitions import FINAL_STATUSES as FINAL_STATUSES
+from .transitions import ControlAction as ControlAction
 
 __all__ = [
     "Claim",
@@ -32,8 +35,6 @@ __all__ = [
     "open_store",
 ]
 
-ControlAction: TypeAlias = Literal["pause", "resume", "terminate", "restart"]
-FINAL_STATUSES = frozenset({"complete", "errored", "terminated"})
 FINISHED: tuple[str, ...] = ("complete", "errored", "terminated")
 
 #: Instances :meth:`Store.prune_finished` deletes per transaction: small enough that a

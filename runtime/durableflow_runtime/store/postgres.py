@@ -71,6 +71,7 @@ from .base import (
     instance_from_row,
     redact_url,
 )
+from .transitions import control_statements, control_transition, numbered
 
 __all__ = ["MIGRATIONS", "PostgresStore", "StoreUnavailableError"]
 
@@ -1396,61 +1397,10 @@ class PostgresStore(Store):
 
 
 async def _apply_control(conn: Any, inst: InstanceRow, action: ControlAction, now: float) -> None:
-    status = inst.status
-    if action == "pause":
-        if status in FINAL_STATUSES:
-            raise InvalidTransitionError(f"cannot pause instance {inst.id!r}: it is {status}")
-        if status in ("running", "waitingForPause"):
-            await conn.execute(
-                "UPDATE instances SET status = 'waitingForPause', pause_requested = true"
-                " WHERE key = $1",
-                inst.key,
-            )
-        elif status != "paused":
-            await conn.execute(
-                "UPDATE instances SET status = 'paused', run_at = NULL WHERE key = $1", inst.key
-            )
-    elif action == "resume":
-        if status == "waitingForPause":
-            await conn.execute(
-                "UPDATE instances SET status = 'running', pause_requested = false WHERE key = $1",
-                inst.key,
-            )
-        elif status == "paused":
-            await conn.execute(
-                "UPDATE instances SET status = 'queued', run_at = $1 WHERE key = $2",
-                now,
-                inst.key,
-            )
-        else:
-            raise InvalidTransitionError(
-                f"cannot resume instance {inst.id!r}: it is {status}, not paused"
-            )
-    elif action == "terminate":
-        if status in FINAL_STATUSES:
-            raise InvalidTransitionError(f"cannot terminate instance {inst.id!r}: it is {status}")
-        await conn.execute(
-            "UPDATE instances SET status = 'terminated', run_at = NULL, wait_types = NULL,"
-            " pause_requested = false, ended_at = $1, epoch = epoch + 1, owner = NULL,"
-            " lease_expires = NULL WHERE key = $2",
-            now,
-            inst.key,
-        )
-    elif action == "restart":
-        await conn.execute("DELETE FROM steps WHERE instance = $1", inst.key)
-        await conn.execute(
-            "DELETE FROM events WHERE instance = $1 AND consumed_by IS NOT NULL", inst.key
-        )
-        await conn.execute(
-            "UPDATE instances SET status = 'queued', run_at = $1, wait_types = NULL,"
-            " pause_requested = false, output = NULL, error = NULL, started_at = NULL,"
-            " ended_at = NULL, epoch = epoch + 1, generation = generation + 1, owner = NULL,"
-            " lease_expires = NULL WHERE key = $2",
-            now,
-            inst.key,
-        )
-    else:  # pragma: no cover - ControlAction is a closed Literal
-        raise ValidationError(f"unknown action {action!r}")
+    transition = control_transition(inst.status, action, inst.id)
+    lease_reset = ", owner = NULL, lease_expires = NULL"
+    for sql, args in control_statements(transition.effect, inst.key, now, lease_reset):
+        await conn.execute(numbered(sql), *args)
 
 
 async def _keep_session(_conn: Any) -> None:

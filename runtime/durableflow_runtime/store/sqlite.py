@@ -51,6 +51,7 @@ from .base import (
     event_output,
     instance_from_row,
 )
+from .transitions import control_statements, control_transition
 
 __all__ = ["SqliteStore", "StoreLockedError"]
 
@@ -801,54 +802,6 @@ class SqliteStore(Store):
 def _apply_control(
     conn: sqlite3.Connection, inst: InstanceRow, action: ControlAction, now: float
 ) -> None:
-    status = inst.status
-    if action == "pause":
-        if status in FINAL_STATUSES:
-            raise InvalidTransitionError(f"cannot pause instance {inst.id!r}: it is {status}")
-        if status in ("running", "waitingForPause"):
-            conn.execute(
-                "UPDATE instances SET status = 'waitingForPause', pause_requested = 1"
-                " WHERE key = ?",
-                (inst.key,),
-            )
-        elif status != "paused":
-            conn.execute(
-                "UPDATE instances SET status = 'paused', run_at = NULL WHERE key = ?",
-                (inst.key,),
-            )
-    elif action == "resume":
-        if status == "waitingForPause":
-            conn.execute(
-                "UPDATE instances SET status = 'running', pause_requested = 0 WHERE key = ?",
-                (inst.key,),
-            )
-        elif status == "paused":
-            conn.execute(
-                "UPDATE instances SET status = 'queued', run_at = ? WHERE key = ?",
-                (now, inst.key),
-            )
-        else:
-            raise InvalidTransitionError(
-                f"cannot resume instance {inst.id!r}: it is {status}, not paused"
-            )
-    elif action == "terminate":
-        if status in FINAL_STATUSES:
-            raise InvalidTransitionError(f"cannot terminate instance {inst.id!r}: it is {status}")
-        conn.execute(
-            "UPDATE instances SET status = 'terminated', run_at = NULL, wait_types = NULL,"
-            " pause_requested = 0, ended_at = ?, epoch = epoch + 1 WHERE key = ?",
-            (now, inst.key),
-        )
-    elif action == "restart":
-        conn.execute("DELETE FROM steps WHERE instance = ?", (inst.key,))
-        conn.execute(
-            "DELETE FROM events WHERE instance = ? AND consumed_by IS NOT NULL", (inst.key,)
-        )
-        conn.execute(
-            "UPDATE instances SET status = 'queued', run_at = ?, wait_types = NULL,"
-            " pause_requested = 0, output = NULL, error = NULL, started_at = NULL,"
-            " ended_at = NULL, epoch = epoch + 1, generation = generation + 1 WHERE key = ?",
-            (now, inst.key),
-        )
-    else:  # pragma: no cover - ControlAction is a closed Literal
-        raise _ValidationError(f"unknown action {action!r}")
+    transition = control_transition(inst.status, action, inst.id)
+    for sql, args in control_statements(transition.effect, inst.key, now):
+        conn.execute(sql, args)

@@ -1,0 +1,171 @@
+"""The state rules of an instance, written once: both stores call them.
+
+A control action (``pause``, ``resume``, ``terminate``, ``restart``) on an instance in a
+given status either is refused with :class:`InvalidTransitionError` or leads to a
+:class:`Transition`: the status afterwards and the :data:`Effect` a store applies to the
+row (which columns change is the store's business; which change happens is decided here).
+
+=================  ===============  =================  ===============  ==========
+status             pause            resume             terminate        restart
+=================  ===============  =================  ===============  ==========
+queued, waiting    paused (park)    refused            terminated       queued
+running            waitingForPause  refused            terminated       queued
+                   (request_pause)
+waitingForPause    waitingForPause  running            terminated       queued
+                   (request_pause)  (withdraw_pause)
+paused             paused (none)    queued (requeue)   terminated       queued
+unknown            paused (park)    refused            terminated       queued
+complete, errored  refused          refused            refused          queued
+terminated
+=================  ===============  =================  ===============  ==========
+
+The engine's own moves follow the same statuses: a claim takes ``queued``/``waiting`` to
+``running``; a suspension takes ``running`` to ``waiting`` (or ``paused`` when a pause was
+requested, ``waitingForPause`` while steps still run); the end of ``run()`` takes it to
+``complete`` or ``errored``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, TypeAlias
+
+import attrs
+
+from durableflow import InvalidTransitionError
+from durableflow._types import StatusName
+
+__all__ = [
+    "FINAL_STATUSES",
+    "ControlAction",
+    "Effect",
+    "Transition",
+    "control_statements",
+    "control_transition",
+    "numbered",
+]
+
+ControlAction: TypeAlias = Literal["pause", "resume", "terminate", "restart"]
+
+Effect: TypeAlias = Literal[
+    "none",  # nothing changes (pausing a paused instance)
+    "park",  # paused: nothing runs it until resumed
+    "request_pause",  # steps are running: pause once they end
+    "withdraw_pause",  # a requested pause is called off
+    "requeue",  # runnable now
+    "terminate",  # ended for good; a running activation loses its lease
+    "restart",  # history cleared, runnable now; a running activation loses its lease
+]
+
+FINAL_STATUSES: frozenset[StatusName] = frozenset({"complete", "errored", "terminated"})
+
+
+@attrs.frozen
+class Transition:
+    """What an accepted control action does: the status afterwards and the row change."""
+
+    status: StatusName
+    effect: Effect
+
+
+def control_transition(status: str, action: ControlAction, id: str) -> Transition:
+    """The transition of ``action`` from ``status``.
+
+    Args:
+        status: The instance's status now.
+        action: The control action asked for.
+        id: The instance's id, for the error message.
+
+    Raises:
+        InvalidTransitionError: The status does not allow the action.
+    """
+    final = status in FINAL_STATUSES
+    if action == "pause":
+        if final:
+            raise InvalidTransitionError(f"cannot pause instance {id!r}: it is {status}")
+        if status in ("running", "waitingForPause"):
+            return Transition("waitingForPause", "request_pause")
+        if status == "paused":
+            return Transition("paused", "none")
+        return Transition("paused", "park")
+    if action == "resume":
+        if status == "waitingForPause":
+            return Transition("running", "withdraw_pause")
+        if status == "paused":
+            return Transition("queued", "requeue")
+        raise InvalidTransitionError(f"cannot resume instance {id!r}: it is {status}, not paused")
+    if action == "terminate":
+        if final:
+            raise InvalidTransitionError(f"cannot terminate instance {id!r}: it is {status}")
+        return Transition("terminated", "terminate")
+    if action == "restart":
+        return Transition("queued", "restart")
+    raise InvalidTransitionError(f"unknown action {action!r}")  # pragma: no cover
+
+
+Statement: TypeAlias = tuple[str, tuple[Any, ...]]
+
+
+def control_statements(
+    effect: Effect, key: int, now: float, lease_reset: str = ""
+) -> list[Statement]:
+    """The SQL (``?`` placeholders) that applies ``effect`` to instance ``key``.
+
+    Args:
+        effect: What :func:`control_transition` decided.
+        key: The instance's row key.
+        now: The time of the action.
+        lease_reset: Extra assignments of a store whose rows carry a lease
+            (``", owner = NULL, lease_expires = NULL"``), for effects that end the lease.
+    """
+    if effect == "none":
+        return []
+    if effect == "park":
+        return [("UPDATE instances SET status = 'paused', run_at = NULL WHERE key = ?", (key,))]
+    if effect == "request_pause":
+        return [
+            (
+                "UPDATE instances SET status = 'waitingForPause', pause_requested = ?"
+                " WHERE key = ?",
+                (True, key),
+            )
+        ]
+    if effect == "withdraw_pause":
+        return [
+            (
+                "UPDATE instances SET status = 'running', pause_requested = ? WHERE key = ?",
+                (False, key),
+            )
+        ]
+    if effect == "requeue":
+        return [("UPDATE instances SET status = 'queued', run_at = ? WHERE key = ?", (now, key))]
+    if effect == "terminate":
+        return [
+            (
+                "UPDATE instances SET status = 'terminated', run_at = NULL, wait_types = NULL,"
+                f" pause_requested = ?, ended_at = ?, epoch = epoch + 1{lease_reset}"
+                " WHERE key = ?",
+                (False, now, key),
+            )
+        ]
+    # restart: the history goes, events already consumed go with it, pending ones stay
+    return [
+        ("DELETE FROM steps WHERE instance = ?", (key,)),
+        ("DELETE FROM events WHERE instance = ? AND consumed_by IS NOT NULL", (key,)),
+        (
+            "UPDATE instances SET status = 'queued', run_at = ?, wait_types = NULL,"
+            " pause_requested = ?, output = NULL, error = NULL, started_at = NULL,"
+            f" ended_at = NULL, epoch = epoch + 1, generation = generation + 1{lease_reset}"
+            " WHERE key = ?",
+            (now, False, key),
+        ),
+    ]
+
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+def numbered(sql: str) -> str:
+    """``?`` placeholders as PostgreSQL's ``$1, $2, ...`` (our SQL has no ``?`` in literals)."""
+    counter = iter(range(1, 1 << 16))
+    return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
