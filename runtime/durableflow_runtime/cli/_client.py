@@ -1,0 +1,332 @@
+"""The commands that talk to a running host over HTTP: workflows, trigger, instances."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+import orjson
+
+from durableflow import ValidationError, WorkflowError
+from durableflow._client import _HttpApi
+from durableflow._duration import to_seconds
+
+from ..config import DEFAULT_CONFIG_NAME, TOKEN_ENV
+
+if TYPE_CHECKING:
+    pass
+
+from ._app import (
+    CONTROL_ACTIONS,
+    DEFAULT_URL,
+    FINISHED,
+    PRUNE_TIMEOUT,
+    URL_ENV,
+    T,
+    _load,
+    fail,
+    main,
+)
+from ._format import _cell, _duration, _error_text, _short_json, _table
+
+
+class _Target:
+    """Where the client commands send requests, and how they print answers."""
+
+    def __init__(self, url: str, token: str | None, as_json: bool) -> None:
+        self.url = url
+        self.token = token
+        self.as_json = as_json
+
+    def run(self, work: Callable[[_HttpApi], Awaitable[T]], timeout: float = 30.0) -> T:
+        async def go() -> T:
+            api = _HttpApi(self.url, token=self.token, timeout=timeout)
+            try:
+                return await work(api)
+            finally:
+                await api.close()
+
+        try:
+            return asyncio.run(go())
+        except WorkflowError as exc:
+            fail(exc.message)
+        except TimeoutError as exc:
+            fail(str(exc) or f"the host at {self.url} did not answer in time")
+
+    def emit(self, data: Any, human: Callable[[], None]) -> None:
+        if self.as_json:
+            click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        else:
+            human()
+
+
+def _client_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    @click.option(
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Config file whose [server] gives the default --url and --token.",
+    )
+    @click.option(
+        "--url", default=None, help=f"Host URL (default: config, ${URL_ENV}, {DEFAULT_URL})."
+    )
+    @click.option("--token", default=None, help=f"Bearer token (default: ${TOKEN_ENV}, config).")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+    @functools.wraps(func)
+    def wrapper(
+        config_path: Path | None, url: str | None, token: str | None, as_json: bool, **kwargs: Any
+    ) -> Any:
+        if url is None:
+            url = os.environ.get(URL_ENV) or None
+        has_config = config_path is not None or Path(DEFAULT_CONFIG_NAME).is_file()
+        if (url is None or token is None) and has_config:
+            config = _load(config_path)
+            url = url or config.server.url
+            token = token or config.server.token
+        token = token or os.environ.get(TOKEN_ENV) or None
+        return func(_Target(url or DEFAULT_URL, token, as_json), **kwargs)
+
+    return wrapper
+
+
+def _json_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}") from None
+
+
+def _path(name: str, *rest: str) -> str:
+    from urllib.parse import quote
+
+    return "/".join(["/api/workflows", quote(name, safe=""), *(quote(r, safe="") for r in rest)])
+
+
+@main.group()
+def workflows() -> None:
+    """Workflows on the running host."""
+
+
+@workflows.command("list")
+@_client_options
+def workflows_list(target: _Target) -> None:
+    """List the workflows the host runs."""
+    data = target.run(lambda api: api.request("GET", "/api/workflows"))
+    target.emit(
+        data,
+        lambda: _table(
+            ["name", "binding", "class", "params"],
+            [
+                (w["name"], w["binding"], w["class_name"], w.get("params_type"))
+                for w in data["workflows"]
+            ],
+        ),
+    )
+
+
+@main.command()
+@click.argument("name")
+@click.option("--id", "instance_id", default=None, help="The instance id (default: a UUID).")
+@click.option("--params", default=None, callback=_json_option, help="Params as JSON.")
+@_client_options
+def trigger(target: _Target, name: str, instance_id: str | None, params: Any) -> None:
+    """Create an instance of workflow NAME and print its id."""
+    body: dict[str, Any] = {}
+    if instance_id is not None:
+        body["id"] = instance_id
+    if params is not None:
+        body["params"] = params
+    data = target.run(lambda api: api.request("POST", _path(name, "instances"), body=body))
+    target.emit(data, lambda: click.echo(data["id"]))
+
+
+@main.group()
+def instances() -> None:
+    """Instances of a workflow on the running host."""
+
+
+@instances.command("list")
+@click.argument("name")
+@click.option("--status", default=None, help="Only instances with this status.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--cursor", default=None, help="The next page, as printed by the previous one.")
+@_client_options
+def instances_list(
+    target: _Target, name: str, status: str | None, limit: int, cursor: str | None
+) -> None:
+    """List instances of workflow NAME, newest first."""
+    query = {"limit": str(limit)}
+    if status:
+        query["status"] = status
+    if cursor:
+        query["cursor"] = cursor
+    data = target.run(lambda api: api.request("GET", _path(name, "instances"), query=query))
+
+    def human() -> None:
+        _table(
+            ["id", "status", "created", "ended", "error"],
+            [
+                (i["id"], i["status"], i["created_at"], i["ended_at"], _error_text(i["error"], 60))
+                for i in data["instances"]
+            ],
+        )
+        if data.get("next_cursor"):
+            click.echo(f"more: --cursor {data['next_cursor']}", err=True)
+
+    target.emit(data, human)
+
+
+async def _resolve_id(api: _HttpApi, name: str, instance_id: str) -> str:
+    if instance_id != "latest":
+        return instance_id
+    page = await api.request("GET", _path(name, "instances"), query={"limit": "1"})
+    if not page["instances"]:
+        raise WorkflowError(f"workflow {name!r} has no instances yet")
+    latest: str = page["instances"][0]["id"]
+    return latest
+
+
+@instances.command("describe")
+@click.argument("name")
+@click.argument("instance_id", metavar="ID|latest")
+@_client_options
+def instances_describe(target: _Target, name: str, instance_id: str) -> None:
+    """Show an instance of workflow NAME: status, params, output, error and every step."""
+
+    async def work(api: _HttpApi) -> Any:
+        resolved = await _resolve_id(api, name, instance_id)
+        return await api.request("GET", _path(name, "instances", resolved))
+
+    data = target.run(work)
+
+    def human() -> None:
+        fields = [
+            ("instance", f"{data['id']} ({name})"),
+            ("status", data["status"]),
+            ("created", data["created_at"]),
+            ("started", data["started_at"]),
+            ("ended", data["ended_at"]),
+            ("duration", _duration(data["started_at"], data["ended_at"])),
+            ("params", _short_json(data["params"])),
+            ("output", _short_json(data["output"]) if data["output"] is not None else None),
+            ("error", _error_text(data["error"], 2000)),
+        ]
+        for label, value in fields:
+            click.echo(f"{label:<9} {_cell(value)}")
+        click.echo()
+        steps = data["steps"]
+        if not steps:
+            click.echo("no steps yet")
+            return
+        _table(
+            ["step", "type", "status", "attempts", "duration", "error", "wake-up"],
+            [
+                (
+                    s["name"] if s.get("count", 1) == 1 else f"{s['name']} #{s['count']}",
+                    s["type"],
+                    s["status"],
+                    s["attempts"],
+                    _duration(s["started_at"], s["ended_at"]),
+                    _error_text(s["error"], 60),
+                    s["wake_at"] if s["status"] not in ("complete", "failed") else None,
+                )
+                for s in steps
+            ],
+        )
+
+    target.emit(data, human)
+
+
+def _control_command(action: str) -> None:
+    @instances.command(action)
+    @click.argument("name")
+    @click.argument("instance_id", metavar="ID|latest")
+    @_client_options
+    def command(target: _Target, name: str, instance_id: str) -> None:
+        async def work(api: _HttpApi) -> Any:
+            resolved = await _resolve_id(api, name, instance_id)
+            return await api.request("POST", _path(name, "instances", resolved, action))
+
+        data = target.run(work)
+        target.emit(data, lambda: click.echo(f"{data['id']}: {data['status']}"))
+
+    command.__doc__ = f"{action.capitalize()} an instance of workflow NAME."
+    command.help = command.__doc__
+
+
+for _action in CONTROL_ACTIONS:
+    _control_command(_action)
+
+
+@instances.command("send-event")
+@click.argument("name")
+@click.argument("instance_id", metavar="ID|latest")
+@click.option("--type", "event_type", required=True, help="The event's type.")
+@click.option("--payload", default=None, callback=_json_option, help="The payload as JSON.")
+@_client_options
+def instances_send_event(
+    target: _Target, name: str, instance_id: str, event_type: str, payload: Any
+) -> None:
+    """Send an event to an instance of workflow NAME."""
+
+    async def work(api: _HttpApi) -> Any:
+        resolved = await _resolve_id(api, name, instance_id)
+        return await api.request(
+            "POST",
+            _path(name, "instances", resolved, "events", event_type),
+            body=payload,
+            send_body=True,
+        )
+
+    data = target.run(work)
+    target.emit(data, lambda: click.echo(f"sent event {event_type!r} to {data['id']}"))
+
+
+def _older_than(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    try:
+        return to_seconds(value, what="--older-than")
+    except ValidationError as exc:
+        raise click.BadParameter(exc.message) from None
+
+
+@instances.command("prune")
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    callback=_older_than,
+    help='Delete instances that ended longer ago than this: "7d", "12 hours", "30m".',
+)
+@click.option(
+    "--status",
+    type=click.Choice(FINISHED),
+    default=None,
+    help="Only instances with this status (default: complete, errored and terminated).",
+)
+@click.option("--workflow", default=None, help="Only this workflow's instances (default: all).")
+@_client_options
+def instances_prune(
+    target: _Target, older_than: float, status: str | None, workflow: str | None
+) -> None:
+    """Delete finished instances, with their steps and events, that ended long enough ago.
+
+    Running, waiting, paused and queued instances are never deleted.
+    """
+    body: dict[str, Any] = {"older_than": older_than * 1000}  # milliseconds
+    if status is not None:
+        body["status"] = status
+    if workflow is not None:
+        body["workflow"] = workflow
+    data = target.run(
+        lambda api: api.request("POST", "/api/instances/prune", body=body),
+        timeout=PRUNE_TIMEOUT,
+    )
+    target.emit(data, lambda: click.echo(f"deleted {data['deleted']} instance(s)"))
