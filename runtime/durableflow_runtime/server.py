@@ -12,6 +12,8 @@ one HTML page is the dashboard, served where no route matches: see its section b
 409    ``instance_exists``, ``invalid_transition``
 413    ``payload_too_large`` (request body), ``limit_exceeded`` (params, payload)
 500    ``internal`` (logged on the host with its traceback)
+503    ``store_unavailable`` (the store is away, read-only or its file was deleted)
+507    ``storage_full`` (the store's disk is full; reads keep working)
 =====  ======================================================================
 """
 
@@ -37,6 +39,7 @@ from durableflow import (
     LimitExceededError,
     NotFoundError,
     SerializationError,
+    StorageFullError,
     StoreUnavailableError,
     ValidationError,
     WorkflowError,
@@ -130,6 +133,8 @@ def _from_workflow_error(exc: WorkflowError) -> tuple[int, str]:
         return 400, "invalid_params"
     if isinstance(exc, ValidationError | SerializationError):
         return 400, "invalid_request"
+    if isinstance(exc, StorageFullError):
+        return 507, "storage_full"
     if isinstance(exc, StoreUnavailableError):
         return 503, "store_unavailable"
     return 500, "internal"
