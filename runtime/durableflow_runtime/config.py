@@ -8,6 +8,7 @@ is one line naming the file, the key and what was expected::
 
     [storage]
     url = "sqlite:///.durableflow/state.db"
+    unavailable_timeout = "5 seconds"  # answer 503 when the store is away this long
 
     [server]
     host = "127.0.0.1"
@@ -43,6 +44,7 @@ import attrs
 
 from durableflow import ValidationError, WorkflowEntrypoint
 from durableflow._config import resolve_config
+from durableflow._duration import to_seconds
 from durableflow._types import check_id
 
 if TYPE_CHECKING:
@@ -68,7 +70,8 @@ TOKEN_ENV = "DURABLEFLOW_TOKEN"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 
 _TOP_KEYS = ("main", "app", "storage", "server", "workflows")
-_STORAGE_KEYS = ("url", "durability")
+_STORAGE_KEYS = ("url", "durability", "unavailable_timeout")
+DEFAULT_UNAVAILABLE_TIMEOUT = 5.0
 _SERVER_KEYS = ("host", "port", "token", "max_body_bytes", "dashboard")
 _WORKFLOW_KEYS = ("name", "binding", "class_name", "retries", "timeout")
 
@@ -137,6 +140,8 @@ class Config:
         app: ``"module:attribute"`` of user routes to mount, if any.
         storage_url: The store URL, SQLite paths made absolute.
         storage_durability: ``[storage] durability`` (``"normal"``/``"full"``), if set.
+        unavailable_timeout: ``[storage] unavailable_timeout`` in seconds: how long a
+            request waits for an unreachable store before it is answered 503.
         server: The ``[server]`` table.
         workflows: The ``[[workflows]]`` entries, in file order.
     """
@@ -149,6 +154,7 @@ class Config:
     server: ServerConfig
     workflows: list[WorkflowConfig]
     storage_durability: str | None = None
+    unavailable_timeout: float = DEFAULT_UNAVAILABLE_TIMEOUT
 
 
 def _where(path: Path, key: str) -> str:
@@ -248,6 +254,22 @@ def load_config(path: Path | None = None) -> Config:
         raise ConfigError(
             f"{path}: storage.durability must be 'normal' or 'full', not {durability!r}"
         )
+    raw_timeout = storage.get("unavailable_timeout", DEFAULT_UNAVAILABLE_TIMEOUT)
+    _expect(raw_timeout, (str, int, float), path, "storage.unavailable_timeout", "a duration")
+    try:
+        # a number is milliseconds, as every duration (5000 = "5 seconds")
+        unavailable_timeout = (
+            DEFAULT_UNAVAILABLE_TIMEOUT
+            if "unavailable_timeout" not in storage
+            else to_seconds(raw_timeout, what="storage.unavailable_timeout")
+        )
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {exc.message}") from None
+    if not 0 < unavailable_timeout <= 3600:
+        raise ConfigError(
+            f"{path}: storage.unavailable_timeout must be more than 0 and at most 1 hour, "
+            f"not {raw_timeout!r}"
+        )
     try:
         storage_url = resolve_storage_url(url, base_dir)
     except ConfigError as exc:
@@ -342,6 +364,7 @@ def load_config(path: Path | None = None) -> Config:
         app=app,
         storage_url=storage_url,
         storage_durability=durability,
+        unavailable_timeout=unavailable_timeout,
         server=server,
         workflows=workflows,
     )

@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from durableflow import ValidationError
+from durableflow import StoreUnavailableError, ValidationError
 
 from .config import Config, ConfigError, build_specs, load_main_module, load_workflow_classes
 from .engine import Engine
@@ -152,6 +152,8 @@ class Host:
             store_options: dict[str, Any] = {}
             if config.storage_durability and url.startswith("sqlite:"):
                 store_options["durability"] = config.storage_durability
+            if url.startswith(("postgresql:", "postgres:")) and "unavailable_timeout=" not in url:
+                store_options["unavailable_timeout"] = config.unavailable_timeout
             store = open_store(url, **store_options)
             engine = Engine(store, specs)
         except ValidationError as exc:
@@ -161,7 +163,7 @@ class Host:
         )
         try:
             await engine.start()
-        except ValidationError as exc:
+        except (ValidationError, StoreUnavailableError) as exc:
             raise StartupError(exc.message) from exc
         except OSError as exc:
             raise StartupError(
