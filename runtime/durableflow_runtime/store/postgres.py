@@ -563,7 +563,9 @@ class PostgresStore(Store):
         try:
             self._pool = await asyncpg.create_pool(
                 self._dsn,
-                min_size=1,
+                # no floor: a pool with one retries its lost connection on its own and
+                # logs a traceback a second while the database is down; acquire connects
+                min_size=0,
                 max_size=self.pool_size,
                 server_settings=self._server_settings(),
                 reset=_keep_session,
