@@ -452,6 +452,57 @@ async def test_postgres_restart_loses_nothing_and_answers_503_fast(
     assert "Traceback" not in host.output()
 
 
+async def assert_answered(host: HostProcess, method: str, path: str, status: int, n: int) -> None:
+    """The host's access log shows ``METHOD PATH`` answered ``status`` exactly ``n`` times
+    (the call has returned, so no more are coming; a line may land just after the answer)."""
+    line = f'"{method} {path} HTTP/1.1" {status} '
+    await assert_eventually(
+        lambda: host.output().count(line) == n,
+        timeout=5,
+        message=f"{method} {path} answered {status} {n} time(s)",
+    )
+
+
+async def test_client_retries_only_calls_safe_to_repeat(
+    tmp_path: Path, hosts: HostFactory, private_pg: PrivatePostgres
+) -> None:
+    """Client retries a 503 on GETs and on create with an id, never on create without an
+    id or send_event, and retries an unreachable host before raising."""
+    root, log = project(tmp_path, '\n[storage]\nunavailable_timeout = "200 ms"\n')
+    host = start(hosts, root, log, "--storage", private_pg.dsn, "--access-log")
+    path = "/api/workflows/counted/instances"
+    async with durableflow.Client(host.url, retries=2, retry_delay=0.05) as client:
+        counted = client.workflow("counted")
+        kept = await counted.create(id="kept", params={"steps": 1})
+        assert (await kept.result(timeout=30)) == 1  # nothing in flight during the outage
+        private_pg.stop("fast")
+
+        with pytest.raises(durableflow.StoreUnavailableError):
+            await counted.create(params={"steps": 1})
+        await assert_answered(host, "POST", path, 503, 1)  # without an id: sent once
+        with pytest.raises(durableflow.StoreUnavailableError):
+            await counted.create(id="with-id", params={"steps": 1})
+        await assert_answered(host, "POST", path, 503, 1 + 3)  # with an id: retried twice
+        with pytest.raises(durableflow.StoreUnavailableError):
+            await kept.send_event(type="go", payload={})
+        await assert_answered(host, "POST", f"{path}/kept/events/go", 503, 1)
+        with pytest.raises(durableflow.StoreUnavailableError):
+            await kept.status()
+        await assert_answered(host, "GET", f"{path}/kept/status", 503, 3)
+
+        private_pg.start()
+        assert (await kept.status()).status == "complete"
+    assert host.stop() == 0
+
+    # an unreachable host: the GET is tried 1 + retries times, then HostUnreachableError
+    async with durableflow.Client(host.url, retries=2, retry_delay=0.2) as client:
+        started = time.monotonic()
+        with pytest.raises(durableflow.HostUnreachableError):
+            await client.workflow("counted").get("kept")
+        assert time.monotonic() - started >= 0.2 * 0.75 + 0.4 * 0.75, "it backed off twice"
+    assert_each_step_ran_once(log, ["kept"], 1)
+
+
 # --- kill -9 during batch creates --------------------------------------------------------
 def _committed_sqlite(db: Path) -> set[tuple[str, str]]:
     conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
