@@ -224,6 +224,24 @@ async def test_disk_full_answers_507_serves_reads_and_recovers(
     assert "Traceback" not in host.output()
 
 
+# --- SQLite: what each durability setting asks of the disk -----------------------------
+@pytest.mark.parametrize(("durability", "synchronous"), [("normal", 1), ("full", 2)])
+async def test_durability_setting_is_the_sqlite_sync_mode(
+    tmp_path: Path, durability: str, synchronous: int
+) -> None:
+    """durability "normal" commits to the WAL without fsync (synchronous=NORMAL); "full"
+    fsyncs every group commit (synchronous=FULL), which is what survives a power loss."""
+    from durableflow_runtime.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "state.db", durability=durability)  # type: ignore[arg-type]
+    await store.open()
+    try:
+        assert store._connection().execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert store._connection().execute("PRAGMA synchronous").fetchone() == (synchronous,)
+    finally:
+        await store.close()
+
+
 # --- SQLite: a read-only store ---------------------------------------------------------
 async def test_read_only_store_serves_reads_and_answers_503(
     tmp_path: Path, hosts: HostFactory
@@ -402,12 +420,14 @@ def private_pg() -> Iterator[PrivatePostgres]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
 async def test_postgres_restart_loses_nothing_and_answers_503_fast(
-    tmp_path: Path, hosts: HostFactory, private_pg: PrivatePostgres
+    tmp_path: Path, hosts: HostFactory, private_pg: PrivatePostgres, mode: str
 ) -> None:
     """While PostgreSQL is down the host answers 503 within [storage] unavailable_timeout,
     Client rides out the restart with retries, and afterwards every acknowledged instance
     finishes with each step run once."""
+    # "immediate" is a crash of the database server: it recovers from its own WAL
     root, log = project(tmp_path, '\n[storage]\nunavailable_timeout = "1 second"\n')
     host = start(hosts, root, log, "--storage", private_pg.dsn, "--access-log")
     ids = [f"pg-{i}" for i in range(10)]
@@ -417,7 +437,7 @@ async def test_postgres_restart_loses_nothing_and_answers_503_fast(
             assert got == 201, answer
         await waiting_after_first_step(api, ids)
 
-        private_pg.stop("fast")
+        private_pg.stop(mode)
         started = time.monotonic()
         got, answer = await create(api, "during-outage")
         took = time.monotonic() - started
