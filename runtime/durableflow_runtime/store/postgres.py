@@ -577,12 +577,16 @@ class PostgresStore(Store):
                 f"cannot connect to PostgreSQL at {redact_url(self._dsn)}: {exc}"
             ) from exc
         try:
-            await self._migrate()
+            await self._migrate()  # the pool's first connection, too
             schema = self.schema or await self._pool.fetchval("SELECT current_schema()")
             self.channel = f"durableflow.{schema}"[:63]
-        except BaseException:
+        except BaseException as exc:
             await self._pool.close()
             self._pool = None
+            if isinstance(exc, Exception) and (_transient(exc) or isinstance(exc, TimeoutError)):
+                raise StoreUnavailableError(
+                    f"cannot connect to PostgreSQL at {redact_url(self._dsn)}: {exc}"
+                ) from exc
             raise
         self._tasks = [
             asyncio.create_task(self._flush_loop(), name="durableflow-pg-writer"),
