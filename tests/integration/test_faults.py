@@ -298,6 +298,7 @@ async def test_deleted_sqlite_file_refuses_writes_and_is_rescued(
     root, log = project(tmp_path)
     db = root / ".durableflow" / "state.db"
     host = start(hosts, root, log)
+    assert "does not exist" not in host.output(), "a first start is not a lost database"
     ids = [f"kept-{i}" for i in range(3)]
     async with api_on(host) as api:
         for id in ids:
@@ -320,9 +321,13 @@ async def test_deleted_sqlite_file_refuses_writes_and_is_rescued(
     assert host.stop() == 0
     assert "was deleted while the host was running" in host.output()
 
-    # a start on the folder without its database says so, loudly
+    # a start on the folder without its database says so, loudly, and never replays the
+    # lost database's WAL into the new one
+    stale_wal = (db.parent / "state.db-wal").exists()
     empty = start(hosts, root, log)
     assert "WARNING" in empty.output() and "does not exist" in empty.output()
+    if stale_wal:
+        assert list(db.parent.glob("state.db-wal.orphaned-*")), "the stale WAL is set aside"
     async with api_on(empty) as api:
         listed = await api.ok("GET", "/api/workflows/counted/instances")
         assert listed["instances"] == []

@@ -391,7 +391,12 @@ class SqliteStore(Store):
             return
         with contextlib.suppress(OSError):
             entries = sorted(p.name for p in self.path.parent.iterdir())
-            if entries:
+            # a host ran here: files named after the database (its lock, WAL, a rescued
+            # copy), or anything at all in a folder of durableflow's own
+            ran_here = any(e.startswith(self.path.name) for e in entries) or (
+                bool(entries) and self.path.parent.name == ".durableflow"
+            )
+            if ran_here:
                 log.warning(
                     "%s does not exist, but its folder %s is not empty (%s): if a host ran "
                     "here before, its database was deleted or moved and every instance it "
