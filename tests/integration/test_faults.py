@@ -21,6 +21,7 @@ import contextlib
 import errno
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -411,8 +412,13 @@ def private_pg() -> Iterator[PrivatePostgres]:
     if bin is None:
         require_postgres("no PostgreSQL server binaries under /usr/lib/postgresql/*/bin")
         pytest.skip("no PostgreSQL server binaries")  # pragma: no cover - require skipped
-    if os.geteuid() == 0 and shutil.which("runuser") is None:
-        require_postgres("running as root without runuser to start PostgreSQL as 'postgres'")
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            require_postgres("running as root with no 'postgres' user to start PostgreSQL as")
+        if shutil.which("runuser") is None:
+            require_postgres("running as root without runuser to start PostgreSQL as 'postgres'")
     root = Path(tempfile.mkdtemp(prefix="durableflow-pg-"))
     server = PrivatePostgres(bin, root)
     try:
