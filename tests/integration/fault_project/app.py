@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -38,3 +39,18 @@ class CountedWorkflow(WorkflowEntrypoint[Any, Any]):
             if sleep_ms and i < steps - 1:
                 await step.sleep(f"nap{i}", sleep_ms)
         return total
+
+
+class GatedWorkflow(WorkflowEntrypoint[Any, Any]):
+    """One logged step that runs until the file ``params["gate"]`` exists (a step in flight)."""
+
+    async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> Any:
+        gate = event.payload["gate"]
+
+        async def wait_for_gate(ctx: StepContext) -> str:
+            record(event.instance_id, ctx)
+            while not os.path.exists(gate):  # noqa: ASYNC110, ASYNC240 - a file the test makes
+                await asyncio.sleep(0.02)
+            return "passed"
+
+        return await step.do("s0", wait_for_gate)
