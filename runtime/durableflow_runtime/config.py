@@ -9,6 +9,7 @@ is one line naming the file, the key and what was expected::
     [storage]
     url = "sqlite:///.durableflow/state.db"
     retention = "30 days"              # delete finished instances; default: keep forever
+    unavailable_timeout = "5 seconds"  # answer 503 when the store is away this long
 
     [server]
     host = "127.0.0.1"
@@ -74,7 +75,8 @@ TOKEN_ENV = "DURABLEFLOW_TOKEN"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 
 _TOP_KEYS = ("main", "app", "storage", "server", "workflows")
-_STORAGE_KEYS = ("url", "durability", "retention")
+_STORAGE_KEYS = ("url", "durability", "retention", "unavailable_timeout")
+DEFAULT_UNAVAILABLE_TIMEOUT = 5.0
 _SERVER_KEYS = (
     "host",
     "port",
@@ -167,6 +169,8 @@ class Config:
         storage_durability: ``[storage] durability`` (``"normal"``/``"full"``), if set.
         storage_retention: ``[storage] retention`` in seconds: finished instances are
             deleted this long after they ended (``None``: kept forever).
+        unavailable_timeout: ``[storage] unavailable_timeout`` in seconds: how long a
+            request waits for an unreachable store before it is answered 503.
         server: The ``[server]`` table.
         workflows: The ``[[workflows]]`` entries, in file order.
     """
@@ -180,6 +184,7 @@ class Config:
     workflows: list[WorkflowConfig]
     storage_durability: str | None = None
     storage_retention: float | None = None
+    unavailable_timeout: float = DEFAULT_UNAVAILABLE_TIMEOUT
 
 
 def _where(path: Path, key: str) -> str:
@@ -280,6 +285,22 @@ def load_config(path: Path | None = None) -> Config:
             f"{path}: storage.durability must be 'normal' or 'full', not {durability!r}"
         )
     retention = _retention(storage.get("retention"), path)
+    raw_timeout = storage.get("unavailable_timeout", DEFAULT_UNAVAILABLE_TIMEOUT)
+    _expect(raw_timeout, (str, int, float), path, "storage.unavailable_timeout", "a duration")
+    try:
+        # a number is milliseconds, as every duration (5000 = "5 seconds")
+        unavailable_timeout = (
+            DEFAULT_UNAVAILABLE_TIMEOUT
+            if "unavailable_timeout" not in storage
+            else to_seconds(raw_timeout, what="storage.unavailable_timeout")
+        )
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {exc.message}") from None
+    if not 0 < unavailable_timeout <= 3600:
+        raise ConfigError(
+            f"{path}: storage.unavailable_timeout must be more than 0 and at most 1 hour, "
+            f"not {raw_timeout!r}"
+        )
     try:
         storage_url = resolve_storage_url(url, base_dir)
     except ConfigError as exc:
@@ -414,6 +435,7 @@ def load_config(path: Path | None = None) -> Config:
         storage_url=storage_url,
         storage_durability=durability,
         storage_retention=retention,
+        unavailable_timeout=unavailable_timeout,
         server=server,
         workflows=workflows,
     )

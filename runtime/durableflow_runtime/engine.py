@@ -38,6 +38,7 @@ from durableflow import (
     StepContext,
     StepFailedError,
     StepTimeoutError,
+    StoreUnavailableError,
     ValidationError,
     Workflow,
     WorkflowEntrypoint,
@@ -835,16 +836,27 @@ class Engine:
     async def _schedule(self) -> None:
         store = self.store
         clock = self.clock
+        store_fault = ""  # the last claim failure logged, until a claim works again
         while True:
             self._wake.clear()
             free = self.max_concurrency - self._running
             if free > 0:
                 try:
                     claimed = await store.claim_work(clock.now(), free)
+                except StoreUnavailableError as exc:
+                    # a full disk or an outage: one line, not a traceback a second
+                    if str(exc) != store_fault:
+                        log.warning("claiming work failed, retrying every second: %s", exc)
+                    store_fault = str(exc)
+                    await asyncio.sleep(1.0)
+                    continue
                 except Exception:
                     log.exception("claiming work failed; retrying")
                     await asyncio.sleep(1.0)
                     continue
+                if store_fault:
+                    log.warning("claiming work works again")
+                    store_fault = ""
                 for work in claimed:
                     self._launch(work)
                 if len(claimed) == free:

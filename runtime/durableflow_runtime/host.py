@@ -23,7 +23,7 @@ import attrs
 from aiohttp import web
 from aiohttp.web_log import AccessLogger
 
-from durableflow import ValidationError
+from durableflow import StoreUnavailableError, ValidationError
 
 from .config import Config, ConfigError, build_specs, load_main_module, load_workflow_classes
 from .engine import Engine
@@ -158,6 +158,8 @@ class Host:
             store_options: dict[str, Any] = {}
             if config.storage_durability and url.startswith("sqlite:"):
                 store_options["durability"] = config.storage_durability
+            if url.startswith(("postgresql:", "postgres:")) and "unavailable_timeout=" not in url:
+                store_options["unavailable_timeout"] = config.unavailable_timeout
             store = open_store(url, **store_options)
             engine = Engine(store, specs)
         except ValidationError as exc:
@@ -167,7 +169,7 @@ class Host:
         )
         try:
             await engine.start()
-        except ValidationError as exc:
+        except (ValidationError, StoreUnavailableError) as exc:
             raise StartupError(exc.message) from exc
         except OSError as exc:
             raise StartupError(

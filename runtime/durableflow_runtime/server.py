@@ -14,7 +14,8 @@ one HTML page is the dashboard, served where no route matches: see its section b
 413    ``payload_too_large`` (request body), ``limit_exceeded`` (params, payload)
 415    ``unsupported_media_type`` (a body that is not ``application/json``)
 500    ``internal`` (logged on the host with its traceback)
-503    ``store_unavailable``
+503    ``store_unavailable`` (the store is away, read-only or its file was deleted)
+507    ``storage_full`` (the store's disk is full; reads keep working)
 =====  ======================================================================
 
 Cross-site request forgery: a browser on another origin can send a "simple" request
@@ -49,6 +50,7 @@ from durableflow import (
     LimitExceededError,
     NotFoundError,
     SerializationError,
+    StorageFullError,
     StoreUnavailableError,
     ValidationError,
     WorkflowError,
@@ -149,6 +151,8 @@ def _from_workflow_error(exc: WorkflowError) -> tuple[int, str]:
         return 400, "invalid_params"
     if isinstance(exc, ValidationError | SerializationError):
         return 400, "invalid_request"
+    if isinstance(exc, StorageFullError):
+        return 507, "storage_full"
     if isinstance(exc, StoreUnavailableError):
         return 503, "store_unavailable"
     return 500, "internal"

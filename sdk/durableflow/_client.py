@@ -11,12 +11,20 @@ through the same ``Workflow`` / ``WorkflowInstance`` types a workflow gets in-pr
 
 HTTP errors come back as the SDK's error classes: 404 is ``NotFoundError``, 409 is
 ``InstanceExistsError`` or ``InvalidTransitionError``, 400 is ``ValidationError`` (or
-``InvalidParamsError``), 413 is ``LimitExceededError``.
+``InvalidParamsError``), 413 is ``LimitExceededError``, 503 is ``StoreUnavailableError``
+and 507 is ``StorageFullError``.
+
+Calls that are safe to repeat (every GET, and ``create`` / ``create_batch`` when every
+instance has an explicit id) are retried with exponential back-off when the host answers
+503 or cannot be reached; see :class:`Client`. Others (``create`` without an id,
+``send_event``, control actions) are sent once, because a retry could do them twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
+import random
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar, overload
@@ -36,6 +44,7 @@ from ._errors import (
     InvalidTransitionError,
     LimitExceededError,
     NotFoundError,
+    StorageFullError,
     StoreUnavailableError,
     ValidationError,
     WorkflowError,
@@ -60,13 +69,19 @@ _ERRORS_BY_CODE: dict[str, type[WorkflowError]] = {
     "limit_exceeded": LimitExceededError,
     "payload_too_large": LimitExceededError,
     "store_unavailable": StoreUnavailableError,
+    "storage_full": StorageFullError,
 }
 _ERRORS_BY_STATUS: dict[int, type[WorkflowError]] = {
     400: ValidationError,
     404: NotFoundError,
     413: LimitExceededError,
     422: ValidationError,
+    507: StorageFullError,
 }
+#: Statuses after which a call that is safe to repeat is tried again.
+_RETRY_STATUSES = frozenset({503})
+#: Longest single back-off between two attempts, in seconds.
+_MAX_RETRY_DELAY = 5.0
 
 
 def _error_from(status: int, body: bytes, url: str) -> WorkflowError:
@@ -93,15 +108,45 @@ def _error_from(status: int, body: bytes, url: str) -> WorkflowError:
 
 
 class _HttpApi:
-    """JSON over HTTP to one host; errors mapped to the SDK's tree."""
+    """JSON over HTTP to one host; errors mapped to the SDK's tree.
 
-    def __init__(self, url: str, *, token: str | None, timeout: float) -> None:
+    Requests marked safe to repeat are retried after a 503 or a connection failure:
+    ``retries`` more attempts, waiting ``retry_delay * 2 ** (n - 1)`` seconds (with up to
+    25 % jitter, at most 5 s) before the n-th retry.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None,
+        timeout: float,
+        retries: int = 3,
+        retry_delay: float = 0.5,
+    ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValidationError(f"host url must start with http:// or https://, not {url!r}")
+        count: object = retries  # untyped callers may pass anything
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValidationError(f"retries must be an integer >= 0, not {retries!r}")
+        delay: object = retry_delay  # untyped callers may pass anything
+        if isinstance(delay, bool) or not isinstance(delay, int | float):
+            raise ValidationError(f"retry_delay must be a number of seconds, not {retry_delay!r}")
+        if not 0 <= delay <= _MAX_RETRY_DELAY:
+            raise ValidationError(
+                f"retry_delay must be between 0 and {_MAX_RETRY_DELAY:g} seconds, not {retry_delay!r}"
+            )
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.retries = retries
+        self.retry_delay = float(retry_delay)
         self._session: aiohttp.ClientSession | None = None
+
+    def backoff(self, retry: int) -> float:
+        """Seconds to wait before the ``retry``-th retry (1-based), jittered."""
+        delay: float = min(self.retry_delay * 2.0 ** (retry - 1), _MAX_RETRY_DELAY)
+        return delay * (1 - 0.25 * random.random())  # jitter, so clients do not retry in step
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -122,8 +167,9 @@ class _HttpApi:
         send_body: bool = False,
         query: Mapping[str, str] | None = None,
         wait: float = 0.0,
+        idempotent: bool | None = None,
     ) -> Any:
-        """Send one request; the parsed JSON answer (``None`` for an empty one).
+        """Send a request; the parsed JSON answer (``None`` for an empty one).
 
         Args:
             method: HTTP method.
@@ -132,12 +178,41 @@ class _HttpApi:
             send_body: Send ``body`` even when it is ``None`` (as JSON ``null``).
             query: Query string parameters.
             wait: Seconds the host may hold the request (long poll), on top of ``timeout``.
+            idempotent: The request may be repeated without doing anything twice, so it is
+                retried after a 503 or a connection failure (default: only a GET).
 
         Raises:
             WorkflowError: The matching subclass for an HTTP error; a ``ConnectionError``
                 subclass when the host cannot be reached.
             TimeoutError: No answer within the timeout.
         """
+        if idempotent is None:
+            idempotent = method == "GET"
+        retry = 0
+        while True:
+            try:
+                return await self._request_once(method, path, body, send_body, query, wait)
+            except (HostError, StoreUnavailableError) as exc:
+                # 503 or no connection; not a 507: freeing space takes a person
+                transient = (
+                    isinstance(exc, HostError) and exc.status in (0, *_RETRY_STATUSES)
+                ) or (
+                    isinstance(exc, StoreUnavailableError) and not isinstance(exc, StorageFullError)
+                )
+                if not idempotent or not transient or retry >= self.retries:
+                    raise
+                retry += 1
+                await asyncio.sleep(self.backoff(retry))
+
+    async def _request_once(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        send_body: bool,
+        query: Mapping[str, str] | None,
+        wait: float,
+    ) -> Any:
         url = self.url + path
         data: bytes | io.BytesIO | None = None
         headers: dict[str, str] = {}
@@ -282,7 +357,8 @@ class _HttpWorkflow(Workflow[P]):
             body["id"] = id
         if params is not None:
             body["params"] = unstructure(params)
-        data = await self._api.request("POST", self._path, body=body)
+        # with an id, a repeat cannot create a second instance: safe to retry
+        data = await self._api.request("POST", self._path, body=body, idempotent=id is not None)
         return _HttpInstance(self._api, self.name, data["id"])
 
     async def create_batch(self, batch: Sequence[CreateOptions[P]]) -> list[WorkflowInstance]:
@@ -306,7 +382,12 @@ class _HttpWorkflow(Workflow[P]):
             if params is not None:
                 item["params"] = unstructure(params)
             entries.append(item)
-        data = await self._api.request("POST", self._path + "/batch", body={"instances": entries})
+        data = await self._api.request(
+            "POST",
+            self._path + "/batch",
+            body={"instances": entries},
+            idempotent=bool(entries) and all("id" in item for item in entries),
+        )
         return [_HttpInstance(self._api, self.name, i["id"]) for i in data["instances"]]
 
     async def get(self, id: str) -> WorkflowInstance:
@@ -333,14 +414,40 @@ class _HttpWorkflow(Workflow[P]):
 class Client:
     """The bindings of a running durableflow host, over HTTP.
 
+    Calls that are safe to repeat are retried when the host answers 503
+    (``store_unavailable``) or cannot be reached: every GET (``status``, ``get``,
+    ``result``, listings) and ``create`` / ``create_batch`` when each instance has an
+    explicit id (a repeat finds the id taken instead of creating a second instance, so a
+    retried create may raise ``InstanceExistsError`` for the instance its first attempt
+    made). ``create`` without an id, ``send_event`` and the control actions are sent once.
+    A 507 (``StorageFullError``) is not retried: space must be freed first. With the
+    defaults a call is tried 4 times over about 3.5 s of back-off (0.5, 1, 2 s).
+
     Args:
         url: The host's base URL (``http://127.0.0.1:8787``).
         token: Bearer token, when the host requires one.
         timeout: Seconds each request may take (a ``result()`` wait adds its own).
+        retries: Further attempts after the first for a call that is safe to repeat
+            (0: never retry).
+        retry_delay: Seconds before the first retry; each next one waits twice as long
+            (at most 5 s), less up to 25 % jitter.
+
+    Raises:
+        ValidationError: A bad ``url``, ``retries`` or ``retry_delay``.
     """
 
-    def __init__(self, url: str, *, token: str | None = None, timeout: float = 30.0) -> None:
-        self._api = _HttpApi(url, token=token, timeout=timeout)
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        retries: int = 3,
+        retry_delay: float = 0.5,
+    ) -> None:
+        self._api = _HttpApi(
+            url, token=token, timeout=timeout, retries=retries, retry_delay=retry_delay
+        )
 
     @overload
     def workflow(self, name: str) -> Workflow[Any]: ...

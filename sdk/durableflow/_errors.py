@@ -17,7 +17,8 @@ Every error the SDK or the host raises on purpose derives from one root::
     ├── InstanceExistsError               create() with an id that is taken
     ├── InvalidTransitionError            e.g. resume a complete instance
     ├── InstanceFailedError               result(): the instance errored or was terminated
-    ├── StoreUnavailableError(ConnectionError)  the database cannot be reached just now
+    ├── StoreUnavailableError(ConnectionError)  the store cannot take the call just now
+    │   └── StorageFullError              ... its disk is full (HTTP 507); free space
     └── HostError                         Client: an HTTP answer no class above fits
         ├── AuthenticationError           ... 401: a missing or wrong token
         └── HostUnreachableError(ConnectionError)  the host cannot be reached at all
@@ -41,6 +42,7 @@ __all__ = [
     "SerializationError",
     "StepFailedError",
     "StepTimeoutError",
+    "StorageFullError",
     "StoreUnavailableError",
     "ValidationError",
     "WorkflowError",
@@ -184,5 +186,15 @@ class HostUnreachableError(HostError, ConnectionError):
 
 
 class StoreUnavailableError(WorkflowError, ConnectionError):
-    """The store (PostgreSQL) cannot be reached, or a write's outcome is unknown after a
-    failure; nothing was lost, try again."""
+    """The store cannot take the call just now: PostgreSQL cannot be reached, the SQLite
+    file is read-only, failing with I/O errors or was deleted, or a write's outcome is
+    unknown after a failure. Nothing acknowledged was lost; the message says what to do."""
+
+
+class StorageFullError(StoreUnavailableError):
+    """The store's disk is full (SQLite ``SQLITE_FULL``, PostgreSQL ``disk_full``).
+
+    Nothing acknowledged was lost and reads keep working; writes succeed again once space
+    is freed, without a restart. A subclass of :class:`StoreUnavailableError`, so code
+    that handles "the store is away, try later" handles this too.
+    """

@@ -26,6 +26,7 @@ from ._errors import NotFoundError as NotFoundError
 from ._errors import SerializationError as SerializationError
 from ._errors import StepFailedError as StepFailedError
 from ._errors import StepTimeoutError as StepTimeoutError
+from ._errors import StorageFullError as StorageFullError
 from ._errors import StoreUnavailableError as StoreUnavailableError
 from ._errors import ValidationError as ValidationError
 from ._errors import WorkflowError as WorkflowError
@@ -67,6 +68,7 @@ __all__ = [
     "StepContext",
     "StepFailedError",
     "StepTimeoutError",
+    "StorageFullError",
     "StoreUnavailableError",
     "ValidationError",
     "Workflow",

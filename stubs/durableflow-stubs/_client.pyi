@@ -7,7 +7,15 @@ __all__ = ["Client"]
 _P = TypeVar("_P")
 
 class Client:
-    def __init__(self, url: str, *, token: str | None = None, timeout: float = 30.0) -> None: ...
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        retries: int = 3,
+        retry_delay: float = 0.5,
+    ) -> None: ...
     @overload
     def workflow(self, name: str, params_type: None = None) -> Workflow[Any]: ...
     @overload

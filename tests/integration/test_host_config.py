@@ -177,3 +177,21 @@ def test_mistakes_are_config_errors(tmp_path: Path, toml: str, fragment: str) ->
         load_config(tmp_path)
     assert fragment in info.value.message
     assert "\n" not in info.value.message
+
+
+def test_storage_unavailable_timeout(tmp_path: Path) -> None:
+    """[storage] unavailable_timeout is a duration (default 5 s); a bad one is a ConfigError."""
+    assert load_config(_project(tmp_path, MINIMAL)).unavailable_timeout == 5.0
+    for written, seconds in (('"2 seconds"', 2.0), ("1500", 1.5), ('"250ms"', 0.25)):
+        toml = MINIMAL + f"\n[storage]\nunavailable_timeout = {written}\n"
+        assert load_config(_project(tmp_path, toml)).unavailable_timeout == seconds
+    for written, fragment in (
+        ('"soon"', "unavailable_timeout"),
+        ("0", "storage.unavailable_timeout must be more than 0"),
+        ('"2 hours"', "at most 1 hour"),
+        ("true", "storage.unavailable_timeout must be a duration"),
+    ):
+        toml = MINIMAL + f"\n[storage]\nunavailable_timeout = {written}\n"
+        with pytest.raises(ConfigError) as info:
+            load_config(_project(tmp_path, toml))
+        assert fragment in info.value.message, info.value.message

@@ -29,6 +29,7 @@ EXPECTED = {
     "StepContext",
     "StepFailedError",
     "StepTimeoutError",
+    "StorageFullError",
     "StoreUnavailableError",
     "ValidationError",
     "Workflow",
@@ -57,6 +58,8 @@ def test_error_tree_has_one_root():
     assert issubclass(durableflow.ValidationError, ValueError)
     assert issubclass(durableflow.EventTimeoutError, TimeoutError)
     assert issubclass(durableflow.NotFoundError, LookupError)
+    assert issubclass(durableflow.StorageFullError, durableflow.StoreUnavailableError)
+    assert issubclass(durableflow.StoreUnavailableError, ConnectionError)
 
 
 def test_sdk_never_imports_the_runtime():

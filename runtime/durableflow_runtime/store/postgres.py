@@ -22,7 +22,12 @@ How the hosts stay out of each other's way:
   instances they run; a poll every ``poll_interval`` covers lost notifications.
 * **Outages.** A write that fails before its commit (the server restarted, a deadlock)
   is retried for up to ``reconnect_timeout`` seconds; the pool reconnects and the LISTEN
-  connection is re-established. A fenced write whose commit outcome is unknown forfeits
+  connection is re-established. A call made for a client (create, read, control, send an
+  event) is retried for ``unavailable_timeout`` seconds only (5 by default), then raises
+  :class:`StoreUnavailableError` (HTTP 503), so that the answer comes back well inside a
+  client's timeout. A full disk (SQLSTATE 53100 ``disk_full``) is not retried: it raises
+  :class:`StorageFullError` (HTTP 507), and a running instance's write that meets it
+  forfeits its lease, so the instance resumes from its stored steps once space is back. A fenced write whose commit outcome is unknown forfeits
   its lease (:class:`LeaseLost`): the instance is replayed from its stored steps, which
   is always safe. Other writes whose outcome is unknown raise
   :class:`StoreUnavailableError`, so the caller can check and retry.
@@ -49,6 +54,7 @@ from durableflow import (
     InstanceExistsError,
     InvalidTransitionError,
     NotFoundError,
+    StorageFullError,
     StoreUnavailableError,
     ValidationError,
 )
@@ -283,11 +289,25 @@ _ANY_EXPIRED = (
 
 _RECHECK_LOCKED = 0.05  # seconds before looking again at a due instance another host locks
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-_OWN_OPTIONS = {"schema", "lease_seconds", "poll_interval", "pool_size", "reconnect_timeout"}
+_OWN_OPTIONS = {
+    "schema",
+    "lease_seconds",
+    "poll_interval",
+    "pool_size",
+    "reconnect_timeout",
+    "unavailable_timeout",
+}
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """PostgreSQL could not write for lack of space (SQLSTATE 53100, ``disk_full``)."""
+    return isinstance(exc, asyncpg.exceptions.DiskFullError)
 
 
 def _transient(exc: BaseException) -> bool:
     """A failure that left nothing applied and may pass: retry after reconnecting."""
+    if _disk_full(exc):
+        return False  # space comes back when a person frees it, not in a few seconds
     if isinstance(exc, asyncpg.InterfaceError):
         # "connection is closed" and the like; not bad data or bad configuration
         return not isinstance(exc, asyncpg.exceptions.DataError | ValueError)
@@ -457,7 +477,10 @@ class PostgresStore(Store):
             loses its instances to the others.
         poll_interval: Seconds between polls for work, behind ``LISTEN/NOTIFY``.
         pool_size: Connections per host (one is the writer's at a time, one listens apart).
-        reconnect_timeout: How long a write waits for the database to come back.
+        reconnect_timeout: How long a running instance's write waits for the database to
+            come back.
+        unavailable_timeout: How long a call made for a client (create, read, control,
+            event) waits for the database before it raises ``StoreUnavailableError``.
         host_id: This host's name in leases and in each step's ``host``; default
             ``hostname-pid-random``.
 
@@ -476,6 +499,7 @@ class PostgresStore(Store):
         poll_interval: float | None = None,
         pool_size: int | None = None,
         reconnect_timeout: float | None = None,
+        unavailable_timeout: float | None = None,
         host_id: str | None = None,
     ) -> None:
         parsed = urlparse(dsn)
@@ -498,6 +522,9 @@ class PostgresStore(Store):
         )
         self.reconnect_timeout = _positive(
             "reconnect_timeout", reconnect_timeout, own.get("reconnect_timeout"), 30.0
+        )
+        self.unavailable_timeout = _positive(
+            "unavailable_timeout", unavailable_timeout, own.get("unavailable_timeout"), 5.0
         )
         size = pool_size if pool_size is not None else own.get("pool_size", 10)
         try:
@@ -559,22 +586,30 @@ class PostgresStore(Store):
         try:
             self._pool = await asyncpg.create_pool(
                 self._dsn,
-                min_size=1,
+                # no floor: a pool with one retries its lost connection on its own and
+                # logs a traceback a second while the database is down; acquire connects
+                min_size=0,
                 max_size=self.pool_size,
                 server_settings=self._server_settings(),
                 reset=_keep_session,
+                # a server that does not answer (a dropped route) fails a connect in time
+                timeout=self.unavailable_timeout,
             )
         except Exception as exc:
             raise StoreUnavailableError(
                 f"cannot connect to PostgreSQL at {redact_url(self._dsn)}: {exc}"
             ) from exc
         try:
-            await self._migrate()
+            await self._migrate()  # the pool's first connection, too
             schema = self.schema or await self._pool.fetchval("SELECT current_schema()")
             self.channel = f"durableflow.{schema}"[:63]
-        except BaseException:
+        except BaseException as exc:
             await self._pool.close()
             self._pool = None
+            if isinstance(exc, Exception) and (_transient(exc) or isinstance(exc, TimeoutError)):
+                raise StoreUnavailableError(
+                    f"cannot connect to PostgreSQL at {redact_url(self._dsn)}: {exc}"
+                ) from exc
             raise
         self._tasks = [
             asyncio.create_task(self._flush_loop(), name="durableflow-pg-writer"),
@@ -683,11 +718,13 @@ class PostgresStore(Store):
 
     async def _retrying(self, fn: Callable[[Any], Awaitable[T]], *, transaction: bool) -> T:
         loop = asyncio.get_running_loop()
-        deadline: float | None = None
+        # a client waits on this call: answer within unavailable_timeout, found or not
+        deadline = loop.time() + self.unavailable_timeout
         delay = 0.05
         while True:
             try:
-                async with self._pool_or_fail().acquire() as conn:
+                remaining = max(deadline - loop.time(), 0.01)
+                async with self._pool_or_fail().acquire(timeout=remaining) as conn:
                     if not transaction:
                         return await fn(conn)
                     tr = conn.transaction()
@@ -711,16 +748,23 @@ class PostgresStore(Store):
                     f"or may not have been applied: {exc}"
                 ) from exc.__cause__
             except Exception as exc:
-                if not _transient(exc) or self._closing:
+                if _disk_full(exc):
+                    raise StorageFullError(
+                        f"the disk of PostgreSQL at {redact_url(self._dsn)} is full (disk_full, "
+                        f"SQLSTATE 53100): the write was not applied. Free space on the "
+                        f"database server; writes resume by themselves. {exc}"
+                    ) from exc
+                if not (_transient(exc) or isinstance(exc, TimeoutError)) or self._closing:
                     raise
                 now = loop.time()
-                deadline = deadline if deadline is not None else now + self.reconnect_timeout
                 if now >= deadline:
                     raise StoreUnavailableError(
-                        f"PostgreSQL at {redact_url(self._dsn)} is unavailable: {exc}"
+                        f"PostgreSQL at {redact_url(self._dsn)} did not answer within "
+                        f"{self.unavailable_timeout:g}s ([storage] unavailable_timeout): {exc}. "
+                        "Nothing acknowledged was lost; check the database and try again."
                     ) from exc
                 self.stats["retries"] += 1
-                await asyncio.sleep(delay)
+                await asyncio.sleep(min(delay, max(deadline - now, 0.0)))
                 delay = min(delay * 2, 1.0)
 
     # --- LISTEN/NOTIFY ----------------------------------------------------------------
@@ -939,7 +983,13 @@ class PostgresStore(Store):
             except Exception as exc:
                 if _transient(exc):
                     await self._drop_writer()
-                if _transient(exc) and not committing:
+                full: StoreUnavailableError | None = None
+                if _disk_full(exc):
+                    # nothing of the batch was applied; stop the activations, which resume
+                    # from their stored steps once their leases pass on
+                    full = StorageFullError(f"the disk of PostgreSQL is full: {exc}")
+                    why = full.message
+                elif _transient(exc) and not committing:
                     now = loop.time()
                     deadline = deadline if deadline is not None else now + self.reconnect_timeout
                     if now < deadline and not self._closing:
@@ -963,7 +1013,7 @@ class PostgresStore(Store):
                 for op in batch:
                     failure: BaseException
                     if op.lease is _NO_LEASE:
-                        failure = StoreUnavailableError(why)
+                        failure = full or StoreUnavailableError(why)
                     else:
                         self._forfeit(op.lease)
                         self.stats["leases_lost"] += 1

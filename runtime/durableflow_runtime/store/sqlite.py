@@ -13,6 +13,20 @@ commit runs is the ``commit`` setting:
 Checkpoints never run on the commit path: auto-checkpointing is off, and a background
 thread with its own connection runs a passive checkpoint when the WAL has grown.
 See docs/design.md for the measurements behind these defaults.
+
+Storage faults are answered, not crashed on (docs/reliability.md):
+
+* A full disk (``SQLITE_FULL``) fails the batch with :class:`StorageFullError`, a
+  read-only file or an I/O error with :class:`StoreUnavailableError`; nothing of the
+  batch is applied, reads keep working, and the next batch tries again, so writes resume
+  by themselves once space is back. A write of a running instance that fails this way
+  stops its activation (:class:`StoreFault`, a :class:`LeaseLost`, so user code cannot
+  catch it); the store makes the instance runnable again as soon as it can write.
+* The file deleted or replaced under the host is noticed (its device and inode against
+  the path's, at every commit and twice a second): from then on every write is refused
+  with :class:`StoreUnavailableError` naming the file, because a write acknowledged into
+  an unlinked file is lost at the next restart. A copy of everything the host still
+  holds is written beside the path (``<file>.rescued-<time>``) for the operator.
 """
 
 from __future__ import annotations
@@ -20,9 +34,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,7 +47,13 @@ from urllib.parse import unquote, urlparse
 
 import orjson
 
-from durableflow import InstanceExistsError, InvalidTransitionError, NotFoundError
+from durableflow import (
+    InstanceExistsError,
+    InvalidTransitionError,
+    NotFoundError,
+    StorageFullError,
+    StoreUnavailableError,
+)
 from durableflow import ValidationError as _ValidationError
 
 from .base import (
@@ -53,7 +75,9 @@ from .base import (
 )
 from .transitions import control_statements, control_transition
 
-__all__ = ["SqliteStore", "StoreLockedError"]
+__all__ = ["SqliteStore", "StoreFault", "StoreLockedError"]
+
+log = logging.getLogger("durableflow.sqlite")
 
 T = TypeVar("T")
 Durability = Literal["normal", "full"]
@@ -148,6 +172,34 @@ class StoreLockedError(_ValidationError):
     """Another host already has this SQLite file open."""
 
 
+class StoreFault(LeaseLost):
+    """A write of a running instance failed because the store cannot write just now.
+
+    A :class:`LeaseLost`, so it stops the activation wherever it is (user code's
+    ``except Exception:`` cannot swallow it); the store makes the instance runnable again
+    once it can write, and it resumes from its stored steps.
+    """
+
+    def __init__(self, message: str, cause: StoreUnavailableError) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+# primary result codes (the low byte of an extended code) that mean "the storage is
+# failing", not "this statement is wrong"
+_SQLITE_READONLY = 8
+_SQLITE_IOERR = 10
+_SQLITE_FULL = 13
+_SQLITE_CANTOPEN = 14
+
+# How often the file's identity is checked and stranded instances are released (seconds).
+_WATCH_INTERVAL = 0.5
+
+
+#: One queued write: what to run, who awaits it, and the lease when it is fenced.
+_Entry = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any] | None", "Lease | None"]
+
+
 def _text(data: bytes | None) -> str | None:
     return data.decode() if data is not None else None
 
@@ -178,9 +230,7 @@ class SqliteStore(Store):
         self._conn: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._queue: list[
-            tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any] | None]
-        ] = []
+        self._queue: list[_Entry] = []
         self._flush_scheduled = False
         self._flushing: asyncio.Future[Any] | None = None
         # attempt starts not yet queued: written at the next flush unless the attempt's
@@ -189,6 +239,20 @@ class SqliteStore(Store):
         self._idle_commits = 0  # commits made at once since the event loop last came round
         self._checkpointer: threading.Thread | None = None
         self._stop = threading.Event()
+        # the database file as opened (device, inode): the path must keep naming it
+        self._identity: tuple[int, int] | None = None
+        self._lost: str | None = None  # why writes are refused for good (file deleted)
+        self._rescued: Path | None = None
+        self._full = False  # a write met SQLITE_FULL: the checkpointer should run
+        self._read_only: str | None = None  # why the file cannot be written, if it cannot
+        self._recover_pending = False  # recover() met a fault: retried by _watch
+        self._recover_at = 0.0
+        # instances whose activation a storage fault stopped: made runnable again by the
+        # first write that succeeds
+        self._stranded: dict[int, Lease] = {}
+        self._subscribers: list[Callable[[str, str, str], None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._watcher: asyncio.TimerHandle | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SqliteStore:
@@ -205,8 +269,79 @@ class SqliteStore(Store):
 
     # --- life cycle -------------------------------------------------------------------
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self._warn_if_missing()
+        self._read_only = self._why_read_only()
+        if self._read_only is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock_fd = self._lock()
+            conn = self._connect()
+        except (OSError, sqlite3.Error) as exc:
+            self._unlock()
+            raise self._fault(exc) or exc from exc
+        self._conn = conn
+        try:
+            if self._read_only is None:
+                self._migrate(conn)
+            else:
+                self._check_version(conn)
+                log.warning("%s", self._read_only)
+        except (OSError, sqlite3.Error, _ValidationError) as exc:
+            conn.close()
+            self._conn = None
+            self._unlock()
+            if isinstance(exc, _ValidationError):
+                raise
+            raise self._fault(exc) or exc from exc
+        stat = os.stat(self.path)
+        self._identity = (stat.st_dev, stat.st_ino)
+        self._lost = None
+        self._loop = asyncio.get_running_loop()
+        self._watcher = self._loop.call_later(_WATCH_INTERVAL, self._watch)
+        if self.commit_mode == "thread":
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="durableflow-sqlite")
+        self._stop.clear()
+        if self._read_only is None:
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="durableflow-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
+
+    def _why_read_only(self) -> str | None:
+        """Why the database cannot be written (a read-only file, folder or disk), or ``None``."""
+        folder = self.path.parent
+        if not self.path.exists():
+            if folder.is_dir() and not os.access(folder, os.W_OK):
+                raise StoreUnavailableError(
+                    f"cannot create {self.path}: its folder is read-only; make {folder} "
+                    "writable by the host's user (or remount the disk read-write)"
+                )
+            return None
+        if os.access(self.path, os.W_OK) and os.access(folder, os.W_OK):
+            return None
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            what = "disk is mounted read-only"
+        elif not os.access(self.path, os.W_OK):
+            what = "file cannot be written"
+        else:
+            what = f"folder {folder} cannot be written"
+        return (
+            f"{self.path} is read-only (its {what}): the host serves reads "
+            "and refuses every write with 503 store_unavailable. Make the file, its -wal and "
+            "-shm files and its folder writable by the host's user (or remount the disk "
+            "read-write), then restart the host."
+        )
+
+    def _lock(self) -> int:
+        """Take the host's exclusive lock on the file (a shared one when read-only)."""
+        lock = f"{self.path}.lock"
+        if self._read_only is None:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        else:
+            try:
+                fd = os.open(lock, os.O_RDONLY)
+            except FileNotFoundError:
+                return -1  # no host wrote here since it became read-only: nothing to fence
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -215,7 +350,32 @@ class SqliteStore(Store):
                 f"{self.path} is in use by another durableflow host; one host per SQLite "
                 "file (use PostgreSQL to run several hosts)"
             ) from None
-        self._lock_fd = fd
+        return fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None and self._lock_fd >= 0:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+        self._lock_fd = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._read_only is not None:
+            uri = self.path.absolute().as_uri()
+            try:
+                conn = sqlite3.connect(
+                    f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+                )
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:
+                if Path(f"{self.path}-wal").exists():
+                    raise
+                # a WAL database on a read-only disk cannot make its -shm file; with no
+                # -wal file either, the file alone holds everything, and cannot change
+                conn = sqlite3.connect(
+                    f"{uri}?immutable=1", uri=True, isolation_level=None, check_same_thread=False
+                )
+            conn.execute("PRAGMA busy_timeout=5000")
+            return conn
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         sync = "NORMAL" if self.durability == "normal" else "FULL"
@@ -223,15 +383,187 @@ class SqliteStore(Store):
         conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.execute("PRAGMA cache_size=-65536")
-        self._conn = conn
-        self._migrate(conn)
-        if self.commit_mode == "thread":
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="durableflow-sqlite")
-        self._stop.clear()
-        self._checkpointer = threading.Thread(
-            target=self._checkpoint_loop, name="durableflow-checkpoint", daemon=True
+        return conn
+
+    def _check_version(self, conn: sqlite3.Connection) -> None:
+        row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        if (row[0] or 0) != len(MIGRATIONS):
+            raise StoreUnavailableError(
+                f"{self.path} is read-only and has schema version {row[0]}, not "
+                f"{len(MIGRATIONS)}: make it writable so that the host can migrate it"
+            )
+
+    def _warn_if_missing(self) -> None:
+        """Say so loudly when the folder shows a host ran here but the database is gone."""
+        if self.path.exists() or not self.path.parent.is_dir():
+            return
+        with contextlib.suppress(OSError):
+            entries = sorted(p.name for p in self.path.parent.iterdir())
+            # a host ran here: files named after the database (its lock, WAL, a rescued
+            # copy), or anything at all in a folder of durableflow's own
+            ran_here = any(e.startswith(self.path.name) for e in entries) or (
+                bool(entries) and self.path.parent.name == ".durableflow"
+            )
+            if ran_here:
+                log.warning(
+                    "%s does not exist, but its folder %s is not empty (%s): if a host ran "
+                    "here before, its database was deleted or moved and every instance it "
+                    "held is gone from this host. Starting on a new, empty database. If "
+                    "that is not what you want, stop the host and put the file back "
+                    "(a copy named *.rescued-* is one the last host saved when it noticed).",
+                    self.path,
+                    self.path.parent,
+                    ", ".join(entries[:10]) + (", ..." if len(entries) > 10 else ""),
+                )
+            # the -wal and -shm of the database that is gone must not be replayed into
+            # the new one: set them aside
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            for suffix in ("-wal", "-shm"):
+                orphan = Path(f"{self.path}{suffix}")
+                if orphan.exists():
+                    aside = Path(f"{orphan}.orphaned-{stamp}")
+                    orphan.rename(aside)
+                    log.warning("moved %s, left by the missing database, to %s", orphan, aside)
+
+    def _fault(self, exc: BaseException) -> StoreUnavailableError | None:
+        """The SDK error for a failure of the storage itself, or ``None`` for other errors."""
+        if isinstance(exc, StoreUnavailableError):
+            return exc
+        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+            return StoreUnavailableError(
+                f"cannot write {self.path}: {exc.strerror or exc}; check the disk and the "
+                "file's permissions. Nothing stored was lost; try again."
+            )
+        if not isinstance(exc, sqlite3.Error):
+            return None
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None
+        if primary == _SQLITE_FULL:
+            self._full = True
+            return StorageFullError(
+                f"the disk holding {self.path} is full: the write was not applied. Free "
+                "space on that disk; writes resume by themselves, reads keep working and "
+                "nothing stored was lost."
+            )
+        if primary == _SQLITE_READONLY:
+            return StoreUnavailableError(
+                f"{self.path} is read-only ({exc}): the write was not applied. Make the file, "
+                "its -wal and -shm files and its folder writable by the host's user (or "
+                "remount the disk read-write), then restart the host. Reads keep working."
+            )
+        if primary in (_SQLITE_IOERR, _SQLITE_CANTOPEN):
+            return StoreUnavailableError(
+                f"I/O error on {self.path} ({exc}): the write was not applied. Check the "
+                "disk (dmesg, free space, permissions); nothing acknowledged was lost."
+            )
+        return None
+
+    def _check_file(self) -> str | None:
+        """Why writes must stop for good (the file is gone or replaced), or ``None``."""
+        if self._lost is not None or self._identity is None:
+            return self._lost
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            what = "was deleted"
+        except OSError:
+            return None  # cannot tell (a transient error): the commit itself will say
+        else:
+            if (stat.st_dev, stat.st_ino) == self._identity:
+                return None
+            what = "was replaced by another file"
+        self._lost = (
+            f"the SQLite file {self.path} {what} while the host was running: writes are "
+            "refused, because anything written now would be lost when the host restarts. "
+            "Stop the host, put the database back at that path (the host saves a copy of "
+            f"what it holds as {self.path}.rescued-<time>), and start it again."
         )
-        self._checkpointer.start()
+        log.error("%s", self._lost)
+        return self._lost
+
+    def _rescue(self, conn: sqlite3.Connection) -> None:
+        """Copy the database the host still holds open to ``<path>.rescued-<time>``."""
+        target = Path(f"{self.path}.rescued-{time.strftime('%Y%m%dT%H%M%S')}")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            copy = sqlite3.connect(target)
+            try:
+                conn.backup(copy)
+            finally:
+                copy.close()
+        except (OSError, sqlite3.Error) as exc:
+            self._rescued = target  # once: it would fail the same way again
+            log.error(
+                "could not save a copy of the deleted database to %s: %s (%s)",
+                target,
+                exc,
+                getattr(exc, "sqlite_errorname", type(exc).__name__),
+            )
+            return
+        self._rescued = target
+        log.error(
+            "saved a copy of everything this host holds to %s: stop the host, move it to %s "
+            "and start the host again",
+            target,
+            self.path,
+        )
+
+    def _watch(self) -> None:
+        """Every ``_WATCH_INTERVAL`` on the loop: notice a lost file, release stranded
+        instances once the store writes again."""
+        self._watcher = None
+        if self._conn is None or self._stop.is_set():
+            return
+        self._check_file()
+        if self._lost is None and self._read_only is None:
+            if self._recover_pending:
+                self._recover_pending = False
+                at = self._recover_at
+                self._write(lambda conn: _recover(conn, at)).add_done_callback(self._recovered)
+            if self._stranded:
+                self._release_stranded()
+        assert self._loop is not None
+        self._watcher = self._loop.call_later(_WATCH_INTERVAL, self._watch)
+
+    def _recovered(self, future: asyncio.Future[None]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            self._recover_pending = True  # still failing: the next watch tries again
+            return
+        log.info("the store writes again: the instances the last host left running resume")
+        self._poll_subscribers()
+
+    def _poll_subscribers(self) -> None:
+        for callback in list(self._subscribers):
+            callback("", "", "poll")
+
+    def _release_stranded(self) -> None:
+        stranded = dict(self._stranded)
+
+        def op(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            for lease in stranded.values():
+                conn.execute(
+                    "UPDATE instances SET status = CASE WHEN pause_requested THEN 'paused'"
+                    " ELSE 'queued' END, run_at = CASE WHEN pause_requested THEN NULL"
+                    " ELSE ? END, pause_requested = 0, epoch = epoch + 1"
+                    " WHERE key = ? AND epoch = ? AND status IN ('running', 'waitingForPause')",
+                    (now, lease.key, lease.epoch),
+                )
+
+        def done(future: asyncio.Future[None]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                return  # still failing: the next watch tries again
+            for key, lease in stranded.items():
+                if self._stranded.get(key) == lease:
+                    del self._stranded[key]
+            log.info("the store writes again: %d stopped instance(s) resume", len(stranded))
+            self._poll_subscribers()
+
+        self._write(op).add_done_callback(done)
+
+    def subscribe(self, callback: Callable[[str, str, str], None]) -> None:
+        """Be told ``("", "", "poll")`` when instances a storage fault stopped can run again."""
+        self._subscribers.append(callback)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -258,10 +590,21 @@ class SqliteStore(Store):
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA busy_timeout=1000")
+            # read once now: a connection that has never read cannot start reading once
+            # the file is unlinked (SQLITE_IOERR_FSTAT), and this one must then rescue it
+            conn.execute("SELECT count(*) FROM schema_version").fetchone()
             wal = Path(f"{self.path}-wal")
-            while not self._stop.wait(0.5):
+            while not self._stop.wait(_WATCH_INTERVAL):
+                if self._check_file() is not None:
+                    # this connection still reads the unlinked file: save what it holds
+                    if self._rescued is None:
+                        self._rescue(conn)
+                    continue
                 with contextlib.suppress(OSError, sqlite3.Error):
-                    if wal.exists() and wal.stat().st_size > 4 * 1024 * 1024:
+                    # after SQLITE_FULL too: a checkpoint lets the WAL be reused from its
+                    # start instead of growing into the space that is missing
+                    full, self._full = self._full, False
+                    if full or (wal.exists() and wal.stat().st_size > 4 * 1024 * 1024):
                         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         finally:
             conn.close()
@@ -275,40 +618,57 @@ class SqliteStore(Store):
             else:
                 await asyncio.sleep(0)
         self._stop.set()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
         if self._checkpointer is not None:
             await asyncio.to_thread(self._checkpointer.join)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
-        with contextlib.suppress(sqlite3.Error):
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if self._read_only is None and self._lost is None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._conn.close()
         self._conn = None
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._unlock()
 
     # --- the two paths to the connection ----------------------------------------------
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._connection()
         if self._stop.is_set():
             raise RuntimeError(f"the store {self.path} is closed")
-        if self._executor is None:
-            return fn(conn)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, conn)
+        try:
+            if self._executor is None:
+                return fn(conn)
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, conn)
+        except sqlite3.Error as exc:
+            fault = self._fault(exc)
+            if fault is None:
+                raise
+            raise fault from exc
 
-    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        """Queue a write; it commits with the others queued in this event-loop turn."""
+    def _write(
+        self, fn: Callable[[sqlite3.Connection], T], lease: Lease | None = None
+    ) -> asyncio.Future[T]:
+        """Queue a write; it commits with the others queued in this event-loop turn.
+
+        ``lease``: the write belongs to that running instance (a fault stops it).
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if self._conn is None or self._stop.is_set():
             future.set_exception(RuntimeError(f"the store {self.path} is closed"))
             return future
-        self._enqueue(fn, future)
+        self._enqueue(fn, future, lease)
         return future
 
-    def _enqueue(self, fn: Callable[[sqlite3.Connection], Any], future: Any) -> None:
+    def _enqueue(
+        self,
+        fn: Callable[[sqlite3.Connection], Any],
+        future: asyncio.Future[Any] | None,
+        lease: Lease | None,
+    ) -> None:
         if (
             future is not None
             and not self._queue
@@ -321,9 +681,9 @@ class SqliteStore(Store):
             # on still batch up for the next flush; the count bounds how long one task
             # can run without the event loop coming around.
             self._idle_commits += 1
-            self._apply([(fn, future)])
+            self._apply([(fn, future, lease)])
             return
-        self._queue.append((fn, future))
+        self._queue.append((fn, future, lease))
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -357,20 +717,13 @@ class SqliteStore(Store):
         flushing.add_done_callback(lambda f: self._deliver_thread_batch(f, batch))
         self._flushing = flushing
 
-    def _deliver_thread_batch(
-        self, done: asyncio.Future[Any], batch: list[tuple[Any, asyncio.Future[Any] | None]]
-    ) -> None:
+    def _deliver_thread_batch(self, done: asyncio.Future[Any], batch: list[_Entry]) -> None:
         self._flushing = None
         exc = done.exception()
         outcomes: list[tuple[bool, Any]] = (
             [(False, exc)] * len(batch) if exc is not None else done.result()
         )
-        for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-            if future is not None and not future.done():
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
+        self._settle(batch, outcomes)
         self._after_flush()
 
     def _after_flush(self) -> None:
@@ -378,27 +731,56 @@ class SqliteStore(Store):
         if self._queue or self._starts:
             self._schedule_flush()
 
-    def _apply_outcomes(
-        self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]
-    ) -> list[tuple[bool, Any]]:
+    def _apply_outcomes(self, batch: list[_Entry]) -> list[tuple[bool, Any]]:
+        """Apply a batch in one transaction (on whichever thread commits)."""
         conn = self._connection()
         outcomes: list[tuple[bool, Any]] = []
-        conn.execute("BEGIN IMMEDIATE")
+        refused = self._read_only or self._check_file()
+        if refused is not None:
+            return [(False, StoreUnavailableError(refused))] * len(batch)
         try:
-            for fn, _ in batch:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, _, _ in batch:
                 try:
                     outcomes.append((True, fn(conn)))
                 except (Exception, LeaseLost) as exc:
+                    fault = self._fault(exc)
+                    if fault is not None:
+                        raise fault from exc  # the storage fails: the whole batch does
+                    if not conn.in_transaction:
+                        # SQLite rolled the transaction back by itself: nothing stands
+                        raise StoreUnavailableError(
+                            f"{self.path}: SQLite rolled the transaction back ({exc}); "
+                            "nothing of it was applied, try again"
+                        ) from exc
                     outcomes.append((False, exc))
             conn.execute("COMMIT")
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            return [(False, exc)] * len(batch)
+            error = self._fault(exc) or exc
+            if error is not exc and error.__cause__ is None:
+                error.__cause__ = exc
+            return [(False, error)] * len(batch)
         return outcomes
 
-    def _apply(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]) -> None:
-        for (_, future), (ok, value) in zip(batch, self._apply_outcomes(batch), strict=True):
+    def _apply(self, batch: list[_Entry]) -> None:
+        self._settle(batch, self._apply_outcomes(batch))
+
+    def _settle(self, batch: list[_Entry], outcomes: list[tuple[bool, Any]]) -> None:
+        """Hand each write its outcome, on the event loop's thread."""
+        for (_, future, lease), (ok, value) in zip(batch, outcomes, strict=True):
+            if not ok and lease is not None and isinstance(value, StoreUnavailableError):
+                # a running instance's write: stop its activation, resume it later
+                if lease.key not in self._stranded:
+                    log.warning(
+                        "instance %s/%s stopped, to resume when the store writes again: %s",
+                        lease.workflow,
+                        lease.id,
+                        value.message,
+                    )
+                self._stranded[lease.key] = lease
+                value = StoreFault(f"{lease.workflow}/{lease.id}: {value.message}", value)
             if future is None or future.done():
                 continue
             if ok:
@@ -429,8 +811,11 @@ class SqliteStore(Store):
                             f"instance {row.id!r} of workflow {row.workflow!r} already exists"
                         ) from None
             except BaseException:
-                conn.execute("ROLLBACK TO create_instances")
-                conn.execute("RELEASE create_instances")
+                # after SQLITE_FULL or an I/O error SQLite may have rolled the whole
+                # transaction back already: keep the error that says why
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK TO create_instances")
+                    conn.execute("RELEASE create_instances")
                 raise
             conn.execute("RELEASE create_instances")
 
@@ -475,17 +860,19 @@ class SqliteStore(Store):
 
     # --- scheduling -------------------------------------------------------------------
     async def recover(self, now: float) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE instances SET status = 'paused', run_at = NULL, pause_requested = 0"
-                " WHERE status = 'waitingForPause'"
+        if self._read_only is not None:
+            return  # nothing can run on a read-only store
+        try:
+            await self._write(lambda conn: _recover(conn, now))
+        except StoreUnavailableError as exc:
+            # a full disk at start: serve reads now, resume the instances once it writes
+            log.warning(
+                "cannot resume the instances the last host left running yet (%s); "
+                "they resume as soon as the store writes again",
+                exc.message,
             )
-            conn.execute(
-                "UPDATE instances SET status = 'queued', run_at = ? WHERE status = 'running'",
-                (now,),
-            )
-
-        await self._write(op)
+            self._recover_pending = True
+            self._recover_at = now
 
     async def claim(self, now: float, limit: int) -> list[Lease]:
         def op(conn: sqlite3.Connection) -> list[Lease]:
@@ -621,7 +1008,7 @@ class SqliteStore(Store):
         def op(conn: sqlite3.Connection) -> None:
             self._put_step(conn, lease.key, snapshot, lease.epoch)
 
-        self._enqueue(op, future)
+        self._enqueue(op, future, lease)
 
     def take_event(
         self, lease: Lease, step: StepRow, type: str, now: float
@@ -659,7 +1046,7 @@ class SqliteStore(Store):
             self._put_step(conn, lease.key, stored)
             return event
 
-        return self._write(op)
+        return self._write(op, lease)
 
     def suspend(
         self, lease: Lease, run_at: float | None, wait_types: Sequence[str], now: float
@@ -694,7 +1081,7 @@ class SqliteStore(Store):
             )
             return "waiting"
 
-        return self._write(op)
+        return self._write(op, lease)
 
     def finish(
         self,
@@ -718,7 +1105,7 @@ class SqliteStore(Store):
                 ),
             )
 
-        return self._write(op)
+        return self._write(op, lease)
 
     # --- control ----------------------------------------------------------------------
     async def control(
@@ -797,6 +1184,18 @@ class SqliteStore(Store):
             return len(keys)
 
         return await self._write(op)
+
+
+def _recover(conn: sqlite3.Connection, now: float) -> None:
+    """Make the instances a crash left running (or pausing) runnable (or paused)."""
+    conn.execute(
+        "UPDATE instances SET status = 'paused', run_at = NULL, pause_requested = 0"
+        " WHERE status = 'waitingForPause'"
+    )
+    conn.execute(
+        "UPDATE instances SET status = 'queued', run_at = ? WHERE status = 'running'",
+        (now,),
+    )
 
 
 def _apply_control(
