@@ -19,7 +19,7 @@ _STATUSES = list(STATUSES)
 _ID_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9_-]*$"
 _UNITS = "ms|milliseconds?|s|seconds?|m|minutes?|h|hours?|d|days?|w|weeks?|months?|y|years?"
 #: The SDK's duration strings (units in lower case; the host also takes upper case).
-DURATION_PATTERN = f"^ *([0-9]+(\\.[0-9]+)?|\\.[0-9]+) *({_UNITS}) *$"
+DURATION_PATTERN = f"^ *([0-9]{{1,15}}(\\.[0-9]{{1,15}})?|\\.[0-9]{{1,15}}) *({_UNITS}) *$"
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -262,8 +262,8 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "older_than": {
                 "oneOf": [
-                    {"type": "string", "pattern": DURATION_PATTERN},
-                    {"type": "number", "minimum": 0},
+                    {"type": "string", "pattern": DURATION_PATTERN, "maxLength": 40},
+                    {"type": "number", "minimum": 0, "maximum": 1e300},
                 ],
                 "description": 'A duration: "7 days", "12h", "30 minutes", or a number of '
                 "milliseconds. Instances that ended longer ago than this are deleted.",

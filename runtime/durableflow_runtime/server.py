@@ -695,7 +695,8 @@ async def prune_instances(request: web.Request) -> web.Response:
             "'older_than' must be a duration such as \"7 days\" or a number of "
             f"milliseconds; it {given}",
         )
-    seconds = to_seconds(older_than, what="older_than")
+    # any finite age is a question with an answer ("older than a million years": none)
+    seconds = to_seconds(older_than, what="older_than", maximum=math.inf)
     filters: dict[str, str] = {}
     for key in ("status", "workflow"):
         value = body.get(key, _ABSENT)

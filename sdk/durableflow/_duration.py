@@ -36,12 +36,15 @@ MAX_DURATION_SECONDS = 100 * 365 * 86400.0
 _PATTERN = re.compile(r" *([0-9]+(?:\.[0-9]+)?|\.[0-9]+) *([A-Za-z]+) *")
 
 
-def to_seconds(value: Duration, *, what: str = "duration") -> float:
+def to_seconds(
+    value: Duration, *, what: str = "duration", maximum: float = MAX_DURATION_SECONDS
+) -> float:
     """Convert a ``Duration`` to seconds.
 
     Args:
         value: A ``timedelta``, a number of milliseconds, or a string such as ``"10 seconds"``.
         what: How to name the value in an error message.
+        maximum: The longest duration accepted, in seconds (default: 100 years).
 
     Returns:
         The duration in seconds (never negative).
@@ -73,8 +76,6 @@ def to_seconds(value: Duration, *, what: str = "duration") -> float:
         raise ValidationError(f"invalid {what} {value!r}: must be a finite number")
     if seconds < 0:
         raise ValidationError(f"invalid {what} {value!r}: must not be negative")
-    if seconds > MAX_DURATION_SECONDS:
-        raise ValidationError(
-            f"invalid {what} {value!r}: at most {MAX_DURATION_SECONDS / 86400:.0f} days"
-        )
+    if seconds > maximum:
+        raise ValidationError(f"invalid {what} {value!r}: at most {maximum / 86400:g} days")
     return seconds
