@@ -17,7 +17,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol, get_type_hints
+from typing import Any, Literal, Protocol, TypeAlias, get_type_hints
 
 import attrs
 
@@ -128,6 +128,43 @@ class _Suspend(BaseException):
     """Control flow: the activation stops here and the instance waits in the store."""
 
 
+_QUIET_TURNS = 8  # event-loop turns with no movement before run() counts as blocked on waits
+
+ParkKind: TypeAlias = Literal["sleep", "event", "retry", "gated", "cancelled"]
+
+
+@attrs.define(eq=False)
+class _Parked:
+    """A branch of ``run()`` blocked on a wait.
+
+    ``kind``: ``sleep``, ``event`` (a ``wait_for_event``) and ``retry`` (a back-off) are
+    live and wake the instance at ``deadline`` (or on an event of ``event_type``);
+    ``gated`` is a wait the history says resolved, handed back in its recorded turn;
+    ``cancelled`` is a wait an earlier run cancelled, which never resolves again.
+    """
+
+    step: StepRow
+    kind: ParkKind
+    future: asyncio.Future[Any]
+    deadline: float | None = None
+    event_type: str | None = None
+    closed: bool = False  # resolved, stopped or abandoned: nothing more to record
+
+
+def _read_suspend(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def _resolved_seq(step: StepRow) -> int | None:
+    """Where a wait's resolution stands among the history's events (``None`` if it has
+    not resolved, or was recorded before waits were ordered)."""
+    if step.type == "do" or step.config is None:
+        return None
+    seq = step.config.get("resolved_seq")
+    return seq if isinstance(seq, int) else None
+
+
 class Bindings:
     """The ``env`` the host gives workflows: one attribute per workflow binding."""
 
@@ -233,7 +270,19 @@ class _Activation:
         self.order = history
         self.visited: set[tuple[str, int]] = set()
         self.counts: dict[str, int] = {}
-        self.next_seq = max((s.seq for s in history), default=-1) + 1
+        # The history as a sequence of events: each step's start (its seq) and each wait's
+        # resolution (its resolved_seq). Replay hands a recorded resolution back only when
+        # every event before it has been replayed, so waits resolve in their recorded order.
+        self.gates = sorted(
+            [s.seq for s in history] + [r for s in history if (r := _resolved_seq(s)) is not None]
+        )
+        self.gate_pos = 0
+        self.replayed: set[int] = set()
+        self.next_seq = max(self.gates, default=-1) + 1
+        self.parked: list[_Parked] = []
+        self.has_parked = asyncio.Event()
+        self.activity = 0  # bumped by anything that shows run() is moving
+        self.broken: BaseException | None = None  # the settler failed (store, lease)
         self.pause_requested = pause_requested
         self.stopping = False  # a suspend was raised somewhere, or the host shuts down
         self.wake_times: list[float] = []
@@ -250,14 +299,6 @@ class _Activation:
         )
 
     # --- bookkeeping ---------------------------------------------------------------
-    def suspend(self, wake_at: float | None, wait_type: str | None = None) -> _Suspend:
-        self.stopping = True
-        if wake_at is not None:
-            self.wake_times.append(wake_at)
-        if wait_type is not None:
-            self.wait_types.append(wait_type)
-        return _Suspend()
-
     def check_stop(self) -> None:
         """Called before anything new runs: no new work once the activation is stopping."""
         if self.stopping or self.pause_requested or self.engine.draining:
@@ -268,10 +309,12 @@ class _Activation:
 
     def begin(self) -> None:
         self.inflight += 1
+        self.activity += 1
         self.drained.clear()
 
     def end(self, progressed: bool) -> None:
         self.inflight -= 1
+        self.activity += 1
         if progressed and self.stopping:
             self.progressed_while_stopping = True
         if self.inflight == 0:
@@ -298,9 +341,14 @@ class _Activation:
                     )
                 )
             self.visited.add(key)
+            self.mark_replayed(step.seq)
             return count, step
         if len(self.visited) < len(self.history):
-            await self._let_siblings_replay()
+            self.begin()  # not idle: siblings are still replaying
+            try:
+                await self._let_siblings_replay()
+            finally:
+                self.end(False)
             missing = [s for s in self.order if (s.name, s.count) not in self.visited]
             if missing:
                 expected = missing[0]
@@ -335,9 +383,272 @@ class _Activation:
     def new_step(self, name: str, count: int, type: str) -> StepRow:
         step = StepRow(name=name, count=count, seq=self.next_seq, type=type, status="running")
         self.next_seq += 1
+        self.activity += 1
         self.history[(name, count)] = step
         self.order.append(step)
         return step
+
+    # --- waits ------------------------------------------------------------------------
+    def mark_replayed(self, seq: int) -> None:
+        """Note that replay reached the history event ``seq``."""
+        self.replayed.add(seq)
+        self.activity += 1
+        while self.gate_pos < len(self.gates) and self.gates[self.gate_pos] in self.replayed:
+            self.gate_pos += 1
+
+    def at_frontier(self) -> bool:
+        """Whether replay has caught up with every recorded event (what happens now is new)."""
+        return self.gate_pos >= len(self.gates)
+
+    def resolve_now(self, step: StepRow) -> int:
+        """Give ``step`` the next sequence number as the moment it resolved."""
+        seq = self.next_seq
+        self.next_seq += 1
+        self.activity += 1
+        step.config = {**(step.config or {}), "resolved_seq": seq}
+        return seq
+
+    async def replay_resolution(self, step: StepRow) -> None:
+        """Return when a wait recorded as resolved reaches its turn in the replay."""
+        seq = _resolved_seq(step)
+        if seq is None:
+            return  # recorded before waits were ordered: they resolved one after another
+        if self.gate_pos < len(self.gates) and self.gates[self.gate_pos] == seq:
+            self.mark_replayed(seq)
+            return
+        await self.park(_Parked(step, "gated", asyncio.get_running_loop().create_future()))
+
+    async def park(self, entry: _Parked) -> Any:
+        """Block a branch of ``run()`` on a wait until the settler resolves it or the
+        activation stops; a task cancelled by user code records its wait as cancelled."""
+        self.parked.append(entry)
+        self.has_parked.set()
+        self.activity += 1
+        task = asyncio.current_task()
+        if task is not None and task is not self.task:
+            # a task of the user's (asyncio.wait, create_task) that may end with _Suspend
+            # nobody reads: reading it here spares the log an "exception never retrieved"
+            task.add_done_callback(_read_suspend)
+        try:
+            return await entry.future
+        except asyncio.CancelledError:
+            if (
+                not entry.closed
+                and entry.kind in ("sleep", "event")
+                and not self.stopping
+                and self.cancelled_for is None
+            ):
+                self.record_cancelled(entry.step)
+            raise
+        finally:
+            entry.closed = True
+            with contextlib.suppress(ValueError):
+                self.parked.remove(entry)
+            if not self.parked:
+                self.has_parked.clear()
+            self.activity += 1
+
+    def record_cancelled(self, step: StepRow) -> None:
+        """A wait abandoned by ``run()``: stored as cancelled, never resumed by replay."""
+        step.status = "cancelled"
+        step.ended_at = self.engine.clock.now()
+        step.wake_at = None
+        self.engine.store.put_step_nowait(self.lease, step)
+        self.engine.notify(self.spec.name, self.lease.id, None)
+
+    def stop_parked(self, error: BaseException | None = None) -> None:
+        """Stop every parked branch (``_Suspend``, or ``error``), keeping what live waits
+        need to wake the instance: their deadlines and event types."""
+        self.stopping = True
+        for entry in list(self.parked):
+            if entry.closed:
+                continue
+            entry.closed = True
+            if entry.kind in ("sleep", "event", "retry"):
+                if entry.deadline is not None:
+                    self.wake_times.append(entry.deadline)
+                if entry.event_type is not None:
+                    self.wait_types.append(entry.event_type)
+            if not entry.future.done():
+                entry.future.set_exception(error if error is not None else _Suspend())
+
+    def abandon_parked(self) -> None:
+        """``run()`` ended with waits still pending: they are cancelled."""
+        for entry in list(self.parked):
+            if entry.closed:
+                continue
+            entry.closed = True
+            if entry.kind in ("sleep", "event"):
+                self.record_cancelled(entry.step)
+            entry.future.cancel()
+
+    def halted(self) -> bool:
+        """Whether the activation is stopping (re-read after each await)."""
+        return self.stopping
+
+    async def settle_loop(self) -> None:
+        """Whenever every branch of ``run()`` waits (nothing runs, nothing moves for a few
+        loop turns), resolve the next wait in order, or suspend the instance."""
+        while not self.halted():
+            await self.has_parked.wait()
+            quiet, mark = 0, self.activity
+            while quiet < _QUIET_TURNS:
+                if self.inflight:
+                    await self.drained.wait()
+                await asyncio.sleep(0)
+                if self.inflight or self.activity != mark:
+                    quiet, mark = 0, self.activity
+                else:
+                    quiet += 1
+            if self.halted() or not self.parked:
+                continue
+            try:
+                await self.settle()
+            except NonDeterminismError as exc:
+                self.fail(exc)
+                self.stop_parked()
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # the store or the lease: the activation fails
+                self.broken = exc
+                self.stop_parked()
+
+    async def settle(self) -> None:
+        """One step at a point where ``run()`` is blocked on waits only."""
+        if not self.at_frontier():
+            seq = self.gates[self.gate_pos]
+            for entry in self.parked:
+                if entry.kind == "gated" and _resolved_seq(entry.step) == seq:
+                    self.mark_replayed(seq)
+                    entry.closed = True
+                    entry.future.set_result(None)
+                    return
+            raise NonDeterminismError(self._stuck_message(seq))
+        live = [e for e in self.parked if e.kind in ("sleep", "event", "retry") and not e.closed]
+        if not live:
+            cancelled = [e for e in self.parked if e.kind == "cancelled"]
+            if cancelled:
+                step = cancelled[0].step
+                raise NonDeterminismError(
+                    f"instance {self.lease.id!r}: run() waits on {step.type} step "
+                    f"{step.name!r} (#{step.count}), which an earlier run of it cancelled; "
+                    "the workflow code changed incompatibly or is not deterministic"
+                )
+            return
+        if self.pause_requested or self.engine.draining:
+            self.stop_parked()
+            return
+        engine = self.engine
+        now = engine.clock.now()
+        hooks = self.hooks
+        types = sorted({e.event_type for e in live if e.event_type is not None})
+        arrived: dict[str, float] = {}
+        if types:
+            self.begin()
+            try:
+                arrived = await engine.store.pending_events(self.lease, types)
+            finally:
+                self.end(False)
+        best: tuple[float, int, _Parked, str] | None = None
+        offered: set[str] = set()
+        for entry in sorted(live, key=lambda e: e.step.seq):
+            ready: tuple[float, str] | None = None
+            if entry.kind == "event":
+                assert entry.event_type is not None
+                if hooks is not None and hooks.event_timeout_forced(entry.step.name):
+                    ready = (now, "timeout")
+                elif entry.event_type in arrived and entry.event_type not in offered:
+                    offered.add(entry.event_type)  # the oldest event goes to the first wait
+                    ready = (arrived[entry.event_type], "event")
+                elif entry.deadline is not None and entry.deadline <= now:
+                    ready = (entry.deadline, "timeout")
+            else:
+                skip = hooks is not None and (
+                    hooks.sleeps_disabled()
+                    if entry.kind == "sleep"
+                    else hooks.retry_delays_disabled()
+                )
+                if skip:
+                    ready = (now, "due")
+                elif entry.deadline is not None and entry.deadline <= now:
+                    ready = (entry.deadline, "due")
+            if ready is not None and (best is None or ready[0] < best[0]):
+                best = (ready[0], entry.step.seq, entry, ready[1])
+        if best is None:
+            self.stop_parked()
+            return
+        _, _, entry, how = best
+        await self.resolve(entry, how, now)
+
+    async def resolve(self, entry: _Parked, how: str, now: float) -> None:
+        """Resolve one live wait and record it, with its place in the order of events."""
+        engine = self.engine
+        step = entry.step
+        if entry.kind == "retry":
+            entry.closed = True
+            entry.future.set_result(None)
+            self.activity += 1
+            return
+        self.resolve_now(step)
+        if how == "event":
+            assert entry.event_type is not None
+            self.begin()
+            try:
+                event = await engine.store.take_event(self.lease, step, entry.event_type, now)
+            finally:
+                self.end(False)
+            if event is None:  # pending_events saw it: nothing else consumes this instance's events
+                raise RuntimeError(f"the event of type {entry.event_type!r} vanished")
+            step.status = "complete"
+            step.ended_at = now
+            step.wake_at = None
+            entry.closed = True
+            entry.future.set_result(
+                WorkflowStepEvent(
+                    type=event.type,
+                    payload=loads(event.payload),
+                    timestamp=datetime.fromtimestamp(event.created_at, UTC),
+                )
+            )
+        elif how == "timeout":
+            assert entry.event_type is not None
+            step.status = "failed"
+            step.ended_at = now
+            step.error = {
+                "name": "EventTimeoutError",
+                "message": f"wait_for_event {step.name!r} timed out waiting for an event of "
+                f"type {entry.event_type!r}",
+            }
+            self.begin()
+            try:
+                await engine.store.put_step(self.lease, step)
+            finally:
+                self.end(False)
+            entry.closed = True
+            entry.future.set_exception(_event_timeout(step, entry.event_type))
+        else:
+            step.status = "complete"
+            step.ended_at = now
+            engine.store.put_step_nowait(self.lease, step)
+            entry.closed = True
+            entry.future.set_result(None)
+        engine.notify(self.spec.name, self.lease.id, None)
+
+    def _stuck_message(self, seq: int) -> str:
+        for step in self.order:
+            if step.seq == seq and (step.name, step.count) not in self.visited:
+                what = f"{step.type} step {step.name!r} (#{step.count})"
+                break
+            if _resolved_seq(step) == seq:
+                what = f"the end of {step.type} step {step.name!r} (#{step.count})"
+                break
+        else:  # pragma: no cover - every gate comes from a step
+            what = f"event {seq}"
+        return (
+            f"instance {self.lease.id!r}: replay diverged from the stored history: run() "
+            f"is blocked on waits but the history goes on with {what}; the workflow code "
+            "changed incompatibly or is not deterministic"
+        )
 
     def step_id(self, name: str, count: int) -> str:
         raw = f"{self.spec.name}\x00{self.lease.id}\x00{self.generation}\x00{name}\x00{count}"
@@ -372,21 +683,25 @@ class _EngineStep(WorkflowStep):
             if step.status == "failed":
                 raise _failed(step)
             resolved = ResolvedStepConfig.from_json(step.config or {})
-            if (
-                step.status == "retrying"
-                and step.wake_at is not None
-                and step.wake_at > clock.now()
-                and not (act.hooks and act.hooks.retry_delays_disabled())
-            ):
-                act.check_stop()
-                raise act.suspend(step.wake_at)
+            back_off = step.wake_at if step.status == "retrying" else None
         else:
             resolved = fresh_config
             step = act.new_step(name, count, "do")
             step.config = _config_json(resolved)
+            back_off = None
         store = engine.store
         lease = act.lease
         while True:
+            if (
+                back_off is not None
+                and back_off > clock.now()
+                and not (act.hooks and act.hooks.retry_delays_disabled())
+            ):
+                # the back-off is a timer like a sleep: it waits beside the run's other waits
+                act.check_stop()
+                loop = asyncio.get_running_loop()
+                await act.park(_Parked(step, "retry", loop.create_future(), deadline=back_off))
+            back_off = None
             act.check_stop()
             attempt = step.attempts + 1
             now = clock.now()
@@ -452,7 +767,7 @@ class _EngineStep(WorkflowStep):
                     await store.put_step(lease, step)
                     progressed = True
                     if delay > 0:
-                        raise act.suspend(step.wake_at) from None
+                        back_off = step.wake_at
                     continue
                 try:
                     data = dumps(result, what=lambda: f"the result of step {name!r}")
@@ -493,39 +808,58 @@ class _EngineStep(WorkflowStep):
         count, step = await act.enter(name, "sleep")
         if step is not None:
             if step.status == "complete":
+                await act.replay_resolution(step)
                 return
-            wake_at = step.wake_at if step.wake_at is not None else clock.now()
-        else:
-            now = clock.now()
-            if until is None:
-                seconds = length
-                wake_at = now + seconds
-            else:
-                seconds = until - now
-                wake_at = until
-            if seconds > engine.limits.max_sleep_seconds:
-                raise LimitExceededError(
-                    f"sleep {name!r} of {seconds:.0f}s is over the limit of "
-                    f"{engine.limits.max_sleep_seconds:.0f}s"
-                )
-            act.check_stop()
-            step = act.new_step(name, count, "sleep")
-            step.status = "waiting"
-            step.started_at = now
-            step.wake_at = wake_at
-            step.attempts = 1
-            if act.hooks and act.hooks.sleeps_disabled():
-                wake_at = now
+            await self._park_recorded(step, "sleep", step.wake_at, None)
+            return
         now = clock.now()
-        if wake_at <= now:
+        if until is None:
+            seconds = length
+            wake_at = now + seconds
+        else:
+            seconds = until - now
+            wake_at = until
+        if seconds > engine.limits.max_sleep_seconds:
+            raise LimitExceededError(
+                f"sleep {name!r} of {seconds:.0f}s is over the limit of "
+                f"{engine.limits.max_sleep_seconds:.0f}s"
+            )
+        act.check_stop()
+        step = act.new_step(name, count, "sleep")
+        step.status = "waiting"
+        step.started_at = now
+        step.wake_at = wake_at
+        step.attempts = 1
+        if act.at_frontier() and (
+            wake_at <= now or (act.hooks is not None and act.hooks.sleeps_disabled())
+        ):
+            # over as soon as it starts: it resolves right after its own start, as a replay
+            # of it will (no other branch can come between)
+            act.resolve_now(step)
             step.status = "complete"
             step.ended_at = now
             engine.store.put_step_nowait(act.lease, step)
             engine.notify(act.spec.name, act.lease.id, None)
             return
+        engine.store.put_step_nowait(act.lease, step)
+        await act.park(_Parked(step, "sleep", _future(), deadline=wake_at))
+
+    async def _park_recorded(
+        self, step: StepRow, kind: ParkKind, deadline: float | None, type: str | None
+    ) -> Any:
+        """Replay reached a wait the history has as pending or cancelled: block on it."""
+        act = self._act
+        if step.status == "cancelled":
+            return await act.park(_Parked(step, "cancelled", _future()))
+        if step.status != "waiting":
+            raise act.fail(
+                NonDeterminismError(
+                    f"instance {act.lease.id!r}: {step.type} step {step.name!r} "
+                    f"(#{step.count}) has status {step.status!r} in the history"
+                )
+            )
         act.check_stop()
-        await engine.store.put_step(act.lease, step)
-        raise act.suspend(wake_at)
+        return await act.park(_Parked(step, kind, _future(), deadline=deadline, event_type=type))
 
     async def _wait_for_event(self, name: str, type: str, timeout: Duration) -> WorkflowStepEvent:
         act = self._act
@@ -533,49 +867,33 @@ class _EngineStep(WorkflowStep):
         clock = engine.clock
         seconds = to_seconds(timeout, what=f"timeout of wait_for_event {name!r}")
         count, step = await act.enter(name, "wait_for_event")
-        if step is None:
-            act.check_stop()
-            now = clock.now()
-            step = act.new_step(name, count, "wait_for_event")
-            step.status = "waiting"
-            step.started_at = now
-            step.wake_at = now + seconds
-            step.attempts = 1
-            step.config = {"type": type, "timeout": seconds}
-        elif step.status == "complete":
-            return _step_event(step.output)
-        elif step.status == "failed":
-            raise _event_timeout(step, type)
+        if step is not None:
+            if step.status == "complete":
+                await act.replay_resolution(step)
+                return _step_event(step.output)
+            if step.status == "failed":
+                await act.replay_resolution(step)
+                raise _event_timeout(step, type)
+            event: WorkflowStepEvent = await self._park_recorded(step, "event", step.wake_at, type)
+            return event
         act.check_stop()
         now = clock.now()
-        forced = act.hooks is not None and act.hooks.event_timeout_forced(name)
-        act.begin()
-        try:
-            event = None if forced else await engine.store.take_event(act.lease, step, type, now)
-        finally:
-            act.end(False)
-        if event is not None:
-            step.status = "complete"
-            step.ended_at = now
-            step.wake_at = None
-            engine.notify(act.spec.name, act.lease.id, None)
-            return WorkflowStepEvent(
-                type=event.type,
-                payload=loads(event.payload),
-                timestamp=datetime.fromtimestamp(event.created_at, UTC),
-            )
-        assert step.wake_at is not None
-        if forced or step.wake_at <= now:
-            step.status = "failed"
-            step.ended_at = now
-            step.error = {
-                "name": "EventTimeoutError",
-                "message": f"wait_for_event {name!r} timed out waiting for an event of type "
-                f"{type!r}",
-            }
-            await engine.store.put_step(act.lease, step)
-            raise _event_timeout(step, type)
-        raise act.suspend(step.wake_at, type)
+        step = act.new_step(name, count, "wait_for_event")
+        step.status = "waiting"
+        step.started_at = now
+        step.wake_at = now + seconds
+        step.attempts = 1
+        step.config = {"type": type, "timeout": seconds}
+        # even an event already sent is taken when run() next blocks, in the order of waits
+        engine.store.put_step_nowait(act.lease, step)
+        event = await act.park(
+            _Parked(step, "event", _future(), deadline=step.wake_at, event_type=type)
+        )
+        return event
+
+
+def _future() -> asyncio.Future[Any]:
+    return asyncio.get_running_loop().create_future()
 
 
 class _NotAwaitable(ValidationError):
@@ -845,8 +1163,12 @@ class Engine:
                 instance_id=lease.id,
             )
             workflow = spec.cls(self.env)
-            output = await workflow.run(event, _EngineStep(act))
-            outcome = "complete"
+            settler = asyncio.create_task(act.settle_loop(), name=f"durableflow-settle-{lease.id}")
+            try:
+                output = await workflow.run(event, _EngineStep(act))
+            finally:
+                settler.cancel()
+            outcome = "suspend" if act.stopping and act.fatal is None else "complete"
             if act.fatal is None and len(act.visited) < len(act.history):
                 missing = [s for s in act.order if (s.name, s.count) not in act.visited]
                 act.fail(
@@ -877,8 +1199,14 @@ class Engine:
             error = exc
         if act.inflight:
             await act.drained.wait()
+        if act.broken is not None:
+            raise act.broken
         if act.fatal is not None:
             outcome, error = "errored", act.fatal
+        if outcome == "suspend":
+            act.stop_parked()  # waits still pending wake the instance later
+        else:
+            act.abandon_parked()  # run() ended without them: they never resolve
         now = self.clock.now()
         if outcome == "suspend":
             run_at = min(act.wake_times) if act.wake_times else None
