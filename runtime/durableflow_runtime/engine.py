@@ -128,7 +128,7 @@ class _Suspend(BaseException):
     """Control flow: the activation stops here and the instance waits in the store."""
 
 
-_QUIET_TURNS = 8  # event-loop turns with no movement before run() counts as blocked on waits
+_QUIET_TURNS = 16  # event-loop turns with no movement before run() counts as blocked on waits
 
 ParkKind: TypeAlias = Literal["sleep", "event", "retry", "gated", "cancelled"]
 
@@ -486,6 +486,12 @@ class _Activation:
         """Whether the activation is stopping (re-read after each await)."""
         return self.stopping
 
+    def drop_parked(self) -> None:
+        """The activation is over: no branch of ``run()`` stays blocked on a wait."""
+        for entry in list(self.parked):
+            entry.closed = True
+            entry.future.cancel()
+
     async def settle_loop(self) -> None:
         """Whenever every branch of ``run()`` waits (nothing runs, nothing moves for a few
         loop turns), resolve the next wait in order, or suspend the instance."""
@@ -523,7 +529,7 @@ class _Activation:
                     entry.closed = True
                     entry.future.set_result(None)
                     return
-            raise NonDeterminismError(self._stuck_message(seq))
+            raise NonDeterminismError(self.stuck_message(seq))
         live = [e for e in self.parked if e.kind in ("sleep", "event", "retry") and not e.closed]
         if not live:
             cancelled = [e for e in self.parked if e.kind == "cancelled"]
@@ -634,7 +640,7 @@ class _Activation:
             entry.future.set_result(None)
         engine.notify(self.spec.name, self.lease.id, None)
 
-    def _stuck_message(self, seq: int) -> str:
+    def stuck_message(self, seq: int) -> str:
         for step in self.order:
             if step.seq == seq and (step.name, step.count) not in self.visited:
                 what = f"{step.type} step {step.name!r} (#{step.count})"
@@ -646,7 +652,7 @@ class _Activation:
             what = f"event {seq}"
         return (
             f"instance {self.lease.id!r}: replay diverged from the stored history: run() "
-            f"is blocked on waits but the history goes on with {what}; the workflow code "
+            f"got no further, but the history goes on with {what}; the workflow code "
             "changed incompatibly or is not deterministic"
         )
 
@@ -1144,7 +1150,9 @@ class Engine:
                 now = self.clock.now()
                 await self.store.suspend(lease, now + RETRY_AFTER, (), now)
         finally:
-            if self._active.get(key) is not None and self._active[key].lease == lease:
+            active = self._active.get(key)
+            if active is not None and active.lease == lease:
+                active.drop_parked()
                 del self._active[key]
             self._running -= 1
             self.kick()
@@ -1178,6 +1186,8 @@ class Engine:
                         "from its history; the workflow code changed incompatibly"
                     )
                 )
+            elif act.fatal is None and outcome == "complete" and not act.at_frontier():
+                act.fail(NonDeterminismError(act.stuck_message(act.gates[act.gate_pos])))
         except _Suspend:
             outcome = "suspend"
         except asyncio.CancelledError:
