@@ -149,6 +149,16 @@ class _Parked:
     deadline: float | None = None
     event_type: str | None = None
     closed: bool = False  # resolved, stopped or abandoned: nothing more to record
+    task: asyncio.Task[Any] | None = None  # the task blocked on it
+
+    def settle(self, value: Any = None, error: BaseException | None = None) -> None:
+        """Hand the branch its outcome (unless the activation already let it go)."""
+        self.closed = True
+        if not self.future.done():
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(value)
 
 
 def _read_suspend(task: asyncio.Task[Any]) -> None:
@@ -159,7 +169,7 @@ def _read_suspend(task: asyncio.Task[Any]) -> None:
 def _resolved_seq(step: StepRow) -> int | None:
     """Where a wait's resolution stands among the history's events (``None`` if it has
     not resolved, or was recorded before waits were ordered)."""
-    if step.type == "do" or step.config is None:
+    if step.type == "do" or step.config is None or step.status not in ("complete", "failed"):
         return None
     seq = step.config.get("resolved_seq")
     return seq if isinstance(seq, int) else None
@@ -424,11 +434,7 @@ class _Activation:
         self.parked.append(entry)
         self.has_parked.set()
         self.activity += 1
-        task = asyncio.current_task()
-        if task is not None and task is not self.task:
-            # a task of the user's (asyncio.wait, create_task) that may end with _Suspend
-            # nobody reads: reading it here spares the log an "exception never retrieved"
-            task.add_done_callback(_read_suspend)
+        entry.task = asyncio.current_task()
         try:
             return await entry.future
         except asyncio.CancelledError:
@@ -463,14 +469,16 @@ class _Activation:
         for entry in list(self.parked):
             if entry.closed:
                 continue
-            entry.closed = True
             if entry.kind in ("sleep", "event", "retry"):
                 if entry.deadline is not None:
                     self.wake_times.append(entry.deadline)
                 if entry.event_type is not None:
                     self.wait_types.append(entry.event_type)
-            if not entry.future.done():
-                entry.future.set_exception(error if error is not None else _Suspend())
+            if entry.task is not None and entry.task is not self.task:
+                # a task of the user's (asyncio.wait, create_task) ends with this _Suspend,
+                # which nobody may read: reading it spares the log "exception never retrieved"
+                entry.task.add_done_callback(_read_suspend)
+            entry.settle(error=error if error is not None else _Suspend())
 
     def abandon_parked(self) -> None:
         """``run()`` ended with waits still pending: they are cancelled."""
@@ -526,8 +534,7 @@ class _Activation:
             for entry in self.parked:
                 if entry.kind == "gated" and _resolved_seq(entry.step) == seq:
                     self.mark_replayed(seq)
-                    entry.closed = True
-                    entry.future.set_result(None)
+                    entry.settle()
                     return
             raise NonDeterminismError(self.stuck_message(seq))
         live = [e for e in self.parked if e.kind in ("sleep", "event", "retry") and not e.closed]
@@ -558,6 +565,8 @@ class _Activation:
         best: tuple[float, int, _Parked, str] | None = None
         offered: set[str] = set()
         for entry in sorted(live, key=lambda e: e.step.seq):
+            if entry.closed:  # let go while the events were read (terminate, restart)
+                continue
             ready: tuple[float, str] | None = None
             if entry.kind == "event":
                 assert entry.event_type is not None
@@ -591,8 +600,7 @@ class _Activation:
         engine = self.engine
         step = entry.step
         if entry.kind == "retry":
-            entry.closed = True
-            entry.future.set_result(None)
+            entry.settle()
             self.activity += 1
             return
         self.resolve_now(step)
@@ -608,8 +616,7 @@ class _Activation:
             step.status = "complete"
             step.ended_at = now
             step.wake_at = None
-            entry.closed = True
-            entry.future.set_result(
+            entry.settle(
                 WorkflowStepEvent(
                     type=event.type,
                     payload=loads(event.payload),
@@ -630,15 +637,27 @@ class _Activation:
                 await engine.store.put_step(self.lease, step)
             finally:
                 self.end(False)
-            entry.closed = True
-            entry.future.set_exception(_event_timeout(step, entry.event_type))
+            entry.settle(error=_event_timeout(step, entry.event_type))
         else:
             step.status = "complete"
             step.ended_at = now
             engine.store.put_step_nowait(self.lease, step)
-            entry.closed = True
-            entry.future.set_result(None)
+            entry.settle()
         engine.notify(self.spec.name, self.lease.id, None)
+
+    def check_replayed_all(self) -> None:
+        """``run()`` returned: it must have replayed every step and wait end of the history."""
+        if len(self.visited) < len(self.history):
+            missing = [s for s in self.order if (s.name, s.count) not in self.visited]
+            self.fail(
+                NonDeterminismError(
+                    f"instance {self.lease.id!r}: run() returned without replaying "
+                    f"{missing[0].type} step {missing[0].name!r} (#{missing[0].count}) "
+                    "from its history; the workflow code changed incompatibly"
+                )
+            )
+        elif not self.at_frontier():
+            self.fail(NonDeterminismError(self.stuck_message(self.gates[self.gate_pos])))
 
     def stuck_message(self, seq: int) -> str:
         for step in self.order:
@@ -1176,18 +1195,11 @@ class Engine:
                 output = await workflow.run(event, _EngineStep(act))
             finally:
                 settler.cancel()
+            # run() may return after a branch was stopped (a task whose _Suspend it never
+            # read): the run did not end, it is replayed later
             outcome = "suspend" if act.stopping and act.fatal is None else "complete"
-            if act.fatal is None and len(act.visited) < len(act.history):
-                missing = [s for s in act.order if (s.name, s.count) not in act.visited]
-                act.fail(
-                    NonDeterminismError(
-                        f"instance {lease.id!r}: run() returned without replaying "
-                        f"{missing[0].type} step {missing[0].name!r} (#{missing[0].count}) "
-                        "from its history; the workflow code changed incompatibly"
-                    )
-                )
-            elif act.fatal is None and outcome == "complete" and not act.at_frontier():
-                act.fail(NonDeterminismError(act.stuck_message(act.gates[act.gate_pos])))
+            if outcome == "complete" and act.fatal is None:
+                act.check_replayed_all()
         except _Suspend:
             outcome = "suspend"
         except asyncio.CancelledError:
