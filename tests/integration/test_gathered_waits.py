@@ -302,6 +302,62 @@ async def test_gathered_waits_of_one_type_take_events_in_order_of_the_waits() ->
         assert status.output == [1, 2]
 
 
+class SeenOnReplay(WorkflowEntrypoint[Any, Any]):
+    """Records in a step name which waits the race found done; the loser is kept."""
+
+    async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> Any:
+        a = asyncio.ensure_future(step.sleep("a", "1 hour"))
+        b = asyncio.ensure_future(step.wait_for_event("b", "b", timeout="1 day"))
+        done, _ = await asyncio.wait({a, b}, return_when=asyncio.FIRST_COMPLETED)
+        seen = sorted("a" if task is a else "b" for task in done)
+
+        async def note() -> list[str]:
+            return seen
+
+        await step.do("seen " + "+".join(seen), note)
+        await step.sleep("later", "2 hours")
+        return [seen, (await b).payload]
+
+
+async def test_a_race_replays_with_the_winner_it_had_even_when_both_are_over() -> None:
+    """Replayed after both raced waits ended, asyncio.wait still returns only the recorded
+    winner, so the same code makes the same steps."""
+    async with WorkflowTestEnvironment({"seen": SeenOnReplay}) as env:
+        probe = env.introspect("s")
+        instance = await env.workflow(SeenOnReplay).create(id="s")
+        await probe.wait_for_step_result("seen a")
+        await probe.wait_for_status("waiting")
+        env.advance(timedelta(minutes=90))
+        await instance.send_event(type="b", payload="meanwhile")
+        await probe.wait_for_step_result("b")
+        await probe.wait_for_status("waiting")
+        await env.restart()
+        status = await probe.wait_for_status(["complete", "errored"])
+        assert status.error is None
+        assert status.output == [["a"], "meanwhile"]
+        names = [s["name"] for s in await probe.get_steps()]
+        assert names == ["a", "b", "seen a", "later"]
+
+
+async def test_gathered_sleeps_keep_their_deadlines_across_pause_and_resume() -> None:
+    """Paused before its gathered sleeps end and resumed after, an instance ends both at
+    once, each on or after its own deadline."""
+    async with WorkflowTestEnvironment({"gathered": GatheredWaits}) as env:
+        probe = env.introspect("p")
+        start = env.now()
+        params = {"sleeps": [3_600_000, 7_200_000]}
+        instance = await env.workflow(GatheredWaits).create(id="p", params=params)
+        await probe.wait_for_status("waiting")
+        await instance.pause()
+        env.advance(timedelta(hours=3))
+        await instance.resume()
+        await probe.wait_for_status("complete")
+        steps = _steps(await probe.get_steps())
+        for name, hours in (("sleep-0", 1), ("sleep-1", 2)):
+            assert _t(steps[name]["wake_at"]) - start == timedelta(hours=hours)
+            assert _t(steps[name]["ended_at"]) - start == timedelta(hours=3)
+
+
 # --- real hosts over HTTP, on SQLite and PostgreSQL -------------------------------------
 
 
