@@ -128,7 +128,12 @@ class _Suspend(BaseException):
     """Control flow: the activation stops here and the instance waits in the store."""
 
 
-_QUIET_TURNS = 16  # event-loop turns with no movement before run() counts as blocked on waits
+# Event-loop turns with no movement before run() counts as blocked on waits: enough for
+# the chains of wake-ups that gather and asyncio.wait build to run out; fewer while only
+# run()'s own task has used the step object (a task it has just created runs within the
+# next turn, before the count could end).
+_QUIET_TURNS = 16
+_QUIET_TURNS_ONE_TASK = 2
 
 ParkKind: TypeAlias = Literal["sleep", "event", "retry", "gated", "cancelled"]
 
@@ -283,16 +288,24 @@ class _Activation:
         # The history as a sequence of events: each step's start (its seq) and each wait's
         # resolution (its resolved_seq). Replay hands a recorded resolution back only when
         # every event before it has been replayed, so waits resolve in their recorded order.
-        self.gates = sorted(
-            [s.seq for s in history] + [r for s in history if (r := _resolved_seq(s)) is not None]
-        )
+        gates = [s.seq for s in history]
+        for s in history:
+            if s.type != "do" and s.config is not None and (r := _resolved_seq(s)) is not None:
+                gates.append(r)
+        gates.sort()
+        self.gates = gates
         self.gate_pos = 0
         self.replayed: set[int] = set()
         self.next_seq = max(self.gates, default=-1) + 1
         self.parked: list[_Parked] = []
-        self.has_parked = asyncio.Event()
+        self.armed = False  # a turn counter runs (see arm)
+        self.finished = False  # run() returned or raised
+        self.quiet = 0
+        self.quiet_mark = 0
         self.activity = 0  # bumped by anything that shows run() is moving
-        self.broken: BaseException | None = None  # the settler failed (store, lease)
+        self.branched = False  # a task other than run()'s own has used the step object
+        self.settler: asyncio.Task[None] | None = None  # a decision that reads the store
+        self.broken: BaseException | None = None  # a decision failed (store, lease)
         self.pause_requested = pause_requested
         self.stopping = False  # a suspend was raised somewhere, or the host shuts down
         self.wake_times: list[float] = []
@@ -329,6 +342,8 @@ class _Activation:
             self.progressed_while_stopping = True
         if self.inflight == 0:
             self.drained.set()
+            if self.parked:
+                self.arm()
 
     def fail(self, error: BaseException) -> BaseException:
         """Record an error that ends the instance even if user code catches it."""
@@ -337,6 +352,8 @@ class _Activation:
         return error
 
     async def enter(self, name: str, type: str) -> tuple[int, StepRow | None]:
+        if not self.branched and asyncio.current_task() is not self.task:
+            self.branched = True
         count = self.counts.get(name, 0) + 1
         self.counts[name] = count
         key = (name, count)
@@ -418,6 +435,27 @@ class _Activation:
         step.config = {**(step.config or {}), "resolved_seq": seq}
         return seq
 
+    def sleep_is_over(self, step: StepRow) -> bool:
+        """End a sleep on the spot, without waiting for ``run()`` to block, when that is
+        what settle() would do then: replay has caught up with the history, no other
+        wait is pending (none could have become ready earlier), and it is due. A sleep
+        over as it starts resolves right after its own start; a woken sequential sleep
+        right after everything replayed; replay hands either back at the same point."""
+        now = self.engine.clock.now()
+        assert step.wake_at is not None
+        if not (
+            self.at_frontier()
+            and (step.wake_at <= now or (self.hooks is not None and self.hooks.sleeps_disabled()))
+            and not any(e.kind in ("sleep", "event", "retry") and not e.closed for e in self.parked)
+        ):
+            return False
+        self.resolve_now(step)
+        step.status = "complete"
+        step.ended_at = now
+        self.engine.store.put_step_nowait(self.lease, step)
+        self.engine.notify(self.spec.name, self.lease.id, None)
+        return True
+
     async def replay_resolution(self, step: StepRow) -> None:
         """Return when a wait recorded as resolved reaches its turn in the replay."""
         seq = _resolved_seq(step)
@@ -429,12 +467,12 @@ class _Activation:
         await self.park(_Parked(step, "gated", asyncio.get_running_loop().create_future()))
 
     async def park(self, entry: _Parked) -> Any:
-        """Block a branch of ``run()`` on a wait until the settler resolves it or the
+        """Block a branch of ``run()`` on a wait until settle() resolves it or the
         activation stops; a task cancelled by user code records its wait as cancelled."""
         self.parked.append(entry)
-        self.has_parked.set()
         self.activity += 1
         entry.task = asyncio.current_task()
+        self.arm()
         try:
             return await entry.future
         except asyncio.CancelledError:
@@ -450,8 +488,6 @@ class _Activation:
             entry.closed = True
             with contextlib.suppress(ValueError):
                 self.parked.remove(entry)
-            if not self.parked:
-                self.has_parked.clear()
             self.activity += 1
 
     def record_cancelled(self, step: StepRow) -> None:
@@ -490,51 +526,53 @@ class _Activation:
                 self.record_cancelled(entry.step)
             entry.future.cancel()
 
-    def halted(self) -> bool:
-        """Whether the activation is stopping (re-read after each await)."""
-        return self.stopping
-
     def drop_parked(self) -> None:
         """The activation is over: no branch of ``run()`` stays blocked on a wait."""
         for entry in list(self.parked):
             entry.closed = True
             entry.future.cancel()
 
-    async def settle_loop(self) -> None:
-        """Whenever every branch of ``run()`` waits (nothing runs, nothing moves for a few
-        loop turns), resolve the next wait in order, or suspend the instance."""
-        while not self.halted():
-            await self.has_parked.wait()
-            quiet, mark = 0, self.activity
-            while quiet < _QUIET_TURNS:
-                if self.inflight:
-                    await self.drained.wait()
-                await asyncio.sleep(0)
-                if self.inflight or self.activity != mark:
-                    quiet, mark = 0, self.activity
-                else:
-                    quiet += 1
-            if self.halted() or not self.parked:
-                continue
-            try:
-                await self.settle()
-            except NonDeterminismError as exc:
-                self.fail(exc)
-                self.stop_parked()
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:  # the store or the lease: the activation fails
-                self.broken = exc
-                self.stop_parked()
+    def arm(self) -> None:
+        """Start counting event-loop turns towards the point where ``run()`` is blocked on
+        waits only: no step callback or store call in flight, and nothing moving (no step
+        asked for, no wait parked or ended) for a few turns in a row. A callback per turn
+        is cheaper than a task, and most activations end at the first such point."""
+        if self.armed or self.settler is not None or self.stopping or self.finished:
+            return
+        self.armed = True
+        self.quiet, self.quiet_mark = 0, self.activity
+        asyncio.get_running_loop().call_soon(self.tick)
 
-    async def settle(self) -> None:
-        """One step at a point where ``run()`` is blocked on waits only."""
+    def tick(self) -> None:
+        if self.stopping or self.finished or not self.parked or self.inflight:
+            self.armed = False  # end() arms again when the last call in flight returns
+            return
+        if self.activity != self.quiet_mark:
+            self.quiet, self.quiet_mark = 0, self.activity
+        else:
+            self.quiet += 1
+        if self.quiet < (_QUIET_TURNS if self.branched else _QUIET_TURNS_ONE_TASK):
+            asyncio.get_running_loop().call_soon(self.tick)
+            return
+        self.armed = False
+        try:
+            self.settle()
+        except NonDeterminismError as exc:
+            self.fail(exc)
+            self.stop_parked()
+        except Exception as exc:  # the engine failed: the activation is retried later
+            self.broken = exc
+            self.stop_parked()
+
+    def settle(self) -> None:
+        """One decision at a point where ``run()`` is blocked on waits only."""
         if not self.at_frontier():
             seq = self.gates[self.gate_pos]
             for entry in self.parked:
                 if entry.kind == "gated" and _resolved_seq(entry.step) == seq:
                     self.mark_replayed(seq)
                     entry.settle()
+                    self.arm()
                     return
             raise NonDeterminismError(self.stuck_message(seq))
         live = [e for e in self.parked if e.kind in ("sleep", "event", "retry") and not e.closed]
@@ -551,17 +589,57 @@ class _Activation:
         if self.pause_requested or self.engine.draining:
             self.stop_parked()
             return
+        if any(e.kind == "event" for e in live):
+            self.settler = asyncio.create_task(
+                self.settle_events(live), name=f"durableflow-settle-{self.lease.id}"
+            )
+            return
+        now = self.engine.clock.now()
+        chosen = self.choose(live, {}, now)
+        if chosen is None:
+            self.stop_parked()
+            return
+        self.resolve_timer(chosen[0], now)
+        self.arm()
+
+    async def settle_events(self, live: list[_Parked]) -> None:
+        """``settle`` when event waits are live: which events arrived is a store read."""
         engine = self.engine
-        now = engine.clock.now()
-        hooks = self.hooks
-        types = sorted({e.event_type for e in live if e.event_type is not None})
-        arrived: dict[str, float] = {}
-        if types:
+        try:
+            types = sorted({e.event_type for e in live if e.event_type is not None})
             self.begin()
             try:
                 arrived = await engine.store.pending_events(self.lease, types)
             finally:
                 self.end(False)
+            now = engine.clock.now()
+            chosen = self.choose(live, arrived, now)
+            if chosen is None:
+                self.stop_parked()
+            elif chosen[1] == "due":
+                self.resolve_timer(chosen[0], now)
+            else:
+                await self.resolve_event(chosen[0], chosen[1], now)
+        except NonDeterminismError as exc:
+            self.fail(exc)
+            self.stop_parked()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the store or the lease: the activation fails
+            self.broken = exc
+            self.stop_parked()
+        finally:
+            self.settler = None
+        self.arm()
+
+    def choose(
+        self, live: list[_Parked], arrived: dict[str, float], now: float
+    ) -> tuple[_Parked, str] | None:
+        """The live wait that became ready first and how (``due``, ``event``, ``timeout``),
+        or ``None``: a sleep or back-off past its deadline, an event wait whose type has an
+        unconsumed event (the oldest goes to the first wait of its type), or one past its
+        timeout."""
+        hooks = self.hooks
         best: tuple[float, int, _Parked, str] | None = None
         offered: set[str] = set()
         for entry in sorted(live, key=lambda e: e.step.seq):
@@ -589,20 +667,28 @@ class _Activation:
                     ready = (entry.deadline, "due")
             if ready is not None and (best is None or ready[0] < best[0]):
                 best = (ready[0], entry.step.seq, entry, ready[1])
-        if best is None:
-            self.stop_parked()
-            return
-        _, _, entry, how = best
-        await self.resolve(entry, how, now)
+        return None if best is None else (best[2], best[3])
 
-    async def resolve(self, entry: _Parked, how: str, now: float) -> None:
-        """Resolve one live wait and record it, with its place in the order of events."""
-        engine = self.engine
-        step = entry.step
+    def resolve_timer(self, entry: _Parked, now: float) -> None:
+        """End a sleep that is due (recorded, with its place in the order of events), or
+        let a retry whose back-off is over run its next attempt."""
         if entry.kind == "retry":
             entry.settle()
             self.activity += 1
             return
+        step = entry.step
+        self.resolve_now(step)
+        step.status = "complete"
+        step.ended_at = now
+        self.engine.store.put_step_nowait(self.lease, step)
+        entry.settle()
+        self.engine.notify(self.spec.name, self.lease.id, None)
+
+    async def resolve_event(self, entry: _Parked, how: str, now: float) -> None:
+        """End an event wait with its event or its timeout, recorded with its place in the
+        order of events."""
+        engine = self.engine
+        step = entry.step
         self.resolve_now(step)
         if how == "event":
             assert entry.event_type is not None
@@ -638,11 +724,6 @@ class _Activation:
             finally:
                 self.end(False)
             entry.settle(error=_event_timeout(step, entry.event_type))
-        else:
-            step.status = "complete"
-            step.ended_at = now
-            engine.store.put_step_nowait(self.lease, step)
-            entry.settle()
         engine.notify(self.spec.name, self.lease.id, None)
 
     def check_replayed_all(self) -> None:
@@ -835,6 +916,8 @@ class _EngineStep(WorkflowStep):
             if step.status == "complete":
                 await act.replay_resolution(step)
                 return
+            if step.status == "waiting" and act.sleep_is_over(step):
+                return
             await self._park_recorded(step, "sleep", step.wake_at, None)
             return
         now = clock.now()
@@ -855,16 +938,7 @@ class _EngineStep(WorkflowStep):
         step.started_at = now
         step.wake_at = wake_at
         step.attempts = 1
-        if act.at_frontier() and (
-            wake_at <= now or (act.hooks is not None and act.hooks.sleeps_disabled())
-        ):
-            # over as soon as it starts: it resolves right after its own start, as a replay
-            # of it will (no other branch can come between)
-            act.resolve_now(step)
-            step.status = "complete"
-            step.ended_at = now
-            engine.store.put_step_nowait(act.lease, step)
-            engine.notify(act.spec.name, act.lease.id, None)
+        if act.sleep_is_over(step):
             return
         engine.store.put_step_nowait(act.lease, step)
         await act.park(_Parked(step, "sleep", _future(), deadline=wake_at))
@@ -1190,11 +1264,12 @@ class Engine:
                 instance_id=lease.id,
             )
             workflow = spec.cls(self.env)
-            settler = asyncio.create_task(act.settle_loop(), name=f"durableflow-settle-{lease.id}")
             try:
                 output = await workflow.run(event, _EngineStep(act))
             finally:
-                settler.cancel()
+                act.finished = True
+                if act.settler is not None:
+                    act.settler.cancel()
             # run() may return after a branch was stopped (a task whose _Suspend it never
             # read): the run did not end, it is replayed later
             outcome = "suspend" if act.stopping and act.fatal is None else "complete"
