@@ -422,6 +422,8 @@ async def test_gathered_sleeps_on_a_real_host_each_end_at_their_own_deadline(api
         assert max(starts) - min(starts) < timedelta(milliseconds=300)
         for n, ms in enumerate(durations):
             sleep = steps[f"sleep-{n}"]
+            deadline = _t(sleep["wake_at"]) - _t(sleep["started_at"])
+            assert abs(deadline - timedelta(milliseconds=ms)) < timedelta(milliseconds=1), sleep
             took = _t(sleep["ended_at"]) - _t(sleep["started_at"])
             assert timedelta(milliseconds=ms) <= took < timedelta(milliseconds=ms + 1000), sleep
         elapsed = _t(detail["ended_at"]) - _t(detail["started_at"])
