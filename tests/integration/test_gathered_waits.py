@@ -279,6 +279,36 @@ async def test_a_retry_back_off_waits_beside_a_gathered_sleep() -> None:
         assert env.now() - start == timedelta(minutes=10)
 
 
+class Grouped(WorkflowEntrypoint[Any, Any]):
+    """A sleep, a sleep_until and an event wait started in one asyncio.TaskGroup."""
+
+    async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> Any:
+        until = event.timestamp + timedelta(hours=3)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(step.sleep("two hours", "2 hours"))
+            group.create_task(step.sleep_until("three hours in", until))
+            signal = group.create_task(step.wait_for_event("signal", "signal", timeout="1 day"))
+        return signal.result().payload
+
+
+async def test_waits_in_a_task_group_register_at_once() -> None:
+    """A TaskGroup's sleep, sleep_until and event wait all start together; the group ends
+    with the last of them."""
+    async with WorkflowTestEnvironment({"grouped": Grouped}) as env:
+        probe = env.introspect("g")
+        start = env.now()
+        instance = await env.workflow(Grouped).create(id="g")
+        await probe.wait_for_status("waiting")
+        steps = _steps(await probe.get_steps())
+        assert {s["status"] for s in steps.values()} == {"waiting"}
+        assert len({s["started_at"] for s in steps.values()}) == 1
+        env.advance(timedelta(hours=1))
+        await instance.send_event(type="signal", payload="go")
+        status = await probe.wait_for_status("complete")
+        assert status.output == "go"
+        assert env.now() - start == timedelta(hours=3)
+
+
 class Waits(WorkflowEntrypoint[Any, Any]):
     """One sleep, then two event waits of one type in a gather."""
 
