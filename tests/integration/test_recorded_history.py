@@ -4,6 +4,10 @@
 it slept (see ``record()`` below, kept to re-record after an incompatible change, which
 must then be a new file and a migration). Today's engine must open that file (migrating
 it if the schema moved on), replay the stored steps without re-running them, and finish.
+
+``histories/gathered-v1.db`` was written by the engine from before waits awaited together
+registered at once (``record_gathered()``): its second gathered sleep started when the
+first ended, and its waits carry no place in the order of events. It must replay too.
 """
 
 from __future__ import annotations
@@ -94,6 +98,63 @@ async def test_recorded_history_replays_under_current_code(tmp_path: Path) -> No
         assert RAN == ["ship"]
 
 
+GATHERED_FIXTURE = Path(__file__).with_name("histories") / "gathered-v1.db"
+
+
+class RecordedGather(WorkflowEntrypoint[Any, Any]):
+    async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> Any:
+        await asyncio.gather(step.sleep("long", "5 seconds"), step.sleep("short", "2 seconds"))
+        approval = await step.wait_for_event("approval", "approved", timeout="1 hour")
+
+        @step.do("finish")
+        async def finish() -> str:
+            RAN.append("finish")
+            return f"approved by {approval.payload}"
+
+        return await finish()
+
+
+async def test_history_of_waits_registered_one_after_another_replays(tmp_path: Path) -> None:
+    """A history from before waits registered together (the second gathered sleep started
+    when the first ended, and no wait records its place in the order) replays and ends."""
+    database = tmp_path / "state.db"
+    shutil.copy(GATHERED_FIXTURE, database)
+    with sqlite3.connect(database) as conn:
+        [(recorded_at,)] = conn.execute("SELECT max(started_at) FROM steps").fetchall()
+    RAN.clear()
+    start = datetime.fromtimestamp(recorded_at, UTC)
+    async with WorkflowTestEnvironment(
+        {"gathered": RecordedGather}, database=database, start=start
+    ) as env:
+        probe = env.introspect("g-1")
+        instance = await env.workflow(RecordedGather).get("g-1")
+        steps = await probe.get_steps()
+        assert [(s["name"], s["status"]) for s in steps] == [
+            ("long", "complete"),
+            ("short", "waiting"),
+        ]
+        assert steps[1]["started_at"] == steps[0]["ended_at"]  # the old serialisation
+        await probe.wait_for_step_result("short")
+        await instance.send_event(type="approved", payload="ana")
+        status = await probe.wait_for_status(["complete", "errored"])
+        assert status.status == "complete", status
+        assert status.output == "approved by ana"
+        assert RAN == ["finish"]
+
+
+async def record_gathered(path: Path) -> None:
+    """Write the gathered fixture: run RecordedGather until its second sleep waits.
+
+    Only an engine from before waits registered together (commit 4fefe86) writes the
+    history this fixture holds; today's engine registers both sleeps at once.
+    """
+    async with WorkflowTestEnvironment({"gathered": RecordedGather}, database=path) as env:
+        probe = env.introspect("g-1")
+        await env.workflow(RecordedGather).create(id="g-1")
+        await probe.wait_for_step_result("long")
+        await probe.wait_for_status("waiting")
+
+
 async def record(path: Path) -> None:
     """Write the fixture: run RecordedOrder until it sleeps, then stop."""
     async with WorkflowTestEnvironment({"orders": RecordedOrder}, database=path) as env:
@@ -108,9 +169,11 @@ def _remove(path: Path) -> None:
         each.unlink(missing_ok=True)
 
 
-if __name__ == "__main__":  # python tests/integration/test_recorded_history.py: re-record
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else FIXTURE
+if __name__ == "__main__":  # python tests/integration/test_recorded_history.py [gathered] [PATH]
+    gathered = sys.argv[1:2] == ["gathered"]
+    args = sys.argv[2:] if gathered else sys.argv[1:]
+    target = Path(args[0]) if args else (GATHERED_FIXTURE if gathered else FIXTURE)
     _remove(target)
-    asyncio.run(record(target))
+    asyncio.run(record_gathered(target) if gathered else record(target))
     for leftover in (Path(f"{target}-wal"), Path(f"{target}-shm"), Path(f"{target}.lock")):
         leftover.unlink(missing_ok=True)
