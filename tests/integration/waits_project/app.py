@@ -20,7 +20,7 @@ class GatheredWaits(WorkflowEntrypoint[Any, Any]):
             for type in params.get("events", [])
         ]
         results = await asyncio.gather(*sleeps, *waits)
-        return [r.payload for r in results[len(sleeps) :]]
+        return [r.payload for r in results[len(sleeps) :] if r is not None]
 
 
 class Approval(WorkflowEntrypoint[Any, Any]):
