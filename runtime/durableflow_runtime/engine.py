@@ -416,6 +416,14 @@ class _Activation:
         return step
 
     # --- waits ------------------------------------------------------------------------
+    def write_step(self, step: StepRow) -> None:
+        """Queue a wait's row, not awaited. Unlike an attempt's start (``put_step_nowait``,
+        which SQLite may write late or never), it is queued now, in order, so it is
+        stored before the activation's ``suspend``: a claim that follows at once sees it.
+        A failure (a lost lease) surfaces in the activation's next awaited write."""
+        future = self.engine.store.put_step(self.lease, step)
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+
     def mark_replayed(self, seq: int) -> None:
         """Note that replay reached the history event ``seq``."""
         self.replayed.add(seq)
@@ -452,7 +460,7 @@ class _Activation:
         self.resolve_now(step)
         step.status = "complete"
         step.ended_at = now
-        self.engine.store.put_step_nowait(self.lease, step)
+        self.write_step(step)
         self.engine.notify(self.spec.name, self.lease.id, None)
         return True
 
@@ -495,7 +503,7 @@ class _Activation:
         step.status = "cancelled"
         step.ended_at = self.engine.clock.now()
         step.wake_at = None
-        self.engine.store.put_step_nowait(self.lease, step)
+        self.write_step(step)
         self.engine.notify(self.spec.name, self.lease.id, None)
 
     def stop_parked(self, error: BaseException | None = None) -> None:
@@ -680,7 +688,7 @@ class _Activation:
         self.resolve_now(step)
         step.status = "complete"
         step.ended_at = now
-        self.engine.store.put_step_nowait(self.lease, step)
+        self.write_step(step)
         entry.settle()
         self.engine.notify(self.spec.name, self.lease.id, None)
 
@@ -940,7 +948,7 @@ class _EngineStep(WorkflowStep):
         step.attempts = 1
         if act.sleep_is_over(step):
             return
-        engine.store.put_step_nowait(act.lease, step)
+        act.write_step(step)
         await act.park(_Parked(step, "sleep", _future(), deadline=wake_at))
 
     async def _park_recorded(
@@ -984,7 +992,7 @@ class _EngineStep(WorkflowStep):
         step.attempts = 1
         step.config = {"type": type, "timeout": seconds}
         # even an event already sent is taken when run() next blocks, in the order of waits
-        engine.store.put_step_nowait(act.lease, step)
+        act.write_step(step)
         event = await act.park(
             _Parked(step, "event", _future(), deadline=step.wake_at, event_type=type)
         )
