@@ -697,6 +697,7 @@ class _Activation:
         order of events."""
         engine = self.engine
         step = entry.step
+        entry.closed = True  # from here on it ends this way, even if its task is cancelled
         self.resolve_now(step)
         if how == "event":
             assert entry.event_type is not None
