@@ -506,9 +506,9 @@ class _Activation:
         self.write_step(step)
         self.engine.notify(self.spec.name, self.lease.id, None)
 
-    def stop_parked(self, error: BaseException | None = None) -> None:
-        """Stop every parked branch (``_Suspend``, or ``error``), keeping what live waits
-        need to wake the instance: their deadlines and event types."""
+    def stop_parked(self) -> None:
+        """Stop every parked branch with ``_Suspend``, keeping what live waits need to
+        wake the instance: their deadlines and event types."""
         self.stopping = True
         for entry in list(self.parked):
             if entry.closed:
@@ -522,7 +522,7 @@ class _Activation:
                 # a task of the user's (asyncio.wait, create_task) ends with this _Suspend,
                 # which nobody may read: reading it spares the log "exception never retrieved"
                 entry.task.add_done_callback(_read_suspend)
-            entry.settle(error=error if error is not None else _Suspend())
+            entry.settle(error=_Suspend())
 
     def abandon_parked(self) -> None:
         """``run()`` ended with waits still pending: they are cancelled."""
