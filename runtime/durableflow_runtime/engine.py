@@ -18,7 +18,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol, get_type_hints
+from typing import Any, Literal, Protocol, TypeAlias, get_type_hints
 
 import attrs
 
@@ -132,6 +132,58 @@ class InstanceHooks(Protocol):
 
 class _Suspend(BaseException):
     """Control flow: the activation stops here and the instance waits in the store."""
+
+
+# Event-loop turns with no movement before run() counts as blocked on waits: enough for
+# the chains of wake-ups that gather and asyncio.wait build to run out; fewer while only
+# run()'s own task has used the step object (a task it has just created runs within the
+# next turn, before the count could end).
+_QUIET_TURNS = 16
+_QUIET_TURNS_ONE_TASK = 2
+
+ParkKind: TypeAlias = Literal["sleep", "event", "retry", "gated", "cancelled"]
+
+
+@attrs.define(eq=False)
+class _Parked:
+    """A branch of ``run()`` blocked on a wait.
+
+    ``kind``: ``sleep``, ``event`` (a ``wait_for_event``) and ``retry`` (a back-off) are
+    live and wake the instance at ``deadline`` (or on an event of ``event_type``);
+    ``gated`` is a wait the history says resolved, handed back in its recorded turn;
+    ``cancelled`` is a wait an earlier run cancelled, which never resolves again.
+    """
+
+    step: StepRow
+    kind: ParkKind
+    future: asyncio.Future[Any]
+    deadline: float | None = None
+    event_type: str | None = None
+    closed: bool = False  # resolved, stopped or abandoned: nothing more to record
+    task: asyncio.Task[Any] | None = None  # the task blocked on it
+
+    def settle(self, value: Any = None, error: BaseException | None = None) -> None:
+        """Hand the branch its outcome (unless the activation already let it go)."""
+        self.closed = True
+        if not self.future.done():
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(value)
+
+
+def _read_suspend(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def _resolved_seq(step: StepRow) -> int | None:
+    """Where a wait's resolution stands among the history's events (``None`` if it has
+    not resolved, or was recorded before waits were ordered)."""
+    if step.type == "do" or step.config is None or step.status not in ("complete", "failed"):
+        return None
+    seq = step.config.get("resolved_seq")
+    return seq if isinstance(seq, int) else None
 
 
 class Bindings:
@@ -318,7 +370,27 @@ class _Activation:
         self.order = history
         self.visited: set[tuple[str, int]] = set()
         self.counts: dict[str, int] = {}
-        self.next_seq = max((s.seq for s in history), default=-1) + 1
+        # The history as a sequence of events: each step's start (its seq) and each wait's
+        # resolution (its resolved_seq). Replay hands a recorded resolution back only when
+        # every event before it has been replayed, so waits resolve in their recorded order.
+        gates = [s.seq for s in history]
+        for s in history:
+            if s.type != "do" and s.config is not None and (r := _resolved_seq(s)) is not None:
+                gates.append(r)
+        gates.sort()
+        self.gates = gates
+        self.gate_pos = 0
+        self.replayed: set[int] = set()
+        self.next_seq = max(self.gates, default=-1) + 1
+        self.parked: list[_Parked] = []
+        self.armed = False  # a turn counter runs (see arm)
+        self.finished = False  # run() returned or raised
+        self.quiet = 0
+        self.quiet_mark = 0
+        self.activity = 0  # bumped by anything that shows run() is moving
+        self.branched = False  # a task other than run()'s own has used the step object
+        self.settler: asyncio.Task[None] | None = None  # a decision that reads the store
+        self.broken: BaseException | None = None  # a decision failed (store, lease)
         self.pause_requested = pause_requested
         self.stopping = False  # a suspend was raised somewhere, or the host shuts down
         self.wake_times: list[float] = []
@@ -335,14 +407,6 @@ class _Activation:
         )
 
     # --- bookkeeping ---------------------------------------------------------------
-    def suspend(self, wake_at: float | None, wait_type: str | None = None) -> _Suspend:
-        self.stopping = True
-        if wake_at is not None:
-            self.wake_times.append(wake_at)
-        if wait_type is not None:
-            self.wait_types.append(wait_type)
-        return _Suspend()
-
     def check_stop(self) -> None:
         """Called before anything new runs: no new work once the activation is stopping."""
         if self.stopping or self.pause_requested or self.engine.draining:
@@ -353,14 +417,18 @@ class _Activation:
 
     def begin(self) -> None:
         self.inflight += 1
+        self.activity += 1
         self.drained.clear()
 
     def end(self, progressed: bool) -> None:
         self.inflight -= 1
+        self.activity += 1
         if progressed and self.stopping:
             self.progressed_while_stopping = True
         if self.inflight == 0:
             self.drained.set()
+            if self.parked:
+                self.arm()
 
     def fail(self, error: BaseException) -> BaseException:
         """Record an error that ends the instance even if user code catches it."""
@@ -369,6 +437,8 @@ class _Activation:
         return error
 
     async def enter(self, name: str, type: str) -> tuple[int, StepRow | None]:
+        if not self.branched and asyncio.current_task() is not self.task:
+            self.branched = True
         count = self.counts.get(name, 0) + 1
         self.counts[name] = count
         key = (name, count)
@@ -383,9 +453,14 @@ class _Activation:
                     )
                 )
             self.visited.add(key)
+            self.mark_replayed(step.seq)
             return count, step
         if len(self.visited) < len(self.history):
-            await self._let_siblings_replay()
+            self.begin()  # not idle: siblings are still replaying
+            try:
+                await self._let_siblings_replay()
+            finally:
+                self.end(False)
             missing = [s for s in self.order if (s.name, s.count) not in self.visited]
             if missing:
                 expected = missing[0]
@@ -420,9 +495,360 @@ class _Activation:
     def new_step(self, name: str, count: int, type: str) -> StepRow:
         step = StepRow(name=name, count=count, seq=self.next_seq, type=type, status="running")
         self.next_seq += 1
+        self.activity += 1
         self.history[(name, count)] = step
         self.order.append(step)
         return step
+
+    # --- waits ------------------------------------------------------------------------
+    def write_step(self, step: StepRow) -> None:
+        """Queue a wait's row, not awaited. Unlike an attempt's start (``put_step_nowait``,
+        which SQLite may write late or never), it is queued now, in order, so it is
+        stored before the activation's ``suspend``: a claim that follows at once sees it.
+        A failure (a lost lease) surfaces in the activation's next awaited write."""
+        future = self.engine.store.put_step(self.lease, step)
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    def mark_replayed(self, seq: int) -> None:
+        """Note that replay reached the history event ``seq``."""
+        self.replayed.add(seq)
+        self.activity += 1
+        while self.gate_pos < len(self.gates) and self.gates[self.gate_pos] in self.replayed:
+            self.gate_pos += 1
+
+    def at_frontier(self) -> bool:
+        """Whether replay has caught up with every recorded event (what happens now is new)."""
+        return self.gate_pos >= len(self.gates)
+
+    def resolve_now(self, step: StepRow) -> int:
+        """Give ``step`` the next sequence number as the moment it resolved."""
+        seq = self.next_seq
+        self.next_seq += 1
+        self.activity += 1
+        step.config = {**(step.config or {}), "resolved_seq": seq}
+        return seq
+
+    def sleep_is_over(self, step: StepRow) -> bool:
+        """End a sleep on the spot, without waiting for ``run()`` to block, when that is
+        what settle() would do then: replay has caught up with the history, no other
+        wait is pending (none could have become ready earlier), and it is due. A sleep
+        over as it starts resolves right after its own start; a woken sequential sleep
+        right after everything replayed; replay hands either back at the same point."""
+        now = self.engine.clock.now()
+        assert step.wake_at is not None
+        if not (
+            self.at_frontier()
+            and (step.wake_at <= now or (self.hooks is not None and self.hooks.sleeps_disabled()))
+            and not any(e.kind in ("sleep", "event", "retry") and not e.closed for e in self.parked)
+        ):
+            return False
+        self.resolve_now(step)
+        step.status = "complete"
+        step.ended_at = now
+        self.write_step(step)
+        self.engine.notify(self.spec.name, self.lease.id, None)
+        return True
+
+    async def replay_resolution(self, step: StepRow) -> None:
+        """Return when a wait recorded as resolved reaches its turn in the replay."""
+        seq = _resolved_seq(step)
+        if seq is None:
+            return  # recorded before waits were ordered: they resolved one after another
+        if self.gate_pos < len(self.gates) and self.gates[self.gate_pos] == seq:
+            self.mark_replayed(seq)
+            return
+        await self.park(_Parked(step, "gated", asyncio.get_running_loop().create_future()))
+
+    async def park(self, entry: _Parked) -> Any:
+        """Block a branch of ``run()`` on a wait until settle() resolves it or the
+        activation stops; a task cancelled by user code records its wait as cancelled."""
+        self.parked.append(entry)
+        self.activity += 1
+        entry.task = asyncio.current_task()
+        self.arm()
+        try:
+            return await entry.future
+        except asyncio.CancelledError:
+            if (
+                not entry.closed
+                and entry.kind in ("sleep", "event")
+                and not self.stopping
+                and self.cancelled_for is None
+            ):
+                self.record_cancelled(entry.step)
+            raise
+        finally:
+            entry.closed = True
+            with contextlib.suppress(ValueError):
+                self.parked.remove(entry)
+            self.activity += 1
+
+    def record_cancelled(self, step: StepRow) -> None:
+        """A wait abandoned by ``run()``: stored as cancelled, never resumed by replay."""
+        step.status = "cancelled"
+        step.ended_at = self.engine.clock.now()
+        step.wake_at = None
+        self.write_step(step)
+        self.engine.notify(self.spec.name, self.lease.id, None)
+
+    def stop_parked(self) -> None:
+        """Stop every parked branch with ``_Suspend``, keeping what live waits need to
+        wake the instance: their deadlines and event types."""
+        self.stopping = True
+        for entry in list(self.parked):
+            if entry.closed:
+                continue
+            if entry.kind in ("sleep", "event", "retry"):
+                if entry.deadline is not None:
+                    self.wake_times.append(entry.deadline)
+                if entry.event_type is not None:
+                    self.wait_types.append(entry.event_type)
+            if entry.task is not None and entry.task is not self.task:
+                # a task of the user's (asyncio.wait, create_task) ends with this _Suspend,
+                # which nobody may read: reading it spares the log "exception never retrieved"
+                entry.task.add_done_callback(_read_suspend)
+            entry.settle(error=_Suspend())
+
+    def abandon_parked(self) -> None:
+        """``run()`` ended with waits still pending: they are cancelled."""
+        for entry in list(self.parked):
+            if entry.closed:
+                continue
+            entry.closed = True
+            if entry.kind in ("sleep", "event"):
+                self.record_cancelled(entry.step)
+            entry.future.cancel()
+
+    def drop_parked(self) -> None:
+        """The activation is over: no branch of ``run()`` stays blocked on a wait."""
+        for entry in list(self.parked):
+            entry.closed = True
+            entry.future.cancel()
+
+    def arm(self) -> None:
+        """Start counting event-loop turns towards the point where ``run()`` is blocked on
+        waits only: no step callback or store call in flight, and nothing moving (no step
+        asked for, no wait parked or ended) for a few turns in a row. A callback per turn
+        is cheaper than a task, and most activations end at the first such point."""
+        if self.armed or self.settler is not None or self.stopping or self.finished:
+            return
+        self.armed = True
+        self.quiet, self.quiet_mark = 0, self.activity
+        asyncio.get_running_loop().call_soon(self.tick)
+
+    def tick(self) -> None:
+        if self.stopping or self.finished or not self.parked or self.inflight:
+            self.armed = False  # end() arms again when the last call in flight returns
+            return
+        if self.activity != self.quiet_mark:
+            self.quiet, self.quiet_mark = 0, self.activity
+        else:
+            self.quiet += 1
+        if self.quiet < (_QUIET_TURNS if self.branched else _QUIET_TURNS_ONE_TASK):
+            asyncio.get_running_loop().call_soon(self.tick)
+            return
+        self.armed = False
+        try:
+            self.settle()
+        except NonDeterminismError as exc:
+            self.fail(exc)
+            self.stop_parked()
+        except Exception as exc:  # the engine failed: the activation is retried later
+            self.broken = exc
+            self.stop_parked()
+
+    def settle(self) -> None:
+        """One decision at a point where ``run()`` is blocked on waits only."""
+        if not self.at_frontier():
+            seq = self.gates[self.gate_pos]
+            for entry in self.parked:
+                if entry.kind == "gated" and _resolved_seq(entry.step) == seq:
+                    self.mark_replayed(seq)
+                    entry.settle()
+                    self.arm()
+                    return
+            raise NonDeterminismError(self.stuck_message(seq))
+        live = [e for e in self.parked if e.kind in ("sleep", "event", "retry") and not e.closed]
+        if not live:
+            cancelled = [e for e in self.parked if e.kind == "cancelled"]
+            if cancelled:
+                step = cancelled[0].step
+                raise NonDeterminismError(
+                    f"instance {self.lease.id!r}: run() waits on {step.type} step "
+                    f"{step.name!r} (#{step.count}), which an earlier run of it cancelled; "
+                    "the workflow code changed incompatibly or is not deterministic"
+                )
+            return
+        if self.pause_requested or self.engine.draining:
+            self.stop_parked()
+            return
+        if any(e.kind == "event" for e in live):
+            self.settler = asyncio.create_task(
+                self.settle_events(live), name=f"durableflow-settle-{self.lease.id}"
+            )
+            return
+        now = self.engine.clock.now()
+        chosen = self.choose(live, {}, now)
+        if chosen is None:
+            self.stop_parked()
+            return
+        self.resolve_timer(chosen[0], now)
+        self.arm()
+
+    async def settle_events(self, live: list[_Parked]) -> None:
+        """``settle`` when event waits are live: which events arrived is a store read."""
+        engine = self.engine
+        try:
+            types = sorted({e.event_type for e in live if e.event_type is not None})
+            self.begin()
+            try:
+                arrived = await engine.store.pending_events(self.lease, types)
+            finally:
+                self.end(False)
+            now = engine.clock.now()
+            chosen = self.choose(live, arrived, now)
+            if chosen is None:
+                self.stop_parked()
+            elif chosen[1] == "due":
+                self.resolve_timer(chosen[0], now)
+            else:
+                await self.resolve_event(chosen[0], chosen[1], now)
+        except NonDeterminismError as exc:
+            self.fail(exc)
+            self.stop_parked()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the store or the lease: the activation fails
+            self.broken = exc
+            self.stop_parked()
+        finally:
+            self.settler = None
+        self.arm()
+
+    def choose(
+        self, live: list[_Parked], arrived: dict[str, float], now: float
+    ) -> tuple[_Parked, str] | None:
+        """The live wait that became ready first and how (``due``, ``event``, ``timeout``),
+        or ``None``: a sleep or back-off past its deadline, an event wait whose type has an
+        unconsumed event (the oldest goes to the first wait of its type), or one past its
+        timeout."""
+        hooks = self.hooks
+        best: tuple[float, int, _Parked, str] | None = None
+        offered: set[str] = set()
+        for entry in sorted(live, key=lambda e: e.step.seq):
+            if entry.closed:  # let go while the events were read (terminate, restart)
+                continue
+            ready: tuple[float, str] | None = None
+            if entry.kind == "event":
+                assert entry.event_type is not None
+                if hooks is not None and hooks.event_timeout_forced(entry.step.name):
+                    ready = (now, "timeout")
+                elif entry.event_type in arrived and entry.event_type not in offered:
+                    offered.add(entry.event_type)  # the oldest event goes to the first wait
+                    ready = (arrived[entry.event_type], "event")
+                elif entry.deadline is not None and entry.deadline <= now:
+                    ready = (entry.deadline, "timeout")
+            else:
+                skip = hooks is not None and (
+                    hooks.sleeps_disabled()
+                    if entry.kind == "sleep"
+                    else hooks.retry_delays_disabled()
+                )
+                if skip:
+                    ready = (now, "due")
+                elif entry.deadline is not None and entry.deadline <= now:
+                    ready = (entry.deadline, "due")
+            if ready is not None and (best is None or ready[0] < best[0]):
+                best = (ready[0], entry.step.seq, entry, ready[1])
+        return None if best is None else (best[2], best[3])
+
+    def resolve_timer(self, entry: _Parked, now: float) -> None:
+        """End a sleep that is due (recorded, with its place in the order of events), or
+        let a retry whose back-off is over run its next attempt."""
+        if entry.kind == "retry":
+            entry.settle()
+            self.activity += 1
+            return
+        step = entry.step
+        self.resolve_now(step)
+        step.status = "complete"
+        step.ended_at = now
+        self.write_step(step)
+        entry.settle()
+        self.engine.notify(self.spec.name, self.lease.id, None)
+
+    async def resolve_event(self, entry: _Parked, how: str, now: float) -> None:
+        """End an event wait with its event or its timeout, recorded with its place in the
+        order of events."""
+        engine = self.engine
+        step = entry.step
+        entry.closed = True  # from here on it ends this way, even if its task is cancelled
+        self.resolve_now(step)
+        if how == "event":
+            assert entry.event_type is not None
+            self.begin()
+            try:
+                event = await engine.store.take_event(self.lease, step, entry.event_type, now)
+            finally:
+                self.end(False)
+            if event is None:  # pending_events saw it: nothing else consumes this instance's events
+                raise RuntimeError(f"the event of type {entry.event_type!r} vanished")
+            step.status = "complete"
+            step.ended_at = now
+            step.wake_at = None
+            entry.settle(
+                WorkflowStepEvent(
+                    type=event.type,
+                    payload=loads(event.payload),
+                    timestamp=datetime.fromtimestamp(event.created_at, UTC),
+                )
+            )
+        elif how == "timeout":
+            assert entry.event_type is not None
+            step.status = "failed"
+            step.ended_at = now
+            step.error = {
+                "name": "EventTimeoutError",
+                "message": f"wait_for_event {step.name!r} timed out waiting for an event of "
+                f"type {entry.event_type!r}",
+            }
+            self.begin()
+            try:
+                await engine.store.put_step(self.lease, step)
+            finally:
+                self.end(False)
+            entry.settle(error=_event_timeout(step, entry.event_type))
+        engine.notify(self.spec.name, self.lease.id, None)
+
+    def check_replayed_all(self) -> None:
+        """``run()`` returned: it must have replayed every step and wait end of the history."""
+        if len(self.visited) < len(self.history):
+            missing = [s for s in self.order if (s.name, s.count) not in self.visited]
+            self.fail(
+                NonDeterminismError(
+                    f"instance {self.lease.id!r}: run() returned without replaying "
+                    f"{missing[0].type} step {missing[0].name!r} (#{missing[0].count}) "
+                    "from its history; the workflow code changed incompatibly"
+                )
+            )
+        elif not self.at_frontier():
+            self.fail(NonDeterminismError(self.stuck_message(self.gates[self.gate_pos])))
+
+    def stuck_message(self, seq: int) -> str:
+        for step in self.order:
+            if step.seq == seq and (step.name, step.count) not in self.visited:
+                what = f"{step.type} step {step.name!r} (#{step.count})"
+                break
+            if _resolved_seq(step) == seq:
+                what = f"the end of {step.type} step {step.name!r} (#{step.count})"
+                break
+        else:  # pragma: no cover - every gate comes from a step
+            what = f"event {seq}"
+        return (
+            f"instance {self.lease.id!r}: replay diverged from the stored history: run() "
+            f"got no further, but the history goes on with {what}; the workflow code "
+            "changed incompatibly or is not deterministic"
+        )
 
     def step_id(self, name: str, count: int) -> str:
         raw = f"{self.spec.name}\x00{self.lease.id}\x00{self.generation}\x00{name}\x00{count}"
@@ -460,21 +886,25 @@ class _EngineStep(WorkflowStep):
             if step.status == "failed":
                 raise _failed(step)
             resolved = ResolvedStepConfig.from_json(step.config or {})
-            if (
-                step.status == "retrying"
-                and step.wake_at is not None
-                and step.wake_at > clock.now()
-                and not (act.hooks and act.hooks.retry_delays_disabled())
-            ):
-                act.check_stop()
-                raise act.suspend(step.wake_at)
+            back_off = step.wake_at if step.status == "retrying" else None
         else:
             resolved = fresh_config
             step = act.new_step(name, count, "do")
             step.config = _config_json(resolved)
+            back_off = None
         store = engine.store
         lease = act.lease
         while True:
+            if (
+                back_off is not None
+                and back_off > clock.now()
+                and not (act.hooks and act.hooks.retry_delays_disabled())
+            ):
+                # the back-off is a timer like a sleep: it waits beside the run's other waits
+                act.check_stop()
+                loop = asyncio.get_running_loop()
+                await act.park(_Parked(step, "retry", loop.create_future(), deadline=back_off))
+            back_off = None
             act.check_stop()
             attempt = step.attempts + 1
             now = clock.now()
@@ -542,10 +972,7 @@ class _EngineStep(WorkflowStep):
                     await store.put_step(lease, step)
                     progressed = True
                     if delay > 0:
-                        # the retry's wake-up is the next activation: not "progress to
-                        # continue from now", which would replay run() once for nothing
-                        progressed = False
-                        raise act.suspend(step.wake_at) from None
+                        back_off = step.wake_at
                     continue
                 try:
                     data = dumps(result, what=lambda: f"the result of step {name!r}")
@@ -586,39 +1013,51 @@ class _EngineStep(WorkflowStep):
         count, step = await act.enter(name, "sleep")
         if step is not None:
             if step.status == "complete":
+                await act.replay_resolution(step)
                 return
-            wake_at = step.wake_at if step.wake_at is not None else clock.now()
-        else:
-            now = clock.now()
-            if until is None:
-                seconds = length
-                wake_at = now + seconds
-            else:
-                seconds = until - now
-                wake_at = until
-            if seconds > engine.limits.max_sleep_seconds:
-                raise LimitExceededError(
-                    f"sleep {name!r} of {seconds:.0f}s is over the limit of "
-                    f"{engine.limits.max_sleep_seconds:.0f}s"
-                )
-            act.check_stop()
-            step = act.new_step(name, count, "sleep")
-            step.status = "waiting"
-            step.started_at = now
-            step.wake_at = wake_at
-            step.attempts = 1
-            if act.hooks and act.hooks.sleeps_disabled():
-                wake_at = now
-        now = clock.now()
-        if wake_at <= now:
-            step.status = "complete"
-            step.ended_at = now
-            engine.store.put_step_nowait(act.lease, step)
-            engine.notify(act.spec.name, act.lease.id, None)
+            if step.status == "waiting" and act.sleep_is_over(step):
+                return
+            await self._park_recorded(step, "sleep", step.wake_at, None)
             return
+        now = clock.now()
+        if until is None:
+            seconds = length
+            wake_at = now + seconds
+        else:
+            seconds = until - now
+            wake_at = until
+        if seconds > engine.limits.max_sleep_seconds:
+            raise LimitExceededError(
+                f"sleep {name!r} of {seconds:.0f}s is over the limit of "
+                f"{engine.limits.max_sleep_seconds:.0f}s"
+            )
         act.check_stop()
-        await engine.store.put_step(act.lease, step)
-        raise act.suspend(wake_at)
+        step = act.new_step(name, count, "sleep")
+        step.status = "waiting"
+        step.started_at = now
+        step.wake_at = wake_at
+        step.attempts = 1
+        if act.sleep_is_over(step):
+            return
+        act.write_step(step)
+        await act.park(_Parked(step, "sleep", _future(), deadline=wake_at))
+
+    async def _park_recorded(
+        self, step: StepRow, kind: ParkKind, deadline: float | None, type: str | None
+    ) -> Any:
+        """Replay reached a wait the history has as pending or cancelled: block on it."""
+        act = self._act
+        if step.status == "cancelled":
+            return await act.park(_Parked(step, "cancelled", _future()))
+        if step.status != "waiting":
+            raise act.fail(
+                NonDeterminismError(
+                    f"instance {act.lease.id!r}: {step.type} step {step.name!r} "
+                    f"(#{step.count}) has status {step.status!r} in the history"
+                )
+            )
+        act.check_stop()
+        return await act.park(_Parked(step, kind, _future(), deadline=deadline, event_type=type))
 
     async def _wait_for_event(self, name: str, type: str, timeout: Duration) -> WorkflowStepEvent:
         act = self._act
@@ -626,49 +1065,33 @@ class _EngineStep(WorkflowStep):
         clock = engine.clock
         seconds = to_seconds(timeout, what=f"timeout of wait_for_event {name!r}")
         count, step = await act.enter(name, "wait_for_event")
-        if step is None:
-            act.check_stop()
-            now = clock.now()
-            step = act.new_step(name, count, "wait_for_event")
-            step.status = "waiting"
-            step.started_at = now
-            step.wake_at = now + seconds
-            step.attempts = 1
-            step.config = {"type": type, "timeout": seconds}
-        elif step.status == "complete":
-            return _step_event(step.output)
-        elif step.status == "failed":
-            raise _event_timeout(step, type)
+        if step is not None:
+            if step.status == "complete":
+                await act.replay_resolution(step)
+                return _step_event(step.output)
+            if step.status == "failed":
+                await act.replay_resolution(step)
+                raise _event_timeout(step, type)
+            event: WorkflowStepEvent = await self._park_recorded(step, "event", step.wake_at, type)
+            return event
         act.check_stop()
         now = clock.now()
-        forced = act.hooks is not None and act.hooks.event_timeout_forced(name)
-        act.begin()
-        try:
-            event = None if forced else await engine.store.take_event(act.lease, step, type, now)
-        finally:
-            act.end(False)
-        if event is not None:
-            step.status = "complete"
-            step.ended_at = now
-            step.wake_at = None
-            engine.notify(act.spec.name, act.lease.id, None)
-            return WorkflowStepEvent(
-                type=event.type,
-                payload=loads(event.payload),
-                timestamp=datetime.fromtimestamp(event.created_at, UTC),
-            )
-        assert step.wake_at is not None
-        if forced or step.wake_at <= now:
-            step.status = "failed"
-            step.ended_at = now
-            step.error = {
-                "name": "EventTimeoutError",
-                "message": f"wait_for_event {name!r} timed out waiting for an event of type "
-                f"{type!r}",
-            }
-            await engine.store.put_step(act.lease, step)
-            raise _event_timeout(step, type)
-        raise act.suspend(step.wake_at, type)
+        step = act.new_step(name, count, "wait_for_event")
+        step.status = "waiting"
+        step.started_at = now
+        step.wake_at = now + seconds
+        step.attempts = 1
+        step.config = {"type": type, "timeout": seconds}
+        # even an event already sent is taken when run() next blocks, in the order of waits
+        act.write_step(step)
+        event = await act.park(
+            _Parked(step, "event", _future(), deadline=step.wake_at, event_type=type)
+        )
+        return event
+
+
+def _future() -> asyncio.Future[Any]:
+    return asyncio.get_running_loop().create_future()
 
 
 class _NotAwaitable(ValidationError):
@@ -930,7 +1353,9 @@ class Engine:
                 now = self.clock.now()
                 await self.store.suspend(lease, now + RETRY_AFTER, (), now)
         finally:
-            if self._active.get(key) is not None and self._active[key].lease == lease:
+            active = self._active.get(key)
+            if active is not None and active.lease == lease:
+                active.drop_parked()
                 del self._active[key]
             self._running -= 1
             self.kick()
@@ -949,17 +1374,17 @@ class Engine:
                 instance_id=lease.id,
             )
             workflow = spec.cls(self.env)
-            output = await workflow.run(event, _EngineStep(act))
-            outcome = "complete"
-            if act.fatal is None and len(act.visited) < len(act.history):
-                missing = [s for s in act.order if (s.name, s.count) not in act.visited]
-                act.fail(
-                    NonDeterminismError(
-                        f"instance {lease.id!r}: run() returned without replaying "
-                        f"{missing[0].type} step {missing[0].name!r} (#{missing[0].count}) "
-                        "from its history; the workflow code changed incompatibly"
-                    )
-                )
+            try:
+                output = await workflow.run(event, _EngineStep(act))
+            finally:
+                act.finished = True
+                if act.settler is not None:
+                    act.settler.cancel()
+            # run() may return after a branch was stopped (a task whose _Suspend it never
+            # read): the run did not end, it is replayed later
+            outcome = "suspend" if act.stopping and act.fatal is None else "complete"
+            if outcome == "complete" and act.fatal is None:
+                act.check_replayed_all()
         except _Suspend:
             outcome = "suspend"
         except asyncio.CancelledError:
@@ -981,8 +1406,14 @@ class Engine:
             error = exc
         if act.inflight:
             await act.drained.wait()
+        if act.broken is not None:
+            raise act.broken
         if act.fatal is not None:
             outcome, error = "errored", act.fatal
+        if outcome == "suspend":
+            act.stop_parked()  # waits still pending wake the instance later
+        else:
+            act.abandon_parked()  # run() ended without them: they never resolve
         now = self.clock.now()
         if outcome == "suspend":
             run_at = min(act.wake_times) if act.wake_times else None

@@ -176,7 +176,8 @@ _SCHEMAS: dict[str, Any] = {
             "type": {"type": "string", "enum": ["do", "sleep", "wait_for_event"]},
             "status": {
                 "type": "string",
-                "description": "running, retrying, waiting, complete or failed.",
+                "description": "running, retrying, waiting, complete, failed or cancelled (a wait "
+                "run() cancelled or left behind).",
             },
             "attempts": {"type": "integer"},
             "attempt_log": {"type": "array", "items": _ref("Attempt")},

@@ -403,6 +403,21 @@ async def test_take_event_is_fifo_exactly_once_and_keeps_early_events(store: Sto
     assert other is not None and other.payload == b'"x"'
 
 
+async def test_pending_events_report_the_oldest_unconsumed_event_per_type(store: Store) -> None:
+    """pending_events gives, per asked type, the time of its oldest event not yet taken."""
+    await create(store, "a")
+    await store.send_event("wf", "a", "vote", None, T0 + 1)
+    await store.send_event("wf", "a", "vote", None, T0 + 2)
+    await store.send_event("wf", "a", "other", None, T0 + 3)
+    [lease] = await store.claim(T0 + 4, 1)
+    assert await store.pending_events(lease, ["vote", "other", "none"]) == {
+        "vote": T0 + 1,
+        "other": T0 + 3,
+    }
+    await store.take_event(lease, step("w", 0, "waiting", type="wait_for_event"), "vote", T0 + 5)
+    assert await store.pending_events(lease, ["vote"]) == {"vote": T0 + 2}
+
+
 async def _reclaim(store: Store, lease: Lease) -> list[Lease]:
     """Suspend a lease and claim its instance again."""
     await store.suspend(lease, T0 + 20, [], T0 + 10)

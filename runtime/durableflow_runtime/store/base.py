@@ -217,6 +217,10 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def pending_events(self, lease: Lease, types: Sequence[str]) -> dict[str, float]:
+        """For each of ``types`` with an unconsumed event, the oldest one's ``created_at``."""
+
+    @abc.abstractmethod
     def suspend(
         self, lease: Lease, run_at: float | None, wait_types: Sequence[str], now: float
     ) -> asyncio.Future[str]:

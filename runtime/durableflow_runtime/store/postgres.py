@@ -1326,6 +1326,17 @@ class PostgresStore(Store):
         self._enqueue(_Op("call", lease, future, fn=op))
         return future
 
+    async def pending_events(self, lease: Lease, types: Sequence[str]) -> dict[str, float]:
+        rows = await self._call(
+            lambda conn: conn.fetch(
+                "SELECT type, min(created_at) FROM events WHERE instance = $1"
+                " AND type = ANY($2::text[]) AND consumed_by IS NULL GROUP BY type",
+                lease.key,
+                list(types),
+            )
+        )
+        return {r[0]: float(r[1]) for r in rows}
+
     def suspend(
         self, lease: Lease, run_at: float | None, wait_types: Sequence[str], now: float
     ) -> asyncio.Future[str]:

@@ -1048,6 +1048,21 @@ class SqliteStore(Store):
 
         return self._write(op, lease)
 
+    async def pending_events(self, lease: Lease, types: Sequence[str]) -> dict[str, float]:
+        marks = ",".join("?" * len(types))
+
+        def op(conn: sqlite3.Connection) -> dict[str, float]:
+            return {
+                r[0]: r[1]
+                for r in conn.execute(
+                    "SELECT type, min(created_at) FROM events WHERE instance = ?"
+                    f" AND type IN ({marks}) AND consumed_by IS NULL GROUP BY type",
+                    (lease.key, *types),
+                )
+            }
+
+        return await self._read(op)
+
     def suspend(
         self, lease: Lease, run_at: float | None, wait_types: Sequence[str], now: float
     ) -> asyncio.Future[str]:
