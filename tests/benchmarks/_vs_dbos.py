@@ -29,9 +29,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from _vs_common import (
+from dbos import DBOS, DBOSConfig
+
+from tests.benchmarks._vs_common import (
     READY_LINE,
     emit,
     eventually,
@@ -45,8 +47,7 @@ from _vs_common import (
     sqlite_used_bytes,
     worker_args,
 )
-from _vs_common import run as run_loop
-from dbos import DBOS, DBOSConfig
+from tests.benchmarks._vs_common import run as run_loop
 
 
 class Seen:

@@ -533,6 +533,7 @@ async def test_renewed_lease_holds_and_an_abandoned_one_is_taken_over(schema: st
 
         async def renewed_past_first_expiry() -> bool:
             row = await db.fetchrow("SELECT lease_expires, now() AS now FROM instances")
+            assert row is not None
             return bool(row["now"] > first_expiry and row["lease_expires"] > row["now"])
 
         await eventually(renewed_past_first_expiry, timeout=10, what="a renewing its lease")
@@ -619,7 +620,7 @@ async def test_other_hosts_are_notified_and_a_host_hears_only_others(schema: str
         await a.send_event("wf", "x", "go", None, T0 + 1)
         await eventually(b_heard(("wf", "x", "wake")), timeout=5, what="wake notice")
         for action in ("pause", "resume", "restart", "terminate"):
-            await a.control("wf", "x", action, T0 + 2)  # type: ignore[arg-type]
+            await a.control("wf", "x", action, T0 + 2)
             await eventually(b_heard(("wf", "x", action)), timeout=5, what=f"{action} notice")
         assert heard["a"] == []
     finally:

@@ -537,8 +537,8 @@ async def test_terminate_transitions(store: Store) -> None:
     for id in ("q", "r"):
         row = await store.control("wf", id, "terminate", T0 + 5)
         assert (row.status, row.ended_at, row.run_at) == ("terminated", T0 + 5, None)
-    row = await store.get_instance("wf", r.id)
-    assert row is not None and row.epoch == r.epoch + 1
+    stored = await store.get_instance("wf", r.id)
+    assert stored is not None and stored.epoch == r.epoch + 1
     with pytest.raises(InvalidTransitionError, match="terminated"):
         await store.control("wf", "q", "terminate", T0 + 6)
     with pytest.raises(InvalidTransitionError):
@@ -572,7 +572,7 @@ async def test_control_of_unknown_instance_is_not_found(store: Store) -> None:
     """Every control action on a missing instance raises NotFoundError."""
     for action in ("pause", "resume", "terminate", "restart"):
         with pytest.raises(NotFoundError, match="nope"):
-            await store.control("wf", "nope", action, T0)  # type: ignore[arg-type]
+            await store.control("wf", "nope", action, T0)
 
 
 # --- retention ------------------------------------------------------------------------------
