@@ -27,7 +27,6 @@ from durableflow_runtime.store.base import Store
 from tests.benchmarks._vs_common import (
     READY_LINE,
     emit,
-    eventually,
     latency_figures,
     lateness_figures,
     pg_fetchval,
@@ -35,6 +34,7 @@ from tests.benchmarks._vs_common import (
     rss,
     sqlite_count,
     sqlite_used_bytes,
+    wait_until,
     worker_args,
 )
 from tests.benchmarks._vs_common import run as run_loop
@@ -252,7 +252,7 @@ async def recovery_crash(args: Any) -> None:
     async def tenth_done() -> bool:
         return bool(Seen.steps >= args.n * args.steps // 10)
 
-    await eventually(tenth_done, 900, every=0.001)
+    await wait_until(tenth_done, 900, every=0.001)
     print(READY_LINE, flush=True)
     await asyncio.sleep(3600)
 

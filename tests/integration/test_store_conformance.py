@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -37,6 +36,7 @@ from durableflow_runtime.store.base import (
 )
 from durableflow_runtime.store.postgres import PostgresStore
 from durableflow_runtime.store.sqlite import SqliteStore
+from tests.helpers import eventually
 
 PG_DSN = os.environ.get("DURABLEFLOW_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 T0 = 1_800_000_000.0  # a fixed "now" for store-level tests
@@ -72,17 +72,6 @@ async def drop_schema(schema: str) -> None:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await conn.close()
-
-
-async def assert_eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, what: str = "condition"
-) -> None:
-    """Poll ``check`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not hold within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 StoreFactory = Callable[[], Store]
@@ -726,7 +715,7 @@ async def test_engine_runs_steps_sleep_and_event_to_completion(make_store: Store
                 detail["status"] == "waiting"
             )
 
-        await assert_eventually(waiting_for_event, what="the wait for approval")
+        await eventually(waiting_for_event, message="the wait for approval")
         await engine.send_event("pipeline", id, "approve", "ada")
         output = await engine.result("pipeline", id, timeout=20)
         assert output == {"doubled": 42, "parts": ["L", "R"], "approved_by": "ada"}
