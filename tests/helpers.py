@@ -1,7 +1,7 @@
 """Shared test helpers: the one way to wait for something in a test.
 
 Wait with :func:`eventually` (or, in blocking code, :func:`eventually_sync`), never with a
-bare sleep.
+bare sleep. To show that nothing happens, use ``WorkflowTestEnvironment.wait_until_idle()``.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ async def test_pause_during_a_step_waits_for_it_and_holds_past_wake_up():
         GATE[0].set()
         await probe.wait_for_status("paused")
         env.advance("2 hours")  # past the sleep's wake-up: a paused instance stays paused
-        await asyncio.sleep(0.05)
+        await env.wait_until_idle()
         assert (await inst.status()).status == "paused"
         assert RAN == ["slow"]
         await inst.resume()
@@ -93,7 +93,7 @@ async def test_terminate_stops_for_good():
         assert (await inst.status()).status == "terminated"
         GATE[0].set()
         env.advance("2 hours")
-        await asyncio.sleep(0.05)
+        await env.wait_until_idle()
         assert RAN == ["slow"]
         assert (await inst.status()).status == "terminated"
         with pytest.raises(InvalidTransitionError, match="terminated"):
