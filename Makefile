@@ -2,19 +2,26 @@
 #   make example   set up, then run the orders example end to end on SQLite
 #   make check     set up, then lint, type-check, run the tests and fuzz the API (what CI runs)
 #   make bench     run the benchmarks (prints figures; the DBOS comparison takes long)
+#   make setup-bench  also install the bench extra (DBOS, matplotlib): only the benchmarks need it
 #   make chaos     kill -9 a host under load, 50 cycles per store (fails on a lost instance)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export DURABLEFLOW_TEST_PG_DSN ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: setup example check lint typecheck test fuzz bench bench-smoke chaos clean
+.PHONY: setup setup-bench example check lint typecheck test fuzz bench bench-smoke chaos clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+# What development needs: the package, the dev tools and the PostgreSQL driver. The DBOS
+# comparison's heavy extra (DBOS, matplotlib) comes only with setup-bench, so `make example`
+# on a fresh machine downloads neither.
 setup: $(PY)
+	$(PY) -m pip install --quiet -e ".[dev,postgres]"
+
+setup-bench: setup
 	$(PY) -m pip install --quiet -e ".[dev,postgres,bench]"
 
 example: setup
@@ -24,8 +31,11 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The tests are checked the way users' code is: against the stubs (tests/typing/stubpath puts
+# them first), not the SDK's sources.
 typecheck: setup
 	$(VENV)/bin/mypy sdk runtime docs/examples
+	MYPYPATH=tests/typing/stubpath $(VENV)/bin/mypy tests
 	PYTHON=$(PY) bash tests/typing/run_stubtest.sh
 
 test: setup
@@ -36,14 +46,14 @@ fuzz: setup
 	$(PY) tests/fuzz/run_schemathesis.py
 	$(PY) tests/fuzz/run_schemathesis.py --postgres
 
-bench-smoke: setup
+bench-smoke: setup-bench
 	$(PY) tests/benchmarks/bench_core.py --quick
 	$(PY) tests/benchmarks/bench_dbos.py --quick --chart $(VENV)/bench-smoke.png
 	$(PY) tests/benchmarks/chaos.py --quick
 
 check: lint typecheck test fuzz bench-smoke
 
-bench: setup
+bench: setup-bench
 	$(PY) tests/benchmarks/bench_core.py
 	$(PY) tests/benchmarks/bench_dbos.py
 

@@ -18,6 +18,50 @@ from .store.sqlite import SqliteStore
 __all__ = ["TestRuntime", "create_test_runtime"]
 
 
+class _IdleSignal:
+    """Futures resolved the next time the engine's scheduler finds nothing to run.
+
+    The scheduler calls ``clock.idle(next_at)`` exactly then: no activation is running,
+    everything due has been claimed, no wake-up is pending, and it is about to block.
+    """
+
+    def __init__(self) -> None:
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def next(self) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        return future
+
+    def fire(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for future in waiters:
+            if not future.done():
+                future.set_result(None)
+
+
+class _KitVirtualClock(VirtualClock):
+    def __init__(self, start: float | None, signal: _IdleSignal) -> None:
+        super().__init__(start, autojump=False)
+        self._signal = signal
+
+    def idle(self, next_at: float | None) -> bool:
+        jumped = super().idle(next_at)
+        if not jumped:  # after a jump there is work due again
+            self._signal.fire()
+        return jumped
+
+
+class _KitRealClock(RealClock):
+    def __init__(self, signal: _IdleSignal) -> None:
+        super().__init__()
+        self._signal = signal
+
+    def idle(self, next_at: float | None) -> bool:
+        self._signal.fire()
+        return False
+
+
 class TestRuntime:
     """An engine for tests; see ``durableflow.testing.WorkflowTestEnvironment``."""
 
@@ -32,8 +76,9 @@ class TestRuntime:
         hooks: Callable[[str, str], InstanceHooks | None],
         on_created: Callable[[str, str], Awaitable[None]],
     ) -> None:
+        self._idle = _IdleSignal()
         self.clock: VirtualClock | RealClock = (
-            VirtualClock(start, autojump=False) if virtual_time else RealClock()
+            _KitVirtualClock(start, self._idle) if virtual_time else _KitRealClock(self._idle)
         )
         specs = [WorkflowSpec(name=name, cls=cls, binding=name) for name, cls in workflows.items()]
         self.engine = Engine(
@@ -73,6 +118,23 @@ class TestRuntime:
 
     async def send_event(self, workflow: str, id: str, type: str, payload: Any) -> None:
         await self.engine.send_event(workflow, id, type, payload)
+
+    async def wait_until_idle(self, timeout: float) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    if self._tasks:  # mocked events still being delivered to new instances
+                        await asyncio.wait(list(self._tasks))
+                    # the engine tells its clock when it is idle; wake it so that it looks
+                    idle = self._idle.next()
+                    self.engine.kick()
+                    await idle
+                    if not self._tasks:
+                        return
+        except TimeoutError:
+            raise TimeoutError(
+                f"the engine was not idle within {timeout}s: an instance kept running"
+            ) from None
 
     async def status(self, workflow: str, id: str) -> InstanceStatus:
         return await self.engine.status(workflow, id)

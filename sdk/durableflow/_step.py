@@ -1,6 +1,7 @@
 """``WorkflowStep``: the object ``run()`` builds a workflow from.
 
-The SDK parses the call forms; the host implements the four abstract primitives.
+The SDK parses the call forms; the host implements the three abstract primitives
+(``_do``, ``_sleep``, ``_wait_for_event``).
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@ Python spelling::
 
 Time is virtual by default: it stands still while the test runs and jumps to the next
 timer while the test waits on the kit (``wait_for_status``, ``wait_for_step_result``,
-``result``), the way Temporal's time-skipping test environment does.
+``result``), the way Temporal's time-skipping test environment does. To show that
+something did not happen, ``await env.wait_until_idle()`` (nothing runnable) instead of
+sleeping.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class _TestRuntime(Protocol):
     def now(self) -> float: ...
     def advance(self, seconds: float) -> None: ...
     async def send_event(self, workflow: str, id: str, type: str, payload: Any) -> None: ...
+    async def wait_until_idle(self, timeout: float) -> None: ...
     async def status(self, workflow: str, id: str) -> InstanceStatus: ...
     async def describe(self, workflow: str, id: str) -> dict[str, Any]: ...
     async def wait_for_status(
@@ -410,3 +413,22 @@ class WorkflowTestEnvironment:
     def advance(self, duration: Duration) -> None:
         """Move virtual time forward, firing every timer that falls due."""
         self._runtime_or_fail().advance(to_seconds(duration))
+
+    async def wait_until_idle(self, *, timeout: float = 10.0) -> None:
+        """Return once nothing is runnable: no instance running, nothing due now.
+
+        The way to show that something did *not* happen (a paused instance stayed paused,
+        a terminated one ran no further step) without sleeping: everything that was due
+        has run to its next suspension, and every instance left is waiting on a timer
+        later than now, on an event, or on nothing (paused, ended). Virtual time does not
+        move meanwhile: a timer due later stays pending until :meth:`advance` (or a kit
+        wait that lets time jump). Like trio's ``wait_all_tasks_blocked``.
+
+        Args:
+            timeout: Real seconds to wait for the engine to become idle.
+
+        Raises:
+            TimeoutError: Something was still running after ``timeout`` (a step that
+                never returns, for example).
+        """
+        await self._runtime_or_fail().wait_until_idle(timeout)

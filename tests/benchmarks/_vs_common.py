@@ -15,11 +15,12 @@ import math
 import os
 import sqlite3
 import sys
-import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import psutil
+
+from tests.helpers import eventually
 
 RESULT_PREFIX = "RESULT "
 READY_LINE = "READY"
@@ -124,17 +125,19 @@ async def pg_schema_bytes(dsn: str, schema: str) -> int:
     return int(value)
 
 
-async def eventually(
+async def wait_until(
     check: Callable[[], Awaitable[bool]], timeout: float, every: float = 0.02
 ) -> bool:
-    """Poll ``check`` until it is true or ``timeout`` seconds pass; returns the last answer."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if await check():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(every)
+    """Poll ``check`` (with the tests' ``eventually``) for at most ``timeout`` seconds.
+
+    Unlike a test, a benchmark goes on when the time is up: it reports the run as incomplete
+    or invalid, so this says whether ``check`` held instead of raising.
+    """
+    try:
+        await eventually(check, timeout=timeout, interval=every)
+    except AssertionError:
+        return False
+    return True
 
 
 def lateness_figures(lateness: Sequence[float]) -> dict[str, float]:

@@ -29,12 +29,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from _vs_common import (
+from dbos import DBOS, DBOSConfig
+
+from tests.benchmarks._vs_common import (
     READY_LINE,
     emit,
-    eventually,
     latency_figures,
     lateness_figures,
     log,
@@ -43,10 +44,10 @@ from _vs_common import (
     rss,
     sqlite_count,
     sqlite_used_bytes,
+    wait_until,
     worker_args,
 )
-from _vs_common import run as run_loop
-from dbos import DBOS, DBOSConfig
+from tests.benchmarks._vs_common import run as run_loop
 
 
 class Seen:
@@ -246,7 +247,7 @@ async def scenario(args: Any) -> dict[str, Any]:
         async def all_recorded() -> bool:
             return await count(args, sql) >= started
 
-        await eventually(all_recorded, 120, every=0.05)
+        await wait_until(all_recorded, 120, every=0.05)
         recorded = await count(args, sql)
         seconds = time.perf_counter() - start
         rss_after = rss()
@@ -271,7 +272,7 @@ async def scenario(args: Any) -> dict[str, Any]:
         async def all_asleep() -> bool:
             return Seen.asleep >= started
 
-        await eventually(all_asleep, wake_at - time.time(), every=0.005)
+        await wait_until(all_asleep, wake_at - time.time(), every=0.005)
         late_start = time.time() > wake_at or Seen.asleep < started
         results = await asyncio.wait_for(
             asyncio.gather(*(h.get_result() for h in handles)), args.margin + 900
@@ -291,7 +292,7 @@ async def scenario(args: Any) -> dict[str, Any]:
         async def all_waiting() -> bool:
             return Seen.waiting >= n
 
-        assert await eventually(all_waiting, 600), "workflows did not reach recv"
+        assert await wait_until(all_waiting, 600), "workflows did not reach recv"
         # recv is past its first check once the workflow has recorded nothing more for a
         # moment; DBOS gives no signal for "is waiting", so let it settle.
         await asyncio.sleep(1.0)
@@ -325,7 +326,7 @@ async def recovery_crash(args: Any) -> None:
     async def tenth_done() -> bool:
         return Seen.steps >= args.n * args.steps // 10
 
-    await eventually(tenth_done, 900, every=0.001)
+    await wait_until(tenth_done, 900, every=0.001)
     print(READY_LINE, flush=True)
     await asyncio.sleep(3600)
 
@@ -343,7 +344,7 @@ async def recovery_restart(args: Any) -> dict[str, Any]:
     async def all_done() -> bool:
         return await count(args, sql) >= args.n
 
-    await eventually(all_done, 900)
+    await wait_until(all_done, 900)
     done = await count(args, sql)
     return {"incomplete_at_restart": left_at_start, "complete": done, "ok": done == args.n}
 

@@ -19,12 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from _vs_common import (
+from durableflow import WorkflowEntrypoint, WorkflowEvent, WorkflowStep
+from durableflow_runtime.engine import Engine, WorkflowSpec
+from durableflow_runtime.store.base import Store
+from tests.benchmarks._vs_common import (
     READY_LINE,
     emit,
-    eventually,
     latency_figures,
     lateness_figures,
     pg_fetchval,
@@ -32,13 +34,10 @@ from _vs_common import (
     rss,
     sqlite_count,
     sqlite_used_bytes,
+    wait_until,
     worker_args,
 )
-from _vs_common import run as run_loop
-
-from durableflow import WorkflowEntrypoint, WorkflowEvent, WorkflowStep
-from durableflow_runtime.engine import Engine, WorkflowSpec
-from durableflow_runtime.store.base import Store
+from tests.benchmarks._vs_common import run as run_loop
 
 
 class Seen:
@@ -251,9 +250,9 @@ async def recovery_crash(args: Any) -> None:
     # Killed once a tenth of the steps ran: most instances are mid-way or queued.
 
     async def tenth_done() -> bool:
-        return Seen.steps >= args.n * args.steps // 10
+        return bool(Seen.steps >= args.n * args.steps // 10)
 
-    await eventually(tenth_done, 900, every=0.001)
+    await wait_until(tenth_done, 900, every=0.001)
     print(READY_LINE, flush=True)
     await asyncio.sleep(3600)
 

@@ -3,7 +3,7 @@
 Run:  .venv/bin/python tests/benchmarks/bench_dbos.py [--quick] [--only NAME[,NAME]]
           [--rounds N] [--chart PATH] [--json PATH] [--max-load L]
 
-Needs the ``bench`` extra (``pip install -e ".[bench]"``: DBOS, psutil, matplotlib) and a
+Needs the ``bench`` extra (``make setup-bench``: DBOS, psutil, matplotlib) and a
 PostgreSQL server (``DURABLEFLOW_TEST_PG_DSN``, default
 ``postgresql://postgres@127.0.0.1:5432/test``), where every PostgreSQL measurement gets a
 database of its own (``CREATE DATABASE bench_dbos_...``), dropped afterwards. Every SQLite

@@ -13,14 +13,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
 import pytest
 
-from tests.helpers import assert_eventually
+from tests.helpers import eventually, eventually_sync
 
 HOST_PROJECT = Path(__file__).with_name("host_project")
 DURABLEFLOW = str(Path(sys.executable).with_name("durableflow"))
@@ -29,19 +29,6 @@ _READY = re.compile(r"serving \d+ workflow\(s\) on (http://\S+)")
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: restarts hosts or waits on real time (seconds)")
-
-
-def wait_for(check: Callable[[], Any], *, timeout: float = 10.0, message: str = "") -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = check()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {message} (last: {last!r})")
-        time.sleep(0.02)
 
 
 def copy_project(target: Path, source: Path = HOST_PROJECT) -> Path:
@@ -102,7 +89,7 @@ class HostProcess:
             match = _READY.search(self.output())
             return match.group(1) if match else None
 
-        self.url = wait_for(ready, timeout=timeout, message="the host to listen")
+        self.url = eventually_sync(ready, timeout=timeout, message="the host to listen")
         return self
 
     def headers(self) -> dict[str, str]:
@@ -261,7 +248,7 @@ class Api:
             detail = await self.ok("GET", path)
             return detail if detail["status"] == status else None
 
-        return await assert_eventually(reached, timeout=timeout, message=f"{path} is {status}")
+        return await eventually(reached, timeout=timeout, message=f"{path} is {status}")
 
 
 @pytest.fixture

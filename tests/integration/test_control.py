@@ -9,7 +9,7 @@ import pytest
 
 from durableflow import InvalidTransitionError, WorkflowEntrypoint, WorkflowEvent, WorkflowStep
 from durableflow.testing import WorkflowTestEnvironment
-from tests.helpers import assert_eventually
+from tests.helpers import eventually
 
 RAN: list[str] = []
 GATE: list[asyncio.Event] = []
@@ -40,7 +40,7 @@ async def test_pause_during_a_step_waits_for_it_and_holds_past_wake_up():
         probe = env.introspect("p")
         inst = await env.workflow(Pausable).create(id="p")
         await probe.wait_for_status("running")
-        await assert_eventually(lambda: RAN == ["slow"], message="the slow step started")
+        await eventually(lambda: RAN == ["slow"], message="the slow step started")
 
         async def start_recorded() -> bool:  # an attempt in flight is already on record
             steps = await probe.get_steps()
@@ -48,13 +48,13 @@ async def test_pause_during_a_step_waits_for_it_and_holds_past_wake_up():
                 ("slow", "running", 1)
             ]
 
-        await assert_eventually(start_recorded, message="the running attempt is stored")
+        await eventually(start_recorded, message="the running attempt is stored")
         await inst.pause()
         assert (await inst.status()).status == "waitingForPause"
         GATE[0].set()
         await probe.wait_for_status("paused")
         env.advance("2 hours")  # past the sleep's wake-up: a paused instance stays paused
-        await asyncio.sleep(0.05)
+        await env.wait_until_idle()
         assert (await inst.status()).status == "paused"
         assert RAN == ["slow"]
         await inst.resume()
@@ -88,12 +88,12 @@ async def test_terminate_stops_for_good():
     async with WorkflowTestEnvironment({"p": Pausable}) as env:
         probe = env.introspect("p")
         inst = await env.workflow(Pausable).create(id="p")
-        await assert_eventually(lambda: RAN == ["slow"], message="the slow step started")
+        await eventually(lambda: RAN == ["slow"], message="the slow step started")
         await inst.terminate()
         assert (await inst.status()).status == "terminated"
         GATE[0].set()
         env.advance("2 hours")
-        await asyncio.sleep(0.05)
+        await env.wait_until_idle()
         assert RAN == ["slow"]
         assert (await inst.status()).status == "terminated"
         with pytest.raises(InvalidTransitionError, match="terminated"):

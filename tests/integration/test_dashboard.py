@@ -26,9 +26,9 @@ from durableflow_runtime.engine import Engine
 from durableflow_runtime.openapi import build_openapi
 from durableflow_runtime.server import ApiSettings, build_app
 from durableflow_runtime.store.sqlite import SqliteStore
-from tests.helpers import assert_eventually
+from tests.helpers import eventually, eventually_sync
 
-from .conftest import DURABLEFLOW, Api, HostFactory, HostProcess, copy_project, wait_for
+from .conftest import DURABLEFLOW, Api, HostFactory, HostProcess, copy_project
 
 TOKEN = "dashboard-test-token"
 
@@ -259,7 +259,7 @@ def test_dev_prints_the_dashboard_url(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
         )
     try:
-        match = wait_for(
+        match = eventually_sync(
             lambda: re.search(r"dashboard on (http://\S+/dashboard)", log.read_text()),
             timeout=30,
             message="dev to print the dashboard URL",
@@ -347,7 +347,7 @@ async def timeline_instance(hosts: HostFactory, tmp_path: Path) -> AsyncIterator
             steps = detail["steps"]
             return detail if len(steps) == 4 and steps[3]["status"] == "waiting" else None
 
-        detail = await assert_eventually(
+        detail = await eventually(
             waits_for_the_event, timeout=15, message="o-1 waits for its event"
         )
         charge = detail["steps"][1]
@@ -428,7 +428,7 @@ class Browser:
     async def open(self, url: str) -> None:
         """Connect to the browser's page and load ``url``."""
         active = self.profile / "DevToolsActivePort"
-        port = wait_for(
+        port = await eventually(
             lambda: active.exists() and active.read_text().split("\n")[0].strip(),
             timeout=30,
             message="chromium to open its DevTools port",
@@ -469,7 +469,7 @@ class Browser:
             result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
             return None if "exceptionDetails" in result else result["result"].get("value")
 
-        return await assert_eventually(check, timeout=timeout, interval=0.05, message=message)
+        return await eventually(check, timeout=timeout, interval=0.05, message=message)
 
     async def close(self) -> None:
         if self.ws is not None:

@@ -38,7 +38,7 @@ import asyncpg
 import pytest
 
 import durableflow
-from tests.helpers import assert_eventually
+from tests.helpers import eventually
 
 from .conftest import PG_DSN, Api, HostFactory, HostProcess, _pg, copy_project, require_postgres
 
@@ -135,7 +135,7 @@ async def wait_all(api: Api, ids: list[str], status: str, timeout: float = 30.0)
     async def reached() -> bool:
         return set(ids) <= await listed_ids(api, status)
 
-    await assert_eventually(
+    await eventually(
         reached, timeout=timeout, interval=0.1, message=f"{len(ids)} instances are {status}"
     )
 
@@ -148,7 +148,7 @@ async def waiting_after_first_step(api: Api, ids: list[str]) -> None:
             got, detail = await api.call("GET", f"/api/workflows/counted/instances/{id}")
             return got == 200 and detail["status"] == "waiting"
 
-        await assert_eventually(asleep, timeout=20, message=f"{id} sleeps after its first step")
+        await eventually(asleep, timeout=20, message=f"{id} sleeps after its first step")
 
 
 def assert_each_step_ran_once(log: Path, ids: list[str], steps: int) -> None:
@@ -191,7 +191,7 @@ async def test_disk_full_answers_507_serves_reads_and_recovers(
                 {"id": "busy", "params": {"gate": str(gate)}},
             )
             assert got == 201, answer
-            await assert_eventually(
+            await eventually(
                 lambda: step_runs(log)[("busy", "s0")], timeout=10, message="busy's step runs"
             )
 
@@ -215,13 +215,13 @@ async def test_disk_full_answers_507_serves_reads_and_recovers(
             assert {i["id"] for i in listed["instances"]} == set(before)
             # the step in flight ends now; its result cannot be stored: the instance stops
             gate.write_text("open")
-            await assert_eventually(
+            await eventually(
                 lambda: "busy stopped, to resume when the store writes again" in host.output(),
                 timeout=10,
                 message="the instance whose write met the full disk stops",
             )
             # the sleepers fall due while nothing can be written: claiming them fails
-            await assert_eventually(
+            await eventually(
                 lambda: "claiming work failed" in host.output(),
                 timeout=10,
                 message="the host tries to run the due sleepers on the full disk",
@@ -337,7 +337,7 @@ async def test_deleted_sqlite_file_refuses_writes_and_is_rescued(
         assert "deleted" in answer["error"]["message"]
         detail = await api.ok("GET", f"/api/workflows/counted/instances/{ids[0]}")
         assert detail["status"] == "complete"
-        rescued = await assert_eventually(
+        rescued = await eventually(
             lambda: sorted(db.parent.glob("state.db.rescued-*")),
             timeout=10,
             message="a copy of the deleted database is saved",
@@ -487,7 +487,7 @@ async def test_postgres_restart_loses_nothing_and_answers_503_fast(
             creating = asyncio.ensure_future(
                 client.workflow("counted").create(id="retried", params={"steps": 2})
             )
-            await assert_eventually(
+            await eventually(
                 lambda: host.output().count('/api/workflows/counted/instances HTTP/1.1" 503') >= 3,
                 timeout=15,
                 message="the client's create is answered 503 and retried",
@@ -510,7 +510,7 @@ async def assert_answered(host: HostProcess, method: str, path: str, status: int
     """The host's access log shows ``METHOD PATH`` answered ``status`` exactly ``n`` times
     (the call has returned, so no more are coming; a line may land just after the answer)."""
     line = f'"{method} {path} HTTP/1.1" {status} '
-    await assert_eventually(
+    await eventually(
         lambda: host.output().count(line) == n,
         timeout=5,
         message=f"{method} {path} answered {status} {n} time(s)",
@@ -624,7 +624,7 @@ async def test_kill_9_during_batch_creates_loses_no_acknowledged_batch(
 
     async with api_on(host) as api:
         flooding = asyncio.ensure_future(flood(api))
-        await assert_eventually(
+        await eventually(
             lambda: len(acknowledged) >= 20 and step_runs(log),
             timeout=30,
             message="batches acknowledged and steps running",

@@ -96,12 +96,13 @@ async def test_every_do_form_runs_and_names_default_to_the_function():
 class BadCalls(WorkflowEntrypoint[Any, Any]):
     async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> Any:
         errors = []
+        # the last two are wrong in type too: the run-time check is what is under test
         for bad in (
-            lambda: step.do("", _async),
+            lambda: step.do("", lambda: _async("x")),
             lambda: step.do("tab\tname", lambda: _async("x")),
             lambda: step.do("x" * 257, lambda: _async("x")),
-            lambda: step.do("n", {"retries": {"limit": 1, "nope": 1}}, lambda: _async("x")),
-            lambda: step.do("n", 42, lambda: _async("x")),
+            lambda: step.do("n", {"retries": {"limit": 1, "nope": 1}}, lambda: _async("x")),  # type: ignore[call-overload]
+            lambda: step.do("n", 42, lambda: _async("x")),  # type: ignore[call-overload]
         ):
             try:
                 await bad()
@@ -138,7 +139,7 @@ class Big(WorkflowEntrypoint[Any, Any]):
         return failed
 
 
-async def test_limits_are_enforced_with_clear_errors(tmp_path: Path):
+async def test_limits_are_enforced_with_clear_errors(tmp_path: Path) -> None:
     """Oversize results, params, batches and too many steps are errors; stored data stays."""
     limits = Limits(max_payload_bytes=1024 * 1024, max_steps=5, max_batch=3)
     engine = Engine(SqliteStore(tmp_path / "s.db"), [WorkflowSpec("big", Big)], limits=limits)

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.helpers import assert_eventually
+from tests.helpers import eventually
 
 from .conftest import Api, HostFactory, HostProcess, copy_project
 
@@ -216,7 +216,7 @@ async def test_an_idle_flood_does_not_stop_healthz(guarded_host: HostProcess) ->
     finally:
         for sock in socks:
             sock.close()
-    await assert_eventually(
+    await eventually(
         lambda: "connection limit of 32 reached" in guarded_host.output(),
         message="the connection limit is logged",
     )

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import DURABLEFLOW, HostProcess, copy_project, run_cli, wait_for
+from tests.helpers import eventually_sync
+
+from .conftest import DURABLEFLOW, HostProcess, copy_project, run_cli
 
 
 def cli(host: HostProcess, *args: str) -> subprocess.CompletedProcess[str]:
@@ -36,7 +38,7 @@ def test_trigger_list_and_describe(shared_host: HostProcess) -> None:
     """`trigger` prints the new id; `instances list` and `describe` show it and its steps."""
     out = ok(shared_host, "trigger", "echo", "--id", "cli-1", "--params", '{"name": "cli"}')
     assert out.strip() == "cli-1"
-    wait_for(
+    eventually_sync(
         lambda: shared_host.get_json("/api/workflows/echo/instances/cli-1")["status"] == "complete"
     )
     listed = ok(shared_host, "instances", "list", "echo", "--status", "complete")
@@ -61,7 +63,7 @@ def test_trigger_list_and_describe(shared_host: HostProcess) -> None:
 def test_describe_latest_and_errors(shared_host: HostProcess) -> None:
     """`describe NAME latest` shows the newest instance, with its step errors and attempts."""
     ok(shared_host, "trigger", "flaky", "--id", "cli-flaky")
-    wait_for(
+    eventually_sync(
         lambda: (
             shared_host.get_json("/api/workflows/flaky/instances/cli-flaky")["status"] == "errored"
         )
@@ -79,7 +81,7 @@ def test_describe_latest_and_errors(shared_host: HostProcess) -> None:
 def test_control_and_send_event(shared_host: HostProcess) -> None:
     """pause, resume, terminate, restart and send-event steer an instance from the CLI."""
     ok(shared_host, "trigger", "waiter", "--id", "cli-w")
-    wait_for(
+    eventually_sync(
         lambda: shared_host.get_json("/api/workflows/waiter/instances/cli-w")["status"] == "waiting"
     )
     assert ok(shared_host, "instances", "pause", "waiter", "cli-w").strip() == "cli-w: paused"
@@ -89,7 +91,7 @@ def test_control_and_send_event(shared_host: HostProcess) -> None:
         "instances", "send-event", "waiter", "cli-w", "--type", "go", "--payload", '{"ok": true}',
     )  # fmt: skip
     assert sent.strip() == "sent event 'go' to cli-w"
-    wait_for(
+    eventually_sync(
         lambda: (
             shared_host.get_json("/api/workflows/waiter/instances/cli-w")["output"]
             == {"got": {"ok": True}}
@@ -166,11 +168,11 @@ def test_dev_restarts_the_host_on_code_change(tmp_path: Path) -> None:
             env=os.environ,
         )
         try:
-            wait_for(lambda: log.read_text().count("serving 5 workflow(s)") == 1, timeout=30)
+            eventually_sync(lambda: log.read_text().count("serving 5 workflow(s)") == 1, timeout=30)
             app = project / "app.py"
             app.write_text(app.read_text() + "\n# changed\n")
-            wait_for(lambda: "changed: app.py; restarting" in log.read_text(), timeout=15)
-            wait_for(lambda: log.read_text().count("serving 5 workflow(s)") == 2, timeout=30)
+            eventually_sync(lambda: "changed: app.py; restarting" in log.read_text(), timeout=15)
+            eventually_sync(lambda: log.read_text().count("serving 5 workflow(s)") == 2, timeout=30)
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(30) == 0
         finally:

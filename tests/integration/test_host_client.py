@@ -50,7 +50,8 @@ async def test_create_with_attrs_params_and_result(client: Client) -> None:
     echo = client.workflow("echo", Greeting)
     assert isinstance(echo, Workflow)
     instance = await echo.create(id="cl-1", params=Greeting("cli", times=2))
-    assert isinstance(instance, WorkflowInstance) and instance.id == "cl-1"
+    assert isinstance(instance, WorkflowInstance)
+    assert instance.id == "cl-1"
     assert await instance.result(timeout=10) == {"greeting": "hello cli hello cli", "id": "cl-1"}
     status = await instance.status()
     assert status.status == "complete" and status.error is None

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import HostFactory, HostProcess, copy_project, run_cli, wait_for
+from tests.helpers import eventually_sync
+
+from .conftest import HostFactory, HostProcess, copy_project, run_cli
 
 BASE = "/api/workflows"
 
@@ -35,7 +37,7 @@ def _status(host: HostProcess, workflow: str, id: str) -> str:
 def _wait_status(
     host: HostProcess, workflow: str, id: str, status: str, timeout: float = 15
 ) -> None:
-    wait_for(
+    eventually_sync(
         lambda: _status(host, workflow, id) == status,
         timeout=timeout,
         message=f"{workflow}/{id} to be {status}",
@@ -57,7 +59,7 @@ def test_sigterm_exits_zero_and_in_flight_work_continues(
         {"id": "g-1", "params": {"gate": str(gate), "started": str(started)}},
     )
     _post(host, f"{BASE}/sleeper/instances", {"id": "s-1", "params": {"ms": 1500}})
-    wait_for(started.exists, message="the gate step to start")
+    eventually_sync(started.exists, message="the gate step to start")
     _wait_status(host, "sleeper", "s-1", "waiting")
     assert host.stop(signal.SIGTERM) == 0
     log = host.output()
@@ -66,7 +68,7 @@ def test_sigterm_exits_zero_and_in_flight_work_continues(
 
     started.unlink()
     again = hosts.start(project)
-    wait_for(started.exists, message="the gate step to run again after the restart")
+    eventually_sync(started.exists, message="the gate step to run again after the restart")
     gate.write_text("open")
     _wait_status(again, "gate", "g-1", "complete")
     _wait_status(again, "sleeper", "s-1", "complete")
@@ -94,7 +96,7 @@ def test_sigkill_then_restart_resumes_everything(hosts: HostFactory, tmp_path: P
     _wait_status(host, "waiter", "w-1", "waiting")
     _wait_status(host, "sleeper", "s-1", "waiting")
     _wait_status(host, "echo", "e-1", "complete")
-    wait_for(started.exists, message="the gate step to start")
+    eventually_sync(started.exists, message="the gate step to start")
     assert host.stop(signal.SIGKILL) == -signal.SIGKILL
 
     again = hosts.start(project)

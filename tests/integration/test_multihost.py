@@ -31,22 +31,12 @@ from durableflow import (
 from durableflow_runtime.engine import Engine, WorkflowSpec
 from durableflow_runtime.store.base import Lease, LeaseLost, NewInstance, StepRow
 from durableflow_runtime.store.postgres import MIGRATIONS, PostgresStore, StoreUnavailableError
+from tests.helpers import eventually
 
 from .pg_host import EFFECTS_TABLE, WORKFLOWS
 from .test_store_conformance import PG_DSN, drop_schema, require_pg
 
 HOST_SCRIPT = Path(__file__).with_name("pg_host.py")
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout: float, what: str, every: float = 0.05
-) -> None:
-    """Poll ``check`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout}s")
-        await asyncio.sleep(every)
 
 
 class Host:
@@ -184,7 +174,7 @@ async def finished(engine: Engine, workflow: str, id: str, timeout: float) -> An
             return True
         return False
 
-    await eventually(ended, timeout=timeout, what=f"{workflow}/{id} finishing", every=0.02)
+    await eventually(ended, timeout=timeout, message=f"{workflow}/{id} finishing", interval=0.02)
     assert outcome[0].status == "complete", outcome[0]
     return outcome[0].output
 
@@ -214,7 +204,7 @@ async def test_thousand_instances_complete_when_a_host_is_killed(cluster: Cluste
         h1_runs = await cluster.scalar("SELECT count(*) FROM effects WHERE host = 'h1'")
         return bool(done >= 100 and h1_runs >= 100)
 
-    await eventually(h1_busy, timeout=120, what="both hosts making progress")
+    await eventually(h1_busy, timeout=120, message="both hosts making progress")
     await h1.kill()
     killed_at = await cluster.scalar("SELECT clock_timestamp()")
     committed = {
@@ -232,7 +222,9 @@ async def test_thousand_instances_complete_when_a_host_is_killed(cluster: Cluste
     async def all_complete() -> bool:
         return (await cluster.status_counts()).get("complete", 0) == 1000
 
-    await eventually(all_complete, timeout=300, what="all 1,000 instances completing", every=0.5)
+    await eventually(
+        all_complete, timeout=300, message="all 1,000 instances completing", interval=0.5
+    )
     outputs = await cluster.db.fetch("SELECT DISTINCT output FROM instances")
     assert [r[0] for r in outputs] == ["6"]  # 1 + 2 + 3 from the three steps
 
@@ -276,14 +268,14 @@ async def test_stalled_host_commits_nothing_after_takeover(cluster: Cluster) -> 
         )
         return bool(started == 10)
 
-    await eventually(h1_runs_all, timeout=30, what="h1 running all ten instances")
+    await eventually(h1_runs_all, timeout=30, message="h1 running all ten instances")
     h1.signal(signal.SIGSTOP)
     h2 = await Host.start(cluster, "h2", lease=2.0, poll=0.5)
 
     async def h2_finished() -> bool:
         return (await cluster.status_counts()).get("complete", 0) == 10
 
-    await eventually(h2_finished, timeout=60, what="h2 finishing what h1 left")
+    await eventually(h2_finished, timeout=60, message="h2 finishing what h1 left")
     steps_sql = "SELECT * FROM steps ORDER BY instance, name, count"
     before = [dict(r) for r in await cluster.db.fetch(steps_sql)]
     instances_before = [dict(r) for r in await cluster.db.fetch("SELECT * FROM instances")]
@@ -295,7 +287,7 @@ async def test_stalled_host_commits_nothing_after_takeover(cluster: Cluster) -> 
         stats = await h1.stats()
         return stats["fenced"] + stats["leases_lost"] > 0
 
-    await eventually(h1_was_refused, timeout=20, what="h1 noticing it lost its leases")
+    await eventually(h1_was_refused, timeout=20, message="h1 noticing it lost its leases")
     await h1.stop()  # everything h1 had queued has been tried by now
     after = [dict(r) for r in await cluster.db.fetch(steps_sql)]
     assert after == before, "the stalled host changed a step after the takeover"
@@ -319,7 +311,7 @@ async def test_event_reaches_an_instance_on_another_host_promptly(cluster: Clust
     async def waiting() -> bool:
         return (await engine.status("waiter", "w1")).status == "waiting"
 
-    await eventually(waiting, timeout=10, what="w1 waiting for its event")
+    await eventually(waiting, timeout=10, message="w1 waiting for its event")
     assert time.monotonic() - start < 3.0, "creation reached the other host by notification"
     sent = time.monotonic()
     await engine.send_event("waiter", "w1", "go", "hello")
@@ -338,7 +330,7 @@ async def test_event_reaches_an_instance_on_another_host_promptly(cluster: Clust
         )
         return bool(owner == "h2" and started == 1)
 
-    await eventually(busy, timeout=10, what="w2 running its busy step on h2")
+    await eventually(busy, timeout=10, message="w2 running its busy step on h2")
     sent = time.monotonic()
     await engine.send_event("waiter", "w2", "go", "hello2")
     assert await finished(engine, "waiter", "w2", 10) == "hello2"
@@ -363,13 +355,13 @@ async def test_pause_resume_terminate_restart_across_hosts(cluster: Cluster) -> 
 
     # pause: the step in flight finishes, no further step starts, then resume completes it
     await engine.create("slow", [("p", {"steps": 3, "seconds": 1.0})])
-    await eventually(await started("p", 1), timeout=10, what="p's first step starting")
+    await eventually(await started("p", 1), timeout=10, message="p's first step starting")
     assert await engine.control("slow", "p", "pause") == "waitingForPause"
 
     async def paused() -> bool:
         return (await engine.status("slow", "p")).status == "paused"
 
-    await eventually(paused, timeout=5, what="p pausing on the other host")
+    await eventually(paused, timeout=5, message="p pausing on the other host")
     starts = await cluster.scalar(
         "SELECT count(*) FROM effects WHERE instance = 'p' AND kind = 'start'"
     )
@@ -382,7 +374,7 @@ async def test_pause_resume_terminate_restart_across_hosts(cluster: Cluster) -> 
 
     # terminate: the activation on h2 is cancelled mid-step
     await engine.create("slow", [("t", {"steps": 3, "seconds": 1.5})])
-    await eventually(await started("t", 1), timeout=10, what="t's first step starting")
+    await eventually(await started("t", 1), timeout=10, message="t's first step starting")
     assert await engine.control("slow", "t", "terminate") == "terminated"
     # a witness that runs longer than t's step would have: when it is done, t's step
     # would have ended too, had it not been cancelled
@@ -394,7 +386,7 @@ async def test_pause_resume_terminate_restart_across_hosts(cluster: Cluster) -> 
 
     # restart: h2 drops the running activation and runs the instance again from scratch
     await engine.create("slow", [("r", {"steps": 2, "seconds": 1.0})])
-    await eventually(await started("r", 1), timeout=10, what="r's first step starting")
+    await eventually(await started("r", 1), timeout=10, message="r's first step starting")
     assert await engine.control("slow", "r", "restart") == "queued"
     assert await finished(engine, "slow", "r", 15) == 2
     r_effects = await cluster.db.fetch(
@@ -448,7 +440,7 @@ async def test_host_rides_out_its_connections_being_killed(cluster: Cluster) -> 
                 )
                 return bool(done >= threshold)
 
-            await eventually(progressed, timeout=60, what=f"{threshold} steps done")
+            await eventually(progressed, timeout=60, message=f"{threshold} steps done")
             killed = await cluster.scalar(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
                 " WHERE application_name = 'durableflow:worker'"
@@ -462,7 +454,7 @@ async def test_host_rides_out_its_connections_being_killed(cluster: Cluster) -> 
                 )
             )
 
-        await eventually(all_waiting, timeout=90, what="every instance reaching its wait")
+        await eventually(all_waiting, timeout=90, message="every instance reaching its wait")
 
         async def listening() -> bool:
             return bool(
@@ -472,7 +464,7 @@ async def test_host_rides_out_its_connections_being_killed(cluster: Cluster) -> 
                 )
             )
 
-        await eventually(listening, timeout=10, what="the worker listening again")
+        await eventually(listening, timeout=10, message="the worker listening again")
         sent = time.monotonic()
         for id in ids:
             await sender.send_event("steps", id, "go", id)
@@ -480,7 +472,7 @@ async def test_host_rides_out_its_connections_being_killed(cluster: Cluster) -> 
         async def all_complete() -> bool:
             return (await cluster.status_counts()).get("complete", 0) == len(ids)
 
-        await eventually(all_complete, timeout=30, what="every instance completing")
+        await eventually(all_complete, timeout=30, message="every instance completing")
         assert time.monotonic() - sent < 10, "events were pushed, not found by a 30 s poll"
         for id in ids:
             assert (await sender.status("steps", id)).output == [10, id]
@@ -533,9 +525,10 @@ async def test_renewed_lease_holds_and_an_abandoned_one_is_taken_over(schema: st
 
         async def renewed_past_first_expiry() -> bool:
             row = await db.fetchrow("SELECT lease_expires, now() AS now FROM instances")
+            assert row is not None
             return bool(row["now"] > first_expiry and row["lease_expires"] > row["now"])
 
-        await eventually(renewed_past_first_expiry, timeout=10, what="a renewing its lease")
+        await eventually(renewed_past_first_expiry, timeout=10, message="a renewing its lease")
         assert await b.claim(T0 + 1, 10) == []
         await a.put_step(lease, StepRow("s", 1, 0, "do", "complete", output=b"1"))
 
@@ -549,7 +542,7 @@ async def test_renewed_lease_holds_and_an_abandoned_one_is_taken_over(schema: st
             taken.extend(await b.claim(T0 + 2, 10))
             return bool(taken)
 
-        await eventually(b_took_over, timeout=10, what="b claiming the expired lease")
+        await eventually(b_took_over, timeout=10, message="b claiming the expired lease")
         assert taken[0].epoch == lease.epoch + 1
         assert await db.fetchval("SELECT owner FROM instances") == "b"
         with pytest.raises(LeaseLost):
@@ -613,14 +606,14 @@ async def test_other_hosts_are_notified_and_a_host_hears_only_others(schema: str
             return check
 
         await a.create_instances([NewInstance("wf", "x", None, T0)])
-        await eventually(b_heard(("wf", "x", "create")), timeout=5, what="create notice")
+        await eventually(b_heard(("wf", "x", "create")), timeout=5, message="create notice")
         [lease] = await a.claim(T0, 1)
         await a.suspend(lease, T0 + 100, ["go"], T0)
         await a.send_event("wf", "x", "go", None, T0 + 1)
-        await eventually(b_heard(("wf", "x", "wake")), timeout=5, what="wake notice")
+        await eventually(b_heard(("wf", "x", "wake")), timeout=5, message="wake notice")
         for action in ("pause", "resume", "restart", "terminate"):
-            await a.control("wf", "x", action, T0 + 2)  # type: ignore[arg-type]
-            await eventually(b_heard(("wf", "x", action)), timeout=5, what=f"{action} notice")
+            await a.control("wf", "x", action, T0 + 2)
+            await eventually(b_heard(("wf", "x", action)), timeout=5, message=f"{action} notice")
         assert heard["a"] == []
     finally:
         await a.close()

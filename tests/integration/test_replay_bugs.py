@@ -12,6 +12,7 @@ import attrs
 import pytest
 
 from durableflow import (
+    StepContext,
     StepFailedError,
     ValidationError,
     WorkflowEntrypoint,
@@ -195,7 +196,7 @@ class RetryFlow(WorkflowEntrypoint[Any, Any]):
         activations.append("run")
 
         @step.do("flaky", config={"retries": {"limit": 3, "delay": "1 minute"}})
-        async def flaky(ctx: Any) -> int:
+        async def flaky(ctx: StepContext) -> int:
             if ctx.attempt < 3:
                 raise RuntimeError(f"attempt {ctx.attempt}")
             return ctx.attempt

@@ -15,6 +15,7 @@ import pytest
 
 from durableflow_runtime.config import ConfigError, load_config
 from durableflow_runtime.retention import sweep_interval
+from tests.helpers import eventually_sync
 
 from .conftest import (
     PG_DSN,
@@ -24,7 +25,6 @@ from .conftest import (
     copy_project,
     require_postgres,
     run_cli,
-    wait_for,
 )
 
 
@@ -56,7 +56,7 @@ def create(host: HostProcess, workflow: str, id: str, params: Any = None) -> Non
 
 
 def reach(host: HostProcess, workflow: str, id: str, status: str) -> None:
-    wait_for(
+    eventually_sync(
         lambda: instance(host, workflow, id)[1].get("status") == status,
         timeout=15,
         message=f"{workflow}/{id} is {status}",
@@ -64,7 +64,7 @@ def reach(host: HostProcess, workflow: str, id: str, status: str) -> None:
 
 
 def gone(host: HostProcess, workflow: str, id: str, timeout: float = 15.0) -> None:
-    wait_for(
+    eventually_sync(
         lambda: instance(host, workflow, id)[0] == 404,
         timeout=timeout,
         message=f"{workflow}/{id} is deleted",

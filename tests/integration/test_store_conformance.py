@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -37,6 +36,7 @@ from durableflow_runtime.store.base import (
 )
 from durableflow_runtime.store.postgres import PostgresStore
 from durableflow_runtime.store.sqlite import SqliteStore
+from tests.helpers import eventually
 
 PG_DSN = os.environ.get("DURABLEFLOW_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 T0 = 1_800_000_000.0  # a fixed "now" for store-level tests
@@ -72,17 +72,6 @@ async def drop_schema(schema: str) -> None:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await conn.close()
-
-
-async def assert_eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, what: str = "condition"
-) -> None:
-    """Poll ``check`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not hold within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 StoreFactory = Callable[[], Store]
@@ -552,8 +541,8 @@ async def test_terminate_transitions(store: Store) -> None:
     for id in ("q", "r"):
         row = await store.control("wf", id, "terminate", T0 + 5)
         assert (row.status, row.ended_at, row.run_at) == ("terminated", T0 + 5, None)
-    row = await store.get_instance("wf", r.id)
-    assert row is not None and row.epoch == r.epoch + 1
+    stored = await store.get_instance("wf", r.id)
+    assert stored is not None and stored.epoch == r.epoch + 1
     with pytest.raises(InvalidTransitionError, match="terminated"):
         await store.control("wf", "q", "terminate", T0 + 6)
     with pytest.raises(InvalidTransitionError):
@@ -587,7 +576,7 @@ async def test_control_of_unknown_instance_is_not_found(store: Store) -> None:
     """Every control action on a missing instance raises NotFoundError."""
     for action in ("pause", "resume", "terminate", "restart"):
         with pytest.raises(NotFoundError, match="nope"):
-            await store.control("wf", "nope", action, T0)  # type: ignore[arg-type]
+            await store.control("wf", "nope", action, T0)
 
 
 # --- retention ------------------------------------------------------------------------------
@@ -741,7 +730,7 @@ async def test_engine_runs_steps_sleep_and_event_to_completion(make_store: Store
                 detail["status"] == "waiting"
             )
 
-        await assert_eventually(waiting_for_event, what="the wait for approval")
+        await eventually(waiting_for_event, message="the wait for approval")
         await engine.send_event("pipeline", id, "approve", "ada")
         output = await engine.result("pipeline", id, timeout=20)
         assert output == {"doubled": 42, "parts": ["L", "R"], "approved_by": "ada"}

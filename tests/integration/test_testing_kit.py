@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import attrs
@@ -106,3 +107,75 @@ async def test_wait_for_status_times_out_with_a_clear_message():
         await env.workflow(OrderFlow).create(id="o-5", params=Order("o-5", 5))
         with pytest.raises(TimeoutError, match="waiting"):
             await probe.wait_for_status("complete", timeout=0.5)
+
+
+def _tick(n: int, seconds: float = 0.0) -> Any:
+    async def tick() -> None:
+        await asyncio.sleep(seconds)  # a step that takes real time
+        TICKS.append(n)
+
+    return tick
+
+
+class Ticker(WorkflowEntrypoint[Any, Any]):
+    """Three steps that each take real time, a one-hour sleep, a step, an event, a step."""
+
+    async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> Any:
+        for n in range(3):
+            await step.do(f"tick {n}", _tick(n, 0.02))
+        await step.sleep("nap", "1 hour")
+        await step.do("tick 3", _tick(3))
+        got = await step.wait_for_event("go", "go", timeout="1 day")
+        await step.do("tick 4", _tick(4))
+        return got.payload
+
+
+TICKS: list[int] = []
+
+
+async def test_wait_until_idle_runs_what_is_due_and_no_further():
+    """wait_until_idle returns once every due step has run; a later timer stays pending."""
+    TICKS.clear()
+    async with WorkflowTestEnvironment([Ticker]) as env:
+        probe = env.introspect("t")
+        start = env.now()
+        await env.workflow(Ticker).create(id="t")
+        await env.wait_until_idle()
+        assert TICKS == [0, 1, 2]
+        assert (await probe.wait_for_status("waiting", timeout=0)).status == "waiting"
+        assert env.now() == start  # virtual time stood still: the nap is still ahead
+        env.advance("1 hour")
+        await env.wait_until_idle()
+        assert TICKS == [0, 1, 2, 3]  # now waiting for its event
+        await env.wait_until_idle()  # idle already: returns at once
+        await (await env.workflow(Ticker).get("t")).send_event(type="go", payload="now")
+        await env.wait_until_idle()
+        assert TICKS == [0, 1, 2, 3, 4]
+        assert await probe.get_output() == "now"
+
+
+class Stuck(WorkflowEntrypoint[Any, Any]):
+    async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> Any:
+        async def forever() -> None:
+            await asyncio.Event().wait()
+
+        return await step.do("forever", forever)
+
+
+async def test_wait_until_idle_times_out_while_a_step_runs():
+    """A step that never returns keeps the engine busy: wait_until_idle raises TimeoutError."""
+    async with WorkflowTestEnvironment([Stuck]) as env:
+        await env.workflow(Stuck).create(id="s")
+        with pytest.raises(TimeoutError, match=r"not idle within 0\.2s"):
+            await env.wait_until_idle(timeout=0.2)
+        await (await env.workflow(Stuck).get("s")).terminate()
+        await env.wait_until_idle()
+
+
+async def test_wait_until_idle_with_wall_clock_time():
+    """With virtual_time=False, wait_until_idle also waits for what is due and returns."""
+    TICKS.clear()
+    async with WorkflowTestEnvironment([Ticker], virtual_time=False) as env:
+        await env.workflow(Ticker).create(id="t")
+        await env.wait_until_idle()
+        assert TICKS == [0, 1, 2]

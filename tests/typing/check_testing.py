@@ -32,6 +32,8 @@ async def kit() -> None:
         assert_type(await probe.wait_for_step_result("charge card"), Any)
         env.advance("1 day")
         env.advance(timedelta(hours=1))
+        await env.wait_until_idle()
+        await env.wait_until_idle(timeout=1.5)
         assert_type(env.database, Path)
     WorkflowTestEnvironment([OrderWorkflow], database="state.db")
 
@@ -44,6 +46,8 @@ async def must_fail(env: WorkflowTestEnvironment) -> None:
     await probe.wait_for_status("completed")  # type: ignore[arg-type]
     # A duration of the wrong type.
     env.advance(None)  # type: ignore[arg-type]
+    # The timeout is keyword-only.
+    await env.wait_until_idle(1.0)  # type: ignore[call-arg]
     # Only workflow classes can be run.
     WorkflowTestEnvironment({"ORDERS": OrderParams})  # type: ignore[dict-item]
     # The database is read-only.

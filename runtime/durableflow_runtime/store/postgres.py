@@ -46,7 +46,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 import attrs
 import orjson
 
@@ -797,12 +797,13 @@ class PostgresStore(Store):
             self._emit("", "", "poll")  # catch up on what was missed meanwhile
             return
 
-    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        text = str(payload)  # asyncpg passes the payload as a str; its stubs say object
         try:
-            msg = orjson.loads(payload)
+            msg = orjson.loads(text)
             host, workflow, id, what = msg["h"], msg["w"], msg["i"], msg["a"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
-            log.warning("ignoring a malformed notification: %r", payload[:200])
+            log.warning("ignoring a malformed notification: %r", text[:200])
             return
         if host == self.host_id:
             return  # this host's engine acted on its own change already
