@@ -47,6 +47,7 @@ PAGES = [
     "testing.md",
     "cookbook.md",
     "migrate-cloudflare.md",
+    "migrate-dbos.md",
 ]
 # every page of the user guide this suite checks (markers, links)
 CHECKED_PAGES = ["index.md", *PAGES, "errors.md"]
