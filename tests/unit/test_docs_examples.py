@@ -48,6 +48,7 @@ PAGES = [
     "cookbook.md",
     "migrate-cloudflare.md",
     "migrate-dbos.md",
+    "migrate-temporal.md",
 ]
 # every page of the user guide this suite checks (markers, links)
 CHECKED_PAGES = ["index.md", *PAGES, "errors.md"]
