@@ -1,6 +1,6 @@
 # One entry point for developers and CI: `.ci/run` calls `make check`.
 #   make example   set up, then run the orders example end to end on SQLite
-#   make check     set up, then lint, type-check, run the tests and fuzz the API (what CI runs)
+#   make check     set up, then lint, type-check, run the tests, fuzz the API and build the docs strictly (what CI runs)
 #   make bench     run the benchmarks (prints figures; the DBOS comparison takes long)
 #   make chaos     kill -9 a host under load, 50 cycles per store (fails on a lost instance)
 #   make docs      build the documentation site into site/ (open site/index.html)
