@@ -12,6 +12,8 @@ Every ```python block in the pages below is preceded by a marker comment:
   ``pyproject.toml``, the ```toml block marked ``<!-- test: pytest-config -->``.
 * ``<!-- fragment -->``: an excerpt shown in context; it is only compiled (top-level
   ``await`` allowed), so at least its syntax is checked.
+* ``<!-- other -->``: another system's code, shown beside ours in the migration guides
+  (DBOS, Temporal, Cloudflare's Python SDK). It is never run, only compiled.
 
 A python block with no marker fails the suite: each one is either run or declared a
 fragment.
@@ -43,6 +45,10 @@ PAGES = [
     "retries.md",
     "sleeping-and-events.md",
     "testing.md",
+    "cookbook.md",
+    "migrate-cloudflare.md",
+    "migrate-dbos.md",
+    "migrate-temporal.md",
 ]
 # every page of the user guide this suite checks (markers, links)
 CHECKED_PAGES = ["index.md", *PAGES, "errors.md"]
@@ -61,7 +67,7 @@ OTHER_PAGES = {
 PYTEST_CONFIG_PAGE = "testing.md"
 
 _FENCE = re.compile(r"^```(\w*)\s*$")
-_MARKER = re.compile(r"^<!--\s*(test(?::\s*(?P<opts>[^>]*?))?|fragment)\s*-->\s*$")
+_MARKER = re.compile(r"^<!--\s*(test(?::\s*(?P<opts>[^>]*?))?|fragment|other)\s*-->\s*$")
 
 
 @attrs.frozen
@@ -72,7 +78,7 @@ class Block:
     line: int  # 1-based line of the first code line
     lang: str
     code: str
-    marker: str | None  # "test", "fragment" or None
+    marker: str | None  # "test", "fragment", "other" or None
     options: tuple[str, ...]
 
     @property
@@ -103,7 +109,9 @@ def read_blocks(page: str) -> list[Block]:
         while end < len(lines) and lines[end].strip() != "```":
             end += 1
         options = tuple((marker.group("opts") or "").split()) if marker else ()
-        kind = None if marker is None else ("fragment" if marker.group(1) == "fragment" else "test")
+        kind = None
+        if marker is not None:
+            kind = marker.group(1) if marker.group(1) in ("fragment", "other") else "test"
         blocks.append(
             Block(page, start + 1, fence.group(1), "\n".join(lines[start:end]), kind, options)
         )
@@ -158,13 +166,15 @@ def _pytest_config() -> str:
 ALL = list(_python_blocks())
 RUNNABLE = [b for b in ALL if b.marker == "test" and b.options != ("pytest",)]
 PYTEST_FILES = [b for b in ALL if b.marker == "test" and b.options == ("pytest",)]
-FRAGMENTS = [b for b in ALL if b.marker == "fragment"]
+FRAGMENTS = [b for b in ALL if b.marker in ("fragment", "other")]
 
 
 def test_every_python_block_is_marked() -> None:
     """Each python block of the guide is marked to run, or declared a fragment."""
     unmarked = [b.label for b in ALL if b.marker is None]
-    assert not unmarked, f"python blocks without <!-- test --> or <!-- fragment -->: {unmarked}"
+    assert not unmarked, (
+        f"python blocks without <!-- test -->, <!-- fragment --> or <!-- other -->: {unmarked}"
+    )
 
 
 def test_every_page_has_runnable_examples() -> None:
@@ -191,6 +201,7 @@ def test_links_resolve() -> None:
     broken = []
     for page in CHECKED_PAGES:
         text = (DOCS / page).read_text(encoding="utf-8")
+        text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)  # code is not links
         for target in re.findall(r"\]\(([^)\s]+)\)", text):
             if target.startswith(("http://", "https://")):
                 continue
@@ -245,7 +256,7 @@ def test_error_table_http_statuses_match_the_server() -> None:
 
 @pytest.mark.parametrize("block", FRAGMENTS, ids=lambda b: b.label)
 def test_fragment_compiles(block: Block) -> None:
-    """An excerpt shown in context is at least valid Python."""
+    """An excerpt shown in context, or another system's code, is at least valid Python."""
     _compile(block)
 
 
