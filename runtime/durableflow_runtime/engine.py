@@ -63,6 +63,7 @@ from .store.base import (
     LeaseLost,
     NewInstance,
     StepRow,
+    StepType,
     Store,
 )
 
@@ -436,7 +437,7 @@ class _Activation:
             self.fatal = error
         return error
 
-    async def enter(self, name: str, type: str) -> tuple[int, StepRow | None]:
+    async def enter(self, name: str, type: StepType) -> tuple[int, StepRow | None]:
         if not self.branched and asyncio.current_task() is not self.task:
             self.branched = True
         count = self.counts.get(name, 0) + 1
@@ -492,7 +493,7 @@ class _Activation:
             idle_turns = idle_turns + 1 if len(self.visited) == seen else 0
             seen = len(self.visited)
 
-    def new_step(self, name: str, count: int, type: str) -> StepRow:
+    def new_step(self, name: str, count: int, type: StepType) -> StepRow:
         step = StepRow(name=name, count=count, seq=self.next_seq, type=type, status="running")
         self.next_seq += 1
         self.activity += 1
@@ -1510,7 +1511,7 @@ class Engine:
         if row is None:
             raise NotFoundError(f"no instance {id!r} of workflow {workflow!r}")
         error = ErrorInfo(**row.error) if row.error else None
-        return InstanceStatus(status=row.status, error=error, output=loads(row.output))  # type: ignore[arg-type]
+        return InstanceStatus(status=row.status, error=error, output=loads(row.output))
 
     async def control(self, workflow: str, id: str, action: ControlAction) -> str:
         """Pause, resume, terminate or restart; returns the new status."""

@@ -32,6 +32,7 @@ from durableflow_runtime.store.base import (
     LeaseLost,
     NewInstance,
     StepRow,
+    StepStatus,
     Store,
 )
 from durableflow_runtime.store.postgres import PostgresStore
@@ -121,7 +122,7 @@ async def running(store: Store, id: str = "a", at: float = T0) -> Lease:
     return lease
 
 
-def step(name: str, seq: int, status: str = "running", **fields: Any) -> StepRow:
+def step(name: str, seq: int, status: StepStatus = "running", **fields: Any) -> StepRow:
     return StepRow(
         name=name, count=1, seq=seq, type=fields.pop("type", "do"), status=status, **fields
     )
@@ -296,7 +297,7 @@ async def test_writes_of_one_instance_apply_in_call_order(store: Store) -> None:
         record.attempts = attempt
         record.status = "complete" if attempt == 5 else "retrying"
         fired.append(store.put_step(lease, record))  # the store snapshots the row now
-    record.status = "mutated-after-the-call"
+    record.status = "failed"  # changed after the call: the stored row must not see it
     await asyncio.gather(*fired)
     [stored] = await store.load_steps(lease.key)
     assert (stored.attempts, stored.status) == (5, "complete")

@@ -12,17 +12,18 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal, TypeAlias
 from urllib.parse import urlparse
 
 import attrs
 import orjson
 
+from durableflow._types import StatusName
+
 from .transitions import FINAL_STATUSES as FINAL_STATUSES
 from .transitions import ControlAction as ControlAction
 
 __all__ = [
-    "Claim",
     "Claimed",
     "ControlAction",
     "EventRow",
@@ -31,6 +32,8 @@ __all__ = [
     "LeaseLost",
     "NewInstance",
     "StepRow",
+    "StepStatus",
+    "StepType",
     "Store",
     "open_store",
 ]
@@ -57,7 +60,11 @@ class Lease:
     epoch: int
 
 
-Claim = Lease
+StepType: TypeAlias = Literal["do", "sleep", "wait_for_event"]
+#: A step's status: a ``do`` is running, retrying (waiting out a back-off), complete or
+#: failed; a sleep or a wait is waiting, complete (woken, or the event arrived), failed
+#: (a wait that timed out) or cancelled (abandoned by the code, as the loser of a race).
+StepStatus: TypeAlias = Literal["running", "retrying", "waiting", "complete", "failed", "cancelled"]
 
 
 @attrs.frozen
@@ -77,7 +84,7 @@ class InstanceRow:
     key: int
     workflow: str
     id: str
-    status: str
+    status: StatusName
     params: bytes | None
     output: bytes | None
     error: dict[str, str] | None
@@ -97,8 +104,8 @@ class StepRow:
     name: str
     count: int
     seq: int
-    type: str
-    status: str
+    type: StepType
+    status: StepStatus
     attempts: int = 0
     attempt_log: list[dict[str, Any]] = attrs.field(factory=list)
     output: bytes | None = None

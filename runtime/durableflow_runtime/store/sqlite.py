@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlparse
 
+import attrs
 import orjson
 
 from durableflow import (
@@ -989,21 +990,7 @@ class SqliteStore(Store):
                 future.set_exception(RuntimeError(f"the store {self.path} is closed"))
             return
         # copy now: the caller keeps mutating its record while the write waits in the queue
-        snapshot = StepRow(
-            step.name,
-            step.count,
-            step.seq,
-            step.type,
-            step.status,
-            step.attempts,
-            list(step.attempt_log),
-            step.output,
-            step.error,
-            step.started_at,
-            step.ended_at,
-            step.wake_at,
-            step.config,
-        )
+        snapshot = attrs.evolve(step, attempt_log=list(step.attempt_log))
 
         def op(conn: sqlite3.Connection) -> None:
             self._put_step(conn, lease.key, snapshot, lease.epoch)
@@ -1028,20 +1015,13 @@ class SqliteStore(Store):
                     "UPDATE events SET consumed_by = ? WHERE seq = ?",
                     (f"{step.name}#{step.count}", event.seq),
                 )
-                stored = StepRow(
-                    step.name,
-                    step.count,
-                    step.seq,
-                    step.type,
-                    "complete",
-                    step.attempts,
-                    step.attempt_log,
-                    event_output(event),
-                    None,
-                    step.started_at,
-                    now,
-                    None,
-                    step.config,
+                stored = attrs.evolve(
+                    step,
+                    status="complete",
+                    output=event_output(event),
+                    error=None,
+                    ended_at=now,
+                    wake_at=None,
                 )
             self._put_step(conn, lease.key, stored)
             return event
