@@ -19,6 +19,7 @@ is one line naming the file, the key and what was expected::
     cors_origins = []                  # other origins whose pages may call /api
     idle_timeout = "30 seconds"        # close a connection with no request after this
     max_connections = 1000             # open connections at most
+    log_format = "text"                # or "json": one JSON object per log record
 
     [[workflows]]
     name = "order-processing"
@@ -86,9 +87,11 @@ _SERVER_KEYS = (
     "cors_origins",
     "idle_timeout",
     "max_connections",
+    "log_format",
 )
 DEFAULT_IDLE_TIMEOUT = 30.0
 DEFAULT_MAX_CONNECTIONS = 1000
+LOG_FORMATS = ("text", "json")
 _ORIGIN = re.compile(
     r"https?://[A-Za-z0-9.\-]+(?::[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?"
 )
@@ -115,6 +118,7 @@ class ServerConfig:
         idle_timeout: Seconds a connection may stay open without a request in progress
             (waiting for its first request's headers, or between requests).
         max_connections: Open connections at most (see :mod:`.guard`).
+        log_format: ``"text"`` lines or ``"json"`` objects, one per log record.
     """
 
     host: str = "127.0.0.1"
@@ -125,6 +129,7 @@ class ServerConfig:
     cors_origins: tuple[str, ...] = ()
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    log_format: str = "text"
 
     @property
     def url(self) -> str:
@@ -366,6 +371,12 @@ def load_config(path: Path | None = None) -> Config:
         raise ConfigError(
             f"{path}: server.max_connections must be at least 16, not {max_connections}"
         )
+    log_format = server_table.get("log_format", "text")
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(
+            f"{path}: server.log_format must be one of {', '.join(map(repr, LOG_FORMATS))}, "
+            f"not {log_format!r}"
+        )
     server = ServerConfig(
         host=host,
         port=port,
@@ -375,6 +386,7 @@ def load_config(path: Path | None = None) -> Config:
         cors_origins=tuple(o.strip().rstrip("/").lower() for o in origins),
         idle_timeout=idle_timeout,
         max_connections=max_connections,
+        log_format=log_format,
     )
 
     entries = _expect(data.get("workflows", []), list, path, "[[workflows]]", "an array of tables")

@@ -23,14 +23,36 @@ if TYPE_CHECKING:
 from ._app import F, _load, fail, main
 
 
-def _configure_logging(level: str, readable: bool) -> None:
-    if readable:
-        fmt = "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s  %(message)s"
-        datefmt = "%H:%M:%S"
+def _configure_logging(level: str, style: str) -> None:
+    """Log to stderr: ``readable`` lines for a person (``dev``), ``text`` lines, or
+    ``json``: one object per record (``time``, ``level``, ``logger``, ``message``, and the
+    record's extra fields, such as the access log's)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if style == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(
+            JsonFormatter(
+                "{asctime}{levelname}{name}{message}",
+                style="{",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                datefmt="%Y-%m-%dT%H:%M:%S%z",
+                json_ensure_ascii=False,
+            )
+        )
+    elif style == "readable":
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s  %(message)s", "%H:%M:%S"
+            )
+        )
     else:
-        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-        datefmt = "%Y-%m-%dT%H:%M:%S%z"
-    logging.basicConfig(level=level.upper(), format=fmt, datefmt=datefmt, stream=sys.stderr)
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S%z"
+            )
+        )
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     if level.upper() == "DEBUG":
         logging.getLogger("asyncio").setLevel(logging.INFO)
 
@@ -131,6 +153,12 @@ def _serve(
 @main.command()
 @_serve_options
 @click.option("--access-log", is_flag=True, help="Log every HTTP request.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log lines or JSON objects (default: [server] log_format, else text).",
+)
 def serve(
     config_path: Path | None,
     host: str | None,
@@ -140,9 +168,10 @@ def serve(
     grace: float,
     log_level: str,
     access_log: bool,
+    log_format: str | None,
 ) -> None:
     """Run the host in the foreground; SIGTERM/SIGINT stop it gracefully."""
-    _configure_logging(log_level, readable=False)
+    _configure_logging(log_level, log_format or _load(config_path).server.log_format)
     _serve(config_path, host, port, storage, insecure, grace, access_log)
 
 
@@ -194,7 +223,7 @@ def dev(
     A supervising process watches the ``.py`` and ``.toml`` files under the config's
     directory and restarts the host when one changes.
     """
-    _configure_logging(log_level, readable=True)
+    _configure_logging(log_level, "readable")
     config = _load(config_path)
     log = logging.getLogger("durableflow.dev")
     command = [
@@ -272,5 +301,5 @@ def dev_child(
     log_level: str,
 ) -> None:
     """The host that ``dev`` supervises."""
-    _configure_logging(log_level, readable=True)
+    _configure_logging(log_level, "readable")
     _serve(config_path, host, port, storage, insecure, grace, access_log=True)
