@@ -146,7 +146,10 @@ class _Builder:
         return {"$ref": f"#/$defs/{self.names[cls]}"}
 
     def object(self, cls: Any) -> dict[str, Any]:
-        hints = typing.get_type_hints(cls, include_extras=True)
+        try:
+            hints = typing.get_type_hints(cls, include_extras=True)
+        except Exception:  # a name the class's module cannot resolve: its fields take any JSON
+            hints = {}
         properties: dict[str, Any] = {}
         required: list[str] = []
         for name, default, description in _fields(cls):

@@ -739,6 +739,16 @@ API_ROUTES: list[tuple[str, str, Handler]] = [
 """Every route the host serves besides the user's, as (method, path, handler)."""
 
 
+def _params_schema(name: str, ptype: Any) -> dict[str, Any] | None:
+    """The JSON Schema of a workflow's params; a type it cannot describe is logged, and
+    the workflow is listed without one (the host still validates params with cattrs)."""
+    try:
+        return json_schema(ptype)
+    except Exception as exc:
+        log.warning("no params_schema for workflow %r: %s: %s", name, type(exc).__name__, exc)
+        return None
+
+
 def workflow_info(
     engine: Engine, class_names: Mapping[str, str] | None = None
 ) -> list[dict[str, Any]]:
@@ -753,7 +763,7 @@ def workflow_info(
                 "class_name": (class_names or {}).get(spec.name, spec.cls.__name__),
                 "module": spec.cls.__module__,
                 "params_type": None if ptype is Any else getattr(ptype, "__name__", str(ptype)),
-                "params_schema": json_schema(ptype),
+                "params_schema": _params_schema(spec.name, ptype),
                 "defaults": spec.defaults.to_json(),
             }
         )

@@ -174,3 +174,15 @@ def test_defaults_are_what_the_converter_accepts() -> None:
     props = defs(Order)["Order"]["properties"]
     order = {"item": "book", **{k: v["default"] for k, v in props.items() if "default" in v}}
     assert converter.structure(order, Order) == Order(item="book")
+
+
+@attrs.frozen
+class Dangling:
+    known: int
+    unknown: NoSuchType  # type: ignore[name-defined]  # noqa: F821
+
+
+def test_unresolvable_annotations_take_any_json() -> None:
+    """A class whose annotations cannot be resolved still has its fields, each any JSON."""
+    props = defs(Dangling)["Dangling"]["properties"]
+    assert props == {"known": {}, "unknown": {}}
