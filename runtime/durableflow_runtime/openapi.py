@@ -10,6 +10,7 @@ import copy
 import functools
 from typing import Any
 
+from durableflow._duration import MAX_DURATION_SECONDS
 from durableflow._types import STATUSES
 
 __all__ = ["build_openapi"]
@@ -289,10 +290,11 @@ _SCHEMAS: dict[str, Any] = {
             "older_than": {
                 "oneOf": [
                     {"type": "string", "pattern": DURATION_PATTERN},
-                    {"type": "number", "minimum": 0},
+                    {"type": "number", "minimum": 0, "maximum": MAX_DURATION_SECONDS * 1000},
                 ],
                 "description": 'A duration: "7 days", "12h", "30 minutes", or a number of '
-                "milliseconds. Instances that ended longer ago than this are deleted.",
+                "milliseconds, at most 100 years. Instances that ended longer ago than this "
+                "are deleted.",
                 "examples": ["7 days"],
             },
             "status": {
