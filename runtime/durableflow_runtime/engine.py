@@ -66,6 +66,7 @@ from .store.base import (
     StepType,
     Store,
 )
+from .store.transitions import allowed_actions
 
 __all__ = [
     "Bindings",
@@ -205,6 +206,31 @@ def _iso(ts: float | None) -> str | None:
 
 _CTX_CACHE: dict[Any, bool] = {}
 _CONFIG_JSON: dict[ResolvedStepConfig, dict[str, Any]] = {}
+
+
+def _parse_time(value: str | None, name: str) -> float | None:
+    """An ISO 8601 time of a query (UTC when it names no offset) as epoch seconds."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(
+            f"{name} must be an ISO 8601 time such as 2026-03-01T12:00:00Z, not {value!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    # times are shown rounded to the microsecond: half a microsecond earlier, a bound
+    # compares with the time as shown (an instance's own created_at includes it)
+    return parsed.timestamp() - 5e-7
+
+
+def _wait_fields(step: StepRow) -> dict[str, Any]:
+    """What a ``wait_for_event`` step adds to the detail: the event type it waits for and
+    the JSON Schema of its payload (``null`` when the wait declares no payload type; a wait
+    that declares one records the schema in its config as ``payload_schema``)."""
+    config = step.config or {}
+    return {"event_type": config.get("type"), "payload_schema": config.get("payload_schema")}
 
 
 def _config_json(config: ResolvedStepConfig) -> dict[str, Any]:
@@ -1605,8 +1631,20 @@ class Engine:
         status: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        id_prefix: str | None = None,
+        created_after: str | None = None,
+        created_before: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Instances newest first, and the cursor of the next page (``None`` at the end).
+
+        Args:
+            workflow: The workflow's name.
+            status: Only instances with this status.
+            limit: Page size, 1 to 1000.
+            cursor: The ``next_cursor`` of the previous page.
+            id_prefix: Only instances whose id starts with this (taken literally).
+            created_after: Only instances created at or after this ISO 8601 time.
+            created_before: Only instances created before this ISO 8601 time.
 
         Raises:
             NotFoundError: Unknown workflow. ValidationError: a bad status, limit or cursor.
@@ -1626,8 +1664,16 @@ class Engine:
                     "(a decimal number of at most 19 digits)"
                 )
             after = min(int(cursor), 2**63 - 1)
+        if id_prefix is not None and not 1 <= len(id_prefix) <= 100:
+            raise ValidationError("id_prefix must be 1 to 100 characters")
         rows = await self.store.list_instances(
-            workflow, status=status, limit=limit + 1, cursor=after
+            workflow,
+            status=status,
+            limit=limit + 1,
+            cursor=after,
+            id_prefix=id_prefix,
+            created_after=_parse_time(created_after, "created_after"),
+            created_before=_parse_time(created_before, "created_before"),
         )
         more = len(rows) > limit
         rows = rows[:limit]
@@ -1685,6 +1731,7 @@ class Engine:
             "created_at": _iso(row.created_at),
             "started_at": _iso(row.started_at),
             "ended_at": _iso(row.ended_at),
+            "actions": allowed_actions(row.status),
             "steps": [
                 {
                     "name": s.name,
@@ -1706,6 +1753,7 @@ class Engine:
                     "ended_at": _iso(s.ended_at),
                     "wake_at": _iso(s.wake_at),
                     "host": s.host,
+                    **(_wait_fields(s) if s.type == "wait_for_event" else {}),
                 }
                 for s in steps
             ],

@@ -114,6 +114,13 @@ _SCHEMAS: dict[str, Any] = {
             "class_name": {"type": "string"},
             "module": {"type": "string"},
             "params_type": _nullable({"type": "string"}),
+            "params_schema": {
+                **_nullable({"type": "object"}),
+                "description": "The JSON Schema (2020-12) of the params, derived from the "
+                "params type (attrs classes and dataclasses, nested ones in $defs; enums as "
+                "enum; lists, optional fields, defaults); null when the workflow declares no "
+                "params type. The host still checks params with cattrs.",
+            },
             "defaults": {
                 "type": "object",
                 "description": "Step config defaults (seconds).",
@@ -194,6 +201,15 @@ _SCHEMAS: dict[str, Any] = {
                 "description": "The host that ran the latest attempt (several hosts share "
                 "a PostgreSQL store); null for sleeps and waits.",
             },
+            "event_type": {
+                **_nullable({"type": "string"}),
+                "description": "wait_for_event steps only: the event type waited for.",
+            },
+            "payload_schema": {
+                **_nullable({"type": "object"}),
+                "description": "wait_for_event steps only: the JSON Schema of the payload "
+                "the wait declares, or null when it declares no payload type.",
+            },
         },
     },
     "InstanceDetail": {
@@ -220,6 +236,16 @@ _SCHEMAS: dict[str, Any] = {
             "started_at": _TIME,
             "ended_at": _TIME,
             "steps": {"type": "array", "items": _ref("Step")},
+            "actions": {
+                "type": "array",
+                "items": {
+                    "type": "string",
+                    "enum": ["pause", "resume", "terminate", "restart", "send_event"],
+                },
+                "description": "What the instance's status allows now: the control "
+                "actions the state rules accept (and that change something), and "
+                "send_event until the instance has ended.",
+            },
         },
     },
     "InstanceStatus": {
@@ -267,7 +293,8 @@ _SCHEMAS: dict[str, Any] = {
                     {"type": "number", "minimum": 0, "maximum": 1e300},
                 ],
                 "description": 'A duration: "7 days", "12h", "30 minutes", or a number of '
-                "milliseconds. Instances that ended longer ago than this are deleted.",
+                "milliseconds, at most 100 years. Instances that ended longer ago than this "
+                "are deleted.",
                 "examples": ["7 days"],
             },
             "status": {
@@ -420,6 +447,18 @@ def _document() -> dict[str, Any]:
                 },
             }
         },
+        "/api/workflows/{name}": {
+            "get": {
+                "operationId": "describeWorkflow",
+                "summary": "One workflow, with the JSON Schema of its params.",
+                "tags": ["workflows"],
+                "parameters": [_NAME],
+                "responses": {
+                    **_ok("200", "The workflow.", "Workflow"),
+                    **_errors("401", "404", store=False),
+                },
+            }
+        },
         "/api/workflows/{name}/instances": {
             "post": {
                 "operationId": "createInstance",
@@ -454,6 +493,26 @@ def _document() -> dict[str, Any]:
                         "The next_cursor of the previous page: a decimal number (the "
                         "instances below that row key). Anything else is a 400.",
                         {"type": "string", "pattern": "^[0-9]{1,19}$"},
+                    ),
+                    _param(
+                        "id_prefix",
+                        "query",
+                        "Only instances whose id starts with this, taken literally and "
+                        "case-sensitively (% and _ are no wildcards).",
+                        {"type": "string", "minLength": 1, "maxLength": 100},
+                    ),
+                    _param(
+                        "created_after",
+                        "query",
+                        "Only instances created at or after this ISO 8601 time (UTC when "
+                        "it has no offset).",
+                        {"type": "string", "format": "date-time"},
+                    ),
+                    _param(
+                        "created_before",
+                        "query",
+                        "Only instances created before this ISO 8601 time.",
+                        {"type": "string", "format": "date-time"},
                     ),
                 ],
                 "responses": {

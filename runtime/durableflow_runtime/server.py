@@ -62,6 +62,7 @@ from durableflow.web import ENV_KEY
 from .dashboard import DASHBOARD_PATH, page, page_headers
 from .engine import RESERVED_INSTANCE_IDS, Engine
 from .openapi import build_openapi
+from .schema import json_schema
 from .store.base import FINAL_STATUSES
 
 __all__ = [
@@ -500,6 +501,13 @@ async def list_workflows(request: web.Request) -> web.Response:
     return _json({"workflows": request.config_dict[SETTINGS_KEY].workflows})
 
 
+async def describe_workflow(request: web.Request) -> web.Response:
+    """``GET /api/workflows/{name}``: one workflow, with the JSON Schema of its params."""
+    name = _workflow(request)
+    [info] = [w for w in request.config_dict[SETTINGS_KEY].workflows if w["name"] == name]
+    return _json(info)
+
+
 async def create_instance(request: web.Request) -> web.Response:
     """``POST /api/workflows/{name}/instances`` -> 201 ``{"id", "status"}``."""
     name = _workflow(request)
@@ -561,13 +569,17 @@ def _failing_entry(engine: Engine, name: str, items: list[tuple[str | None, Any]
 
 
 async def list_instances(request: web.Request) -> web.Response:
-    """``GET /api/workflows/{name}/instances?status=&limit=&cursor=``, newest first."""
+    """``GET /api/workflows/{name}/instances?status=&limit=&cursor=&id_prefix=&created_after=&created_before=``,
+    newest first."""
     name = _workflow(request)
     items, next_cursor = await _engine(request).list_instances(
         name,
         status=request.query.get("status"),
         limit=_query_int(request, "limit", 50),
         cursor=request.query.get("cursor"),
+        id_prefix=request.query.get("id_prefix"),
+        created_after=request.query.get("created_after"),
+        created_before=request.query.get("created_before"),
     )
     return _json({"instances": items, "next_cursor": next_cursor})
 
@@ -715,6 +727,7 @@ API_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/healthz", healthz),
     ("GET", "/api/openapi.json", openapi),
     ("GET", "/api/workflows", list_workflows),
+    ("GET", "/api/workflows/{name}", describe_workflow),
     ("POST", "/api/workflows/{name}/instances", create_instance),
     ("GET", "/api/workflows/{name}/instances", list_instances),
     ("POST", "/api/workflows/{name}/instances/batch", create_batch),
@@ -731,6 +744,16 @@ API_ROUTES: list[tuple[str, str, Handler]] = [
 """Every route the host serves besides the user's, as (method, path, handler)."""
 
 
+def _params_schema(name: str, ptype: Any) -> dict[str, Any] | None:
+    """The JSON Schema of a workflow's params; a type it cannot describe is logged, and
+    the workflow is listed without one (the host still validates params with cattrs)."""
+    try:
+        return json_schema(ptype)
+    except Exception as exc:
+        log.warning("no params_schema for workflow %r: %s: %s", name, type(exc).__name__, exc)
+        return None
+
+
 def workflow_info(
     engine: Engine, class_names: Mapping[str, str] | None = None
 ) -> list[dict[str, Any]]:
@@ -745,6 +768,7 @@ def workflow_info(
                 "class_name": (class_names or {}).get(spec.name, spec.cls.__name__),
                 "module": spec.cls.__module__,
                 "params_type": None if ptype is Any else getattr(ptype, "__name__", str(ptype)),
+                "params_schema": _params_schema(spec.name, ptype),
                 "defaults": spec.defaults.to_json(),
             }
         )

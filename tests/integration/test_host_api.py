@@ -42,6 +42,71 @@ async def test_workflows_lists_the_config(api: Api) -> None:
     }
 
 
+GREETING_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$ref": "#/$defs/Greeting",
+    "$defs": {
+        "Greeting": {
+            "title": "Greeting",
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "times": {"type": "integer", "default": 1},
+            },
+            "required": ["name"],
+        }
+    },
+}
+
+
+async def test_workflows_serve_the_params_schema(api: Api) -> None:
+    """Each workflow carries the JSON Schema of its params type (null without one), and
+    GET /api/workflows/{name} answers the same item, or 404."""
+    listed = {w["name"]: w for w in (await api.ok("GET", BASE))["workflows"]}
+    assert listed["echo"]["params_schema"] == GREETING_SCHEMA
+    assert listed["waiter"]["params_schema"] is None
+    assert await api.ok("GET", f"{BASE}/echo") == listed["echo"]
+    status, answer = await api.call("GET", f"{BASE}/nope")
+    assert status == 404 and answer["error"]["code"] == "not_found"
+
+
+async def test_detail_lists_the_actions_its_status_allows(api: Api) -> None:
+    """The detail's actions follow the state rules, and a wait names its event type."""
+    await api.ok("POST", f"{BASE}/waiter/instances", {"id": "act-1"}, 201)
+    detail = await api.wait_status("waiter", "act-1", "waiting")
+    assert detail["actions"] == ["pause", "terminate", "restart", "send_event"]
+    [wait] = detail["steps"]
+    assert (wait["event_type"], wait["payload_schema"]) == ("go", None)
+    await api.ok("POST", f"{BASE}/waiter/instances/act-1/pause")
+    detail = await api.wait_status("waiter", "act-1", "paused")
+    assert detail["actions"] == ["resume", "terminate", "restart", "send_event"]
+    await api.ok("POST", f"{BASE}/waiter/instances/act-1/resume")
+    await api.ok("POST", f"{BASE}/waiter/instances/act-1/events/go", {"ok": True}, 202)
+    detail = await api.wait_status("waiter", "act-1", "complete")
+    assert detail["actions"] == ["restart"]
+
+
+async def test_list_filters_by_id_prefix_and_created_range(api: Api) -> None:
+    """The list takes id_prefix (literal) and an ISO created range; bad values are 400s."""
+    body = {"instances": [{"id": i, "params": {"name": "f"}} for i in ("flt_a", "flt_b", "fltXc")]}
+    await api.ok("POST", f"{BASE}/echo/instances/batch", body, 201)
+    path = f"{BASE}/echo/instances"
+    found = await api.ok("GET", f"{path}?id_prefix=flt_")
+    assert [i["id"] for i in found["instances"]] == ["flt_b", "flt_a"]
+    created = found["instances"][0]["created_at"]  # flt_b's, as shown
+    found = await api.ok("GET", f"{path}?id_prefix=flt&created_after={created}")
+    assert [i["id"] for i in found["instances"]] == ["fltXc", "flt_b"]
+    found = await api.ok("GET", f"{path}?id_prefix=flt&created_before={created}")
+    assert [i["id"] for i in found["instances"]] == ["flt_a"]
+    found = await api.ok("GET", f"{path}?id_prefix=flt&created_before=2000-01-01T00:00:00")
+    assert found == {"instances": [], "next_cursor": None}
+    found = await api.ok("GET", f"{path}?id_prefix=flt&limit=1&created_after=2000-01-01T00:00Z")
+    assert len(found["instances"]) == 1 and found["next_cursor"] is not None
+    for query in ("created_after=yesterday", "created_before=", "id_prefix="):
+        status, answer = await api.call("GET", f"{path}?{query}")
+        assert status == 400 and answer["error"]["code"] == "invalid_request", query
+
+
 async def test_create_then_describe_until_complete(api: Api) -> None:
     """POST .../instances answers 201 {id, status}; the detail shows params, steps and output."""
     created = await api.ok(

@@ -60,6 +60,21 @@ def test_trigger_list_and_describe(shared_host: HostProcess) -> None:
     assert set(json.loads(generated)) == {"id", "status"}
 
 
+def test_instances_list_filters(shared_host: HostProcess) -> None:
+    """`instances list` passes --id-prefix and the created range on to the host."""
+    ok(shared_host, "trigger", "echo", "--id", "cf_1", "--params", '{"name": "f"}')
+    ok(shared_host, "trigger", "echo", "--id", "cfx2", "--params", '{"name": "f"}')
+    listed = json.loads(
+        ok(shared_host, "instances", "list", "echo", "--id-prefix", "cf_", "--json")
+    )
+    assert [i["id"] for i in listed["instances"]] == ["cf_1"]
+    args = ["--id-prefix", "cf", "--created-before", "2000-01-01T00:00:00Z", "--json"]
+    assert json.loads(ok(shared_host, "instances", "list", "echo", *args))["instances"] == []
+    args = ["--id-prefix", "cf", "--created-after", "2000-01-01T00:00:00Z", "--json"]
+    listed = json.loads(ok(shared_host, "instances", "list", "echo", *args))
+    assert [i["id"] for i in listed["instances"]] == ["cfx2", "cf_1"]
+
+
 def test_describe_latest_and_errors(shared_host: HostProcess) -> None:
     """`describe NAME latest` shows the newest instance, with its step errors and attempts."""
     ok(shared_host, "trigger", "flaky", "--id", "cli-flaky")

@@ -162,6 +162,45 @@ async def test_list_is_newest_first_with_cursor_and_status_filter(store: Store) 
     assert await store.list_instances("other", status=None, limit=10, cursor=None) == []
 
 
+async def test_list_filters_by_id_prefix_literally(store: Store) -> None:
+    """An id prefix matches from the start, case-sensitively, with % and _ taken literally."""
+    await create(store, "a_1", "ab1", "A_2", "xa_1", "a_", "a-1")
+
+    async def ids(prefix: str, **filters: Any) -> list[str]:
+        rows = await store.list_instances(
+            "wf", status=None, limit=10, cursor=None, id_prefix=prefix, **filters
+        )
+        return [r.id for r in rows]
+
+    assert await ids("a_") == ["a_", "a_1"]
+    assert await ids("a") == ["a-1", "a_", "ab1", "a_1"]
+    assert await ids("A") == ["A_2"]
+    assert await ids("%") == [] and await ids("_") == [] and await ids("\\") == []
+    assert await ids("a_1") == ["a_1"]
+    assert await ids("a", created_after=T0 + 1) == ["a-1", "a_", "ab1"]
+
+
+async def test_list_filters_by_created_range(store: Store) -> None:
+    """created_after is inclusive, created_before exclusive, and both combine with paging."""
+    await create(store, "a", "b", "c", "d", "e")  # created at T0, T0 + 1, ... T0 + 4
+
+    async def ids(**filters: Any) -> list[str]:
+        rows = await store.list_instances("wf", limit=10, **{"status": None, **filters})
+        return [r.id for r in rows]
+
+    assert await ids(cursor=None, created_after=T0 + 1) == ["e", "d", "c", "b"]
+    assert await ids(cursor=None, created_before=T0 + 3) == ["c", "b", "a"]
+    assert await ids(cursor=None, created_after=T0 + 1, created_before=T0 + 3) == ["c", "b"]
+    assert await ids(cursor=None, created_after=T0 + 10) == []
+    [first] = await store.list_instances(
+        "wf", status=None, limit=1, cursor=None, created_before=T0 + 3
+    )
+    rest = await ids(cursor=first.key, created_before=T0 + 3)
+    assert (first.id, rest) == ("c", ["b", "a"])
+    await store.control("wf", "b", "pause", T0)
+    assert await ids(cursor=None, status="paused", created_after=T0) == ["b"]
+
+
 async def test_duplicate_id_is_refused_naming_it(store: Store) -> None:
     """Creating an id that exists raises InstanceExistsError naming the id."""
     await create(store, "a")

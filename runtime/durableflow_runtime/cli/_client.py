@@ -158,16 +158,33 @@ def instances() -> None:
 @click.option("--status", default=None, help="Only instances with this status.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--cursor", default=None, help="The next page, as printed by the previous one.")
+@click.option("--id-prefix", default=None, help="Only ids that start with this (literally).")
+@click.option(
+    "--created-after", default=None, help="Only instances created at or after this ISO time."
+)
+@click.option("--created-before", default=None, help="Only instances created before this ISO time.")
 @_client_options
 def instances_list(
-    target: _Target, name: str, status: str | None, limit: int, cursor: str | None
+    target: _Target,
+    name: str,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+    id_prefix: str | None,
+    created_after: str | None,
+    created_before: str | None,
 ) -> None:
     """List instances of workflow NAME, newest first."""
     query = {"limit": str(limit)}
-    if status:
-        query["status"] = status
-    if cursor:
-        query["cursor"] = cursor
+    for key, value in (
+        ("status", status),
+        ("cursor", cursor),
+        ("id_prefix", id_prefix),
+        ("created_after", created_after),
+        ("created_before", created_before),
+    ):
+        if value:
+            query[key] = value
     data = target.run(lambda api: api.request("GET", _path(name, "instances"), query=query))
 
     def human() -> None:

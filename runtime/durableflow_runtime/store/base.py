@@ -35,6 +35,7 @@ __all__ = [
     "StepStatus",
     "StepType",
     "Store",
+    "like_prefix",
     "open_store",
 ]
 
@@ -166,9 +167,23 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def list_instances(
-        self, workflow: str, *, status: str | None, limit: int, cursor: int | None
+        self,
+        workflow: str,
+        *,
+        status: str | None,
+        limit: int,
+        cursor: int | None,
+        id_prefix: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> list[InstanceRow]:
-        """Instances newest first, with ``key`` below ``cursor`` when one is given."""
+        """Instances newest first, with ``key`` below ``cursor`` when one is given.
+
+        ``id_prefix`` keeps the ids that start with it, taken literally (its ``%`` and
+        ``_`` are no wildcards: see :func:`like_prefix`) and case-sensitively;
+        ``created_after`` (inclusive) and ``created_before`` (exclusive) bound
+        ``created_at``.
+        """
 
     @abc.abstractmethod
     async def load_steps(self, key: int) -> list[StepRow]:
@@ -361,6 +376,12 @@ def instance_from_row(row: Sequence[Any]) -> InstanceRow:
         generation=row[12],
         pause_requested=bool(row[13]),
     )
+
+
+def like_prefix(prefix: str) -> str:
+    """A ``LIKE`` pattern (with ``ESCAPE '\\'``) matching what starts with ``prefix``."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
 
 
 def event_output(event: EventRow) -> bytes:

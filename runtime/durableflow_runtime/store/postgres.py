@@ -75,6 +75,7 @@ from .base import (
     Store,
     event_output,
     instance_from_row,
+    like_prefix,
     redact_url,
 )
 from .transitions import control_statements, control_transition, numbered
@@ -1167,13 +1168,30 @@ class PostgresStore(Store):
         return instance_from_row(row) if row is not None else None
 
     async def list_instances(
-        self, workflow: str, *, status: str | None, limit: int, cursor: int | None
+        self,
+        workflow: str,
+        *,
+        status: str | None,
+        limit: int,
+        cursor: int | None,
+        id_prefix: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> list[InstanceRow]:
         sql = f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE workflow = $1"
         args: list[Any] = [workflow]
         if status is not None:
             args.append(status)
             sql += f" AND status = ${len(args)}"
+        if id_prefix is not None:
+            args.append(like_prefix(id_prefix))
+            sql += f" AND id LIKE ${len(args)} ESCAPE '\\'"
+        if created_after is not None:
+            args.append(created_after)
+            sql += f" AND created_at >= ${len(args)}"
+        if created_before is not None:
+            args.append(created_before)
+            sql += f" AND created_at < ${len(args)}"
         if cursor is not None:
             args.append(cursor)
             sql += f" AND key < ${len(args)}"

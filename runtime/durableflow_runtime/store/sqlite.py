@@ -73,6 +73,7 @@ from .base import (
     Store,
     event_output,
     instance_from_row,
+    like_prefix,
 )
 from .transitions import control_statements, control_transition
 
@@ -833,7 +834,15 @@ class SqliteStore(Store):
         return await self._read(op)
 
     async def list_instances(
-        self, workflow: str, *, status: str | None, limit: int, cursor: int | None
+        self,
+        workflow: str,
+        *,
+        status: str | None,
+        limit: int,
+        cursor: int | None,
+        id_prefix: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> list[InstanceRow]:
         def op(conn: sqlite3.Connection) -> list[InstanceRow]:
             sql = f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE workflow = ?"
@@ -841,6 +850,16 @@ class SqliteStore(Store):
             if status is not None:
                 sql += " AND status = ?"
                 args.append(status)
+            if id_prefix is not None:
+                # SQLite's LIKE ignores ASCII case; the substr() keeps the match exact
+                sql += " AND id LIKE ? ESCAPE '\\' AND substr(id, 1, ?) = ?"
+                args += [like_prefix(id_prefix), len(id_prefix), id_prefix]
+            if created_after is not None:
+                sql += " AND created_at >= ?"
+                args.append(created_after)
+            if created_before is not None:
+                sql += " AND created_at < ?"
+                args.append(created_before)
             if cursor is not None:
                 sql += " AND key < ?"
                 args.append(cursor)

@@ -36,10 +36,12 @@ from durableflow import InvalidTransitionError
 from durableflow._types import StatusName
 
 __all__ = [
+    "CONTROL_ACTIONS",
     "FINAL_STATUSES",
     "ControlAction",
     "Effect",
     "Transition",
+    "allowed_actions",
     "control_statements",
     "control_transition",
     "numbered",
@@ -58,6 +60,7 @@ Effect: TypeAlias = Literal[
 ]
 
 FINAL_STATUSES: frozenset[StatusName] = frozenset({"complete", "errored", "terminated"})
+CONTROL_ACTIONS: tuple[ControlAction, ...] = ("pause", "resume", "terminate", "restart")
 
 
 @attrs.frozen
@@ -101,6 +104,27 @@ def control_transition(status: str, action: ControlAction, id: str) -> Transitio
     if action == "restart":
         return Transition("queued", "restart")
     raise InvalidTransitionError(f"unknown action {action!r}")  # pragma: no cover
+
+
+def allowed_actions(status: str) -> list[str]:
+    """What may be done to an instance in ``status``, read off :func:`control_transition`.
+
+    The control actions the table accepts and that change something (pausing a paused
+    instance is accepted but does nothing, so it is left out), then ``send_event`` while
+    the instance has not ended (the stores refuse events to an ended one). The dashboard
+    enables its buttons from this list, so the rules are written here only.
+    """
+    allowed: list[str] = []
+    for action in CONTROL_ACTIONS:
+        try:
+            transition = control_transition(status, action, "")
+        except InvalidTransitionError:
+            continue
+        if transition.effect != "none":
+            allowed.append(action)
+    if status not in FINAL_STATUSES:
+        allowed.append("send_event")
+    return allowed
 
 
 Statement: TypeAlias = tuple[str, tuple[Any, ...]]
