@@ -59,10 +59,10 @@ from durableflow import (
     ValidationError,
 )
 
+from ._rows import INSTANCE_COLUMNS, event_output, instance_from_row
 from .base import (
     FINAL_STATUSES,
     FINISHED,
-    INSTANCE_COLUMNS,
     PRUNE_BATCH,
     Claimed,
     ControlAction,
@@ -73,8 +73,6 @@ from .base import (
     NewInstance,
     StepRow,
     Store,
-    event_output,
-    instance_from_row,
     redact_url,
 )
 from .transitions import control_statements, control_transition, numbered
