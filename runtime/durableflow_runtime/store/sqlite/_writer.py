@@ -53,8 +53,7 @@ def recover(conn: sqlite3.Connection, now: float) -> None:
         " WHERE status = 'waitingForPause'"
     )
     conn.execute(
-        "UPDATE instances SET status = 'queued', run_at = ? WHERE status = 'running'",
-        (now,),
+        "UPDATE instances SET status = 'queued', run_at = ? WHERE status = 'running'", (now,)
     )
 
 
