@@ -54,7 +54,7 @@ UPDATE instances i SET status = v.status, output = v.output, error = v.error,
 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::float8[])
     AS v(key, epoch, status, output, error, ended_at)
 WHERE i.key = v.key AND i.epoch = v.epoch
-RETURNING i.key
+RETURNING i.key, NULL
 """
 
 # A suspension that waits for a timer only. One with no wake-up time is made runnable at
@@ -236,9 +236,9 @@ class GroupCommit(Notifications):
         if round.steps:
             await self._put_steps(conn, round.steps, outcomes)
         if round.finishes:
-            await self._finish_many(conn, round.finishes, outcomes)
+            await self._update_many(conn, _FINISH, round.finishes, outcomes)
         if round.suspends:
-            await self._suspend_many(conn, round.suspends, outcomes)
+            await self._update_many(conn, _SUSPEND, round.suspends, outcomes)
         for op in round.calls:
             assert op.fn is not None
             try:
@@ -276,31 +276,22 @@ class GroupCommit(Notifications):
         result = await conn.fetch(_PUT_STEPS, *columns, self.host_id)
         return {(r[0], r[1], r[2]) for r in result}
 
-    async def _finish_many(
-        self, conn: Any, ops: list[Op], outcomes: dict[int, tuple[bool, Any]]
-    ) -> None:
-        columns: list[list[Any]] = [[] for _ in range(6)]
-        for op in ops:
-            for i, value in enumerate((op.lease.key, op.lease.epoch, *op.args)):
-                columns[i].append(value)
-        done = {r[0] for r in await conn.fetch(_FINISH, *columns)}
-        for op in ops:
-            ok = op.lease.key in done
-            outcomes[id(op)] = (True, None) if ok else (False, lost(op.lease))
-
-    async def _suspend_many(
-        self, conn: Any, ops: list[Op], outcomes: dict[int, tuple[bool, Any]]
-    ) -> None:
-        columns: list[list[Any]] = [[] for _ in range(4)]
-        for op in ops:
-            for i, value in enumerate((op.lease.key, op.lease.epoch, *op.args)):
-                columns[i].append(value)
-        status = {r[0]: r[1] for r in await conn.fetch(_SUSPEND, *columns)}
-        for op in ops:
-            new = status.get(op.lease.key)
-            outcomes[id(op)] = (True, new) if new is not None else (False, lost(op.lease))
-
     @staticmethod
+    async def _update_many(
+        conn: Any, sql: str, ops: list[Op], outcomes: dict[int, tuple[bool, Any]]
+    ) -> None:
+        """Run ``sql`` once over ``unnest`` of the ops' ``(key, epoch, *args)`` columns.
+
+        Each row it returns, ``(key, value)``, gives that instance's op its result; an op
+        whose instance returns none has lost its lease.
+        """
+        rows = [(op.lease.key, op.lease.epoch, *op.args) for op in ops]
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        returned = {r[0]: r[1] for r in await conn.fetch(sql, *columns)}
+        for op in ops:
+            key = op.lease.key
+            outcomes[id(op)] = (True, returned[key]) if key in returned else (False, lost(op.lease))
+
     @staticmethod
     async def _fence(conn: Any, lease: Lease) -> bool:
         """Lock the instance's row if ``lease`` is current; its ``pause_requested``."""
