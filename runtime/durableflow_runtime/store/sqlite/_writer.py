@@ -81,6 +81,7 @@ class GroupCommit(FileGuard):
     _stop: threading.Event
 
     def _queue_step(self, lease: Lease, step: StepRow, future: asyncio.Future[None] | None) -> None:
+        """Queue the write of an attempt's start (the store writes steps; a flush calls it)."""
         raise NotImplementedError
 
     def _watch(self) -> None:
