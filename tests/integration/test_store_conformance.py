@@ -823,3 +823,33 @@ async def test_engine_resumes_from_stored_steps_and_obeys_control(make_store: St
         assert [s["count"] for s in steps if s["name"] == "add"] == [1, 2, 3, 4, 5]
     finally:
         await engine.stop()
+
+
+def test_backends_keep_their_import_paths() -> None:
+    """Each backend is a package whose ``__init__`` re-exports the names callers import."""
+    from durableflow_runtime.store import postgres, sqlite
+
+    assert sorted(sqlite.__all__) == sorted(
+        ["MIGRATIONS", "CommitMode", "Durability", "SqliteStore", "StoreFault", "StoreLockedError"]
+    )
+    assert sorted(postgres.__all__) == sorted(
+        ["MIGRATIONS", "PostgresStore", "StoreUnavailableError"]
+    )
+    assert all(getattr(sqlite, name) is not None for name in sqlite.__all__)
+    assert all(getattr(postgres, name) is not None for name in postgres.__all__)
+
+
+def test_shared_queries_are_constant_sql_on_postgresql() -> None:
+    """A shared statement is one SQL text on PostgreSQL whatever its arguments, so each
+    connection prepares it once; on SQLite the same statement keeps its ``?`` marks."""
+    from durableflow_runtime.store._queries import POSTGRES, SQLITE, Queries
+
+    pg, lite = Queries(POSTGRES), Queries(SQLITE)
+    assert pg.pending_events(1, ["a"])[0] is pg.pending_events(2, ["a", "b", "c"])[0]
+    assert pg.suspend_waiting(1, None, ["a"], T0)[0] is pg.suspend_waiting(2, T0, ["b", "c"], T0)[0]
+    assert "?" not in pg.fence and pg.fence.endswith("FOR NO KEY UPDATE")
+    assert lite.pending_events(1, ["a", "b"]) == (
+        "SELECT type, min(created_at) FROM events WHERE instance = ? AND type IN (?,?)"
+        " AND consumed_by IS NULL GROUP BY type",
+        (1, "a", "b"),
+    )

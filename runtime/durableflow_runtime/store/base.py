@@ -16,7 +16,6 @@ from typing import Any, Literal, TypeAlias
 from urllib.parse import urlparse
 
 import attrs
-import orjson
 
 from durableflow._types import StatusName
 
@@ -35,7 +34,6 @@ __all__ = [
     "StepStatus",
     "StepType",
     "Store",
-    "like_prefix",
     "open_store",
 ]
 
@@ -349,45 +347,6 @@ class Store(abc.ABC):
 
         Single-host stores have no other hosts and ignore this.
         """
-
-
-INSTANCE_COLUMNS = (
-    "key, workflow, id, status, params, output, error, created_at, started_at, ended_at, "
-    "run_at, epoch, generation, pause_requested"
-)
-"""The columns :func:`instance_from_row` reads, in its order (both stores' schemas)."""
-
-
-def instance_from_row(row: Sequence[Any]) -> InstanceRow:
-    """An :class:`InstanceRow` from a row of :data:`INSTANCE_COLUMNS` (JSON kept as text)."""
-    return InstanceRow(
-        key=row[0],
-        workflow=row[1],
-        id=row[2],
-        status=row[3],
-        params=row[4].encode() if row[4] is not None else None,
-        output=row[5].encode() if row[5] is not None else None,
-        error=orjson.loads(row[6]) if row[6] is not None else None,
-        created_at=row[7],
-        started_at=row[8],
-        ended_at=row[9],
-        run_at=row[10],
-        epoch=row[11],
-        generation=row[12],
-        pause_requested=bool(row[13]),
-    )
-
-
-def like_prefix(prefix: str) -> str:
-    """A ``LIKE`` pattern (with ``ESCAPE '\\'``) matching what starts with ``prefix``."""
-    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + "%"
-
-
-def event_output(event: EventRow) -> bytes:
-    """What a ``wait_for_event`` step stores as its output: the event it took."""
-    payload = orjson.Fragment(event.payload) if event.payload is not None else None
-    return orjson.dumps({"type": event.type, "payload": payload, "timestamp": event.created_at})
 
 
 def open_store(url: str, **options: Any) -> Store:

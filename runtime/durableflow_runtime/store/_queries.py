@@ -1,0 +1,231 @@
+"""The SQL both stores run, written once with ``?`` placeholders (DBOS's ``SystemDatabase``
+shape): each backend builds one :class:`Queries` from its :class:`Dialect` and keeps only
+what truly differs (its connection, group commit, claims and leases, migrations).
+
+The dialect hooks are small: placeholder numbering (``$n`` on PostgreSQL), the boolean
+literal, the row lock a read-to-write takes (``FOR NO KEY UPDATE``; SQLite's one writer
+needs none), the columns a store with leases resets when a lease ends, how a list is
+matched (``IN (?, ?)`` or ``= ANY(?::text[])``) and how ``wait_types`` is kept (a
+PostgreSQL ``text[]``, a SQLite `` a b `` string).
+
+The statements of the hot path come out constant for PostgreSQL, so every connection
+prepares each one once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from ._rows import (
+    EVENT_COLUMNS,
+    INSTANCE_COLUMNS,
+    STEP_COLUMNS,
+    instance_from_row,
+    like_prefix,
+    not_found,
+)
+from .base import ControlAction
+from .transitions import Statement, control_statements, control_transition, numbered
+
+__all__ = ["CLAIM_SET", "POSTGRES", "SQLITE", "Dialect", "Queries"]
+
+
+@attrs.frozen
+class Dialect:
+    """What one SQL dialect writes differently."""
+
+    #: ``$1, $2, ...`` instead of ``?``.
+    numbered: bool
+    #: The literal for false in a statement.
+    false: str
+    #: Appended to a read that the same transaction goes on to write.
+    lock_row: str
+    #: Assignments that end a row's lease (a store whose rows carry one).
+    lease_reset: str
+    #: ``wait_types`` as a text array (else a `` a b `` string).
+    arrays: bool
+    #: A cast a parameter needs where the type cannot be inferred (CASE branches).
+    float_cast: str
+    _numbered_sql: dict[str, str] = attrs.field(factory=dict, eq=False, repr=False)
+
+    def sql(self, text: str) -> str:
+        """``text`` with this dialect's placeholders (numbered once per distinct text)."""
+        if not self.numbered:
+            return text
+        found = self._numbered_sql.get(text)
+        if found is None:
+            found = self._numbered_sql[text] = numbered(text)
+        return found
+
+    def any_of(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
+        """A condition that ``column`` is one of ``values``, and its arguments."""
+        if self.arrays:
+            return f"{column} = ANY(?::text[])", [list(values)]
+        return f"{column} IN ({','.join('?' * len(values))})", list(values)
+
+    def wait_types(self, types: Sequence[str]) -> Any:
+        """The ``wait_types`` value an instance waiting for ``types`` keeps."""
+        if self.arrays:
+            return list(types)
+        return " " + " ".join(types) + " " if types else None
+
+    @property
+    def waits_for(self) -> str:
+        """A condition that the instance waits for the event type given as ``?``."""
+        return "? = ANY(wait_types)" if self.arrays else "instr(wait_types, ?) > 0"
+
+    def wait_key(self, type: str) -> str:
+        """The argument of :attr:`waits_for` for ``type``."""
+        return type if self.arrays else f" {type} "
+
+
+SQLITE = Dialect(
+    numbered=False, false="0", lock_row="", lease_reset="", arrays=False, float_cast=""
+)
+POSTGRES = Dialect(
+    numbered=True,
+    false="false",
+    lock_row=" FOR NO KEY UPDATE",
+    lease_reset=", owner = NULL, lease_expires = NULL",
+    arrays=True,
+    float_cast="::float8",
+)
+
+#: What a claim does to each row it takes (``?``: the time of the claim); a store with
+#: leases adds the lease's owner and expiry.
+CLAIM_SET = (
+    "status = CASE WHEN pause_requested THEN 'waitingForPause' ELSE 'running' END,"
+    " run_at = NULL, wait_types = NULL, epoch = epoch + 1, started_at = coalesce(started_at, ?)"
+)
+
+
+class Queries:
+    """The statements both stores share, in one dialect.
+
+    Attributes are ready-made statements; methods return ``(sql, args)`` for statements
+    whose shape depends on their arguments.
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        d = self.dialect = dialect
+        self.instance_by_name = d.sql(
+            f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE workflow = ? AND id = ?"
+        )
+        self.instance_by_key = d.sql(f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE key = ?")
+        # control and send_event read the row they go on to change
+        self.lock_instance_by_name = self.instance_by_name + d.lock_row
+        self.lock_status_by_name = d.sql(
+            f"SELECT key, status FROM instances WHERE workflow = ? AND id = ?{d.lock_row}"
+        )
+        self.steps_of_instance = d.sql(
+            f"SELECT {STEP_COLUMNS} FROM steps WHERE instance = ? ORDER BY seq"
+        )
+        self.next_run_at = "SELECT min(run_at) FROM instances WHERE run_at IS NOT NULL"
+        #: Locks the row when the lease's epoch is current; its ``pause_requested``.
+        self.fence = d.sql(
+            f"SELECT pause_requested FROM instances WHERE key = ? AND epoch = ?{d.lock_row}"
+        )
+        #: Marks the oldest unconsumed event of a type consumed by a step; the event.
+        self.consume_event = d.sql(
+            "UPDATE events SET consumed_by = ? WHERE seq = ("
+            "SELECT seq FROM events WHERE instance = ? AND type = ? AND consumed_by IS NULL"
+            f" ORDER BY seq LIMIT 1) RETURNING {EVENT_COLUMNS}"
+        )
+        self.suspend_paused = d.sql(
+            "UPDATE instances SET status = 'paused', run_at = NULL, wait_types = NULL,"
+            f" pause_requested = {d.false}{d.lease_reset} WHERE key = ?"
+        )
+        self.insert_event = d.sql(
+            "INSERT INTO events (instance, type, payload, created_at) VALUES (?, ?, ?, ?)"
+        )
+        #: Wakes an instance that waits for the event type just sent; its key if it did.
+        self.wake_waiting = d.sql(
+            "UPDATE instances SET run_at = ? WHERE key = ? AND status = 'waiting'"
+            f" AND {d.waits_for} RETURNING key"
+        )
+
+    def list_instances(
+        self,
+        workflow: str,
+        status: str | None,
+        limit: int,
+        cursor: int | None,
+        id_prefix: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+    ) -> Statement:
+        """Instances of ``workflow`` newest first, with ``key`` below ``cursor``.
+
+        ``id_prefix`` is taken literally (``%`` and ``_`` are no wildcards) and, as
+        SQLite's ``LIKE`` ignores ASCII case, also compared exactly with ``substr``;
+        ``created_after`` is inclusive, ``created_before`` exclusive.
+        """
+        sql = f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE workflow = ?"
+        args: list[Any] = [workflow]
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        if id_prefix is not None:
+            sql += " AND id LIKE ? ESCAPE '\\' AND substr(id, 1, ?) = ?"
+            args += [like_prefix(id_prefix), len(id_prefix), id_prefix]
+        if created_after is not None:
+            sql += " AND created_at >= ?"
+            args.append(created_after)
+        if created_before is not None:
+            sql += " AND created_at < ?"
+            args.append(created_before)
+        if cursor is not None:
+            sql += " AND key < ?"
+            args.append(cursor)
+        sql += " ORDER BY key DESC LIMIT ?"
+        args.append(limit)
+        return self.dialect.sql(sql), tuple(args)
+
+    def pending_events(self, key: int, types: Sequence[str]) -> Statement:
+        """For each of ``types`` with an unconsumed event: the type, the oldest's time."""
+        match, args = self.dialect.any_of("type", types)
+        sql = (
+            "SELECT type, min(created_at) FROM events WHERE instance = ?"
+            f" AND {match} AND consumed_by IS NULL GROUP BY type"
+        )
+        return self.dialect.sql(sql), (key, *args)
+
+    def suspend_waiting(
+        self, key: int, run_at: float | None, types: Sequence[str], now: float
+    ) -> Statement:
+        """Suspend a fenced instance until ``run_at`` or an event of ``types``; runnable
+        at once when one is pending.
+
+        On PostgreSQL, run it as a statement of its own after :attr:`fence`, so that its
+        snapshot includes every event committed before the row lock was taken.
+        """
+        d = self.dialect
+        match, match_args = d.any_of("type", types)
+        sql = (
+            f"UPDATE instances SET status = 'waiting', wait_types = ?{d.lease_reset},"
+            " run_at = CASE WHEN EXISTS (SELECT 1 FROM events WHERE instance = ?"
+            f" AND {match} AND consumed_by IS NULL) THEN ?{d.float_cast}"
+            f" ELSE ?{d.float_cast} END WHERE key = ?"
+        )
+        return d.sql(sql), (d.wait_types(types), key, *match_args, now, run_at, key)
+
+    def control(
+        self, row: Sequence[Any] | None, workflow: str, id: str, action: ControlAction, now: float
+    ) -> tuple[int, list[Statement]]:
+        """What ``action`` on the instance read by :attr:`lock_instance_by_name` does:
+        its key and the statements to run.
+
+        Raises:
+            NotFoundError: No such instance (``row`` is ``None``).
+            InvalidTransitionError: The instance's state does not allow it.
+        """
+        if row is None:
+            raise not_found(workflow, id)
+        inst = instance_from_row(row)
+        effect = control_transition(inst.status, action, inst.id).effect
+        d = self.dialect
+        statements = control_statements(effect, inst.key, now, d.lease_reset)
+        return inst.key, [(d.sql(sql), args) for sql, args in statements]

@@ -1,0 +1,100 @@
+"""The PostgreSQL schema: its migrations, and how a database is migrated (once, by
+whichever host gets the advisory lock first)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from durableflow import ValidationError
+
+__all__ = ["MIGRATIONS", "migrate"]
+
+#: Versioned schema migrations; entry ``n - 1`` takes the schema to version ``n``.
+MIGRATIONS: list[str] = [
+    # 1: the initial schema
+    """
+    CREATE TABLE instances (
+        key bigserial PRIMARY KEY,
+        workflow text NOT NULL,
+        id text NOT NULL,
+        status text NOT NULL,
+        params text,
+        output text,
+        error text,
+        created_at double precision NOT NULL,
+        started_at double precision,
+        ended_at double precision,
+        run_at double precision,
+        epoch bigint NOT NULL DEFAULT 0,
+        generation bigint NOT NULL DEFAULT 0,
+        pause_requested boolean NOT NULL DEFAULT false,
+        wait_types text[],
+        owner text,
+        lease_expires timestamptz,
+        UNIQUE (workflow, id)
+    );
+    CREATE INDEX instances_run_at ON instances (run_at) WHERE run_at IS NOT NULL;
+    CREATE INDEX instances_leased ON instances (lease_expires)
+        WHERE status IN ('running', 'waitingForPause');
+    CREATE INDEX instances_by_status ON instances (workflow, status, key);
+    CREATE INDEX instances_by_key ON instances (workflow, key);
+    CREATE TABLE steps (
+        instance bigint NOT NULL,
+        name text NOT NULL,
+        count integer NOT NULL,
+        seq integer NOT NULL,
+        type text NOT NULL,
+        status text NOT NULL,
+        attempts integer NOT NULL,
+        attempt_log text NOT NULL,
+        output text,
+        error text,
+        started_at double precision,
+        ended_at double precision,
+        wake_at double precision,
+        config text,
+        host text,
+        PRIMARY KEY (instance, name, count)
+    );
+    CREATE TABLE events (
+        seq bigserial PRIMARY KEY,
+        instance bigint NOT NULL,
+        type text NOT NULL,
+        payload text,
+        created_at double precision NOT NULL,
+        consumed_by text
+    );
+    CREATE INDEX events_pending ON events (instance, type, seq) WHERE consumed_by IS NULL;
+    CREATE INDEX events_by_instance ON events (instance);
+    """,
+    # 2: retention finds finished instances by end time
+    """
+    CREATE INDEX instances_ended ON instances (ended_at) WHERE ended_at IS NOT NULL;
+    """,
+]
+
+
+async def migrate(conn: Any, schema: str | None) -> None:
+    """Create ``schema`` if given and apply the migrations the database lacks.
+
+    Raises:
+        ValidationError: The database is newer than this version of durableflow.
+    """
+    lock = f"durableflow:migrate:{schema or ''}"
+    await conn.execute("SELECT pg_advisory_lock(hashtext($1))", lock)
+    try:
+        if schema is not None:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+        current = await conn.fetchval("SELECT max(version) FROM schema_version") or 0
+        if current > len(MIGRATIONS):
+            raise ValidationError(
+                f"the database has schema version {current}, newer than this "
+                f"durableflow ({len(MIGRATIONS)}); upgrade durableflow"
+            )
+        for version in range(current + 1, len(MIGRATIONS) + 1):
+            async with conn.transaction():
+                await conn.execute(MIGRATIONS[version - 1])
+                await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", lock)

@@ -1,0 +1,527 @@
+"""The PostgreSQL store's queries: the :class:`Store` methods, on the shared statements of
+:mod:`.._queries`, the group commit of :mod:`._writer` and the leases of :mod:`._leases`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import secrets
+import socket
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
+
+import asyncpg
+
+from durableflow import StoreUnavailableError, ValidationError
+
+from .._queries import CLAIM_SET
+from .._rows import (
+    INSTANCE_COLUMNS,
+    STEP_COLUMNS,
+    already_exists,
+    event_from_row,
+    instance_from_row,
+    json_text,
+    lease_of,
+    step_values,
+    steps_by_instance,
+    takes_events,
+    text,
+    with_event,
+)
+from ..base import (
+    FINISHED,
+    PRUNE_BATCH,
+    Claimed,
+    ControlAction,
+    EventRow,
+    InstanceRow,
+    Lease,
+    NewInstance,
+    StepRow,
+    Store,
+    redact_url,
+)
+from ._batch import Op, lost
+from ._connection import keep_session, transient
+from ._leases import LEASED, Leases
+from ._schema import migrate
+from ._writer import Q
+
+log = logging.getLogger("durableflow.postgres")
+
+__all__ = ["PostgresStore"]
+
+
+# Claims the instances due at $1 and those whose lease expired, up to $2, for host $3
+# with a lease of $4 seconds; returns their rows. ``claim`` keeps their leases.
+_CLAIM = f"""
+WITH due AS (
+    SELECT key FROM instances WHERE run_at <= $1
+    ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED
+), expired AS (
+    SELECT key FROM instances WHERE status IN {LEASED} AND lease_expires < now()
+    LIMIT $2 FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT key FROM due UNION ALL SELECT key FROM expired LIMIT $2
+)
+UPDATE instances i SET {CLAIM_SET.replace("?", "$1")},
+    owner = $3, lease_expires = now() + make_interval(secs => $4)
+FROM picked WHERE i.key = picked.key
+RETURNING {", ".join(f"i.{c.strip()}" for c in INSTANCE_COLUMNS.split(","))}
+"""
+
+_STEPS = f"SELECT {STEP_COLUMNS}, host FROM steps WHERE instance = ANY($1::bigint[]) ORDER BY instance, seq"
+
+# One statement, so one transaction. SKIP LOCKED: hosts pruning at the same time take
+# different instances and never wait on each other, nor on a control action holding an
+# instance's row (the row is re-checked once locked: a restarted instance is not finished).
+_DELETE_FINISHED = """
+WITH doomed AS (
+    SELECT key FROM instances
+    WHERE ended_at < $1 AND status = ANY($2::text[]) AND ($3::text IS NULL OR workflow = $3)
+    ORDER BY ended_at LIMIT $4 FOR UPDATE SKIP LOCKED
+), steps_gone AS (
+    DELETE FROM steps WHERE instance IN (SELECT key FROM doomed)
+), events_gone AS (
+    DELETE FROM events WHERE instance IN (SELECT key FROM doomed)
+)
+DELETE FROM instances WHERE key IN (SELECT key FROM doomed) RETURNING key
+"""
+
+_RECHECK_LOCKED = 0.05  # seconds before looking again at a due instance another host locks
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_OWN_OPTIONS = {
+    "schema",
+    "lease_seconds",
+    "poll_interval",
+    "pool_size",
+    "reconnect_timeout",
+    "unavailable_timeout",
+}
+
+
+class PostgresStore(Leases, Store):
+    """A store in one PostgreSQL database, shared by any number of hosts.
+
+    Args:
+        dsn: ``postgresql://user:password@host:port/database``; the query options
+            ``schema``, ``lease_seconds``, ``poll_interval``, ``pool_size`` and
+            ``reconnect_timeout`` are read here, the others go to asyncpg.
+        schema: Keep the tables in this schema (created if missing) instead of the
+            connection's default; lets several independent deployments share a database.
+        lease_seconds: How long a claim lasts without renewal; a host that stops for longer
+            loses its instances to the others.
+        poll_interval: Seconds between polls for work, behind ``LISTEN/NOTIFY``.
+        pool_size: Connections per host (one is the writer's at a time, one listens apart).
+        reconnect_timeout: How long a running instance's write waits for the database to
+            come back.
+        unavailable_timeout: How long a call made for a client (create, read, control,
+            event) waits for the database before it raises ``StoreUnavailableError``.
+        host_id: This host's name in leases and in each step's ``host``; default
+            ``hostname-pid-random``.
+
+    Raises:
+        ValidationError: A bad option.
+    """
+
+    single_host = False
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str | None = None,
+        lease_seconds: float | None = None,
+        poll_interval: float | None = None,
+        pool_size: int | None = None,
+        reconnect_timeout: float | None = None,
+        unavailable_timeout: float | None = None,
+        host_id: str | None = None,
+    ) -> None:
+        parsed = urlparse(dsn)
+        if parsed.scheme not in ("postgresql", "postgres"):
+            raise ValidationError(f"not a PostgreSQL url: {redact_url(dsn)!r}")
+        query = dict(parse_qsl(parsed.query))
+        own = {k: query.pop(k) for k in list(query) if k in _OWN_OPTIONS}
+        self._dsn = urlunparse(parsed._replace(query=urlencode(query)))
+        self.schema = schema if schema is not None else own.get("schema")
+        if self.schema is not None and not _SCHEMA_NAME.fullmatch(self.schema):
+            raise ValidationError(
+                f"schema must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63 "
+                f"characters), not {self.schema!r}"
+            )
+        self.lease_seconds = _positive(
+            "lease_seconds", lease_seconds, own.get("lease_seconds"), 10.0
+        )
+        self.poll_interval = _positive(
+            "poll_interval", poll_interval, own.get("poll_interval"), 2.0
+        )
+        self.reconnect_timeout = _positive(
+            "reconnect_timeout", reconnect_timeout, own.get("reconnect_timeout"), 30.0
+        )
+        self.unavailable_timeout = _positive(
+            "unavailable_timeout", unavailable_timeout, own.get("unavailable_timeout"), 5.0
+        )
+        size = pool_size if pool_size is not None else own.get("pool_size", 10)
+        try:
+            self.pool_size = int(size)
+        except (TypeError, ValueError):
+            raise ValidationError(f"pool_size must be an integer, not {size!r}") from None
+        if self.pool_size < 2:
+            raise ValidationError(f"pool_size must be at least 2, not {self.pool_size}")
+        self.host_id = host_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        #: Counters for operators and tests.
+        self.stats: dict[str, int] = {
+            "batches": 0,
+            "writes": 0,
+            "retries": 0,
+            "leases_lost": 0,
+            "fenced": 0,
+            "notifications": 0,
+        }
+        self.channel = ""
+        self._pool = None
+        self._writer_conn = None
+        self._listener = None
+        self._listen_task = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._queue = []
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._held = {}
+        self._to_release = {}
+        self._pause_seen = set()
+        self._subscribers = []
+        self._closing = False
+        # (engine time, loop time) of the last claim that took fewer than asked
+        self._short_claim: tuple[float, float] | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> PostgresStore:
+        """``postgresql://user@host/db?schema=...&lease_seconds=...``."""
+        return cls(url, **options)
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({redact_url(self._dsn)!r}, schema={self.schema!r})"
+
+    # --- life cycle -------------------------------------------------------------------
+    async def open(self) -> None:
+        self._closing = False
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                # no floor: a pool with one retries its lost connection on its own and
+                # logs a traceback a second while the database is down; acquire connects
+                min_size=0,
+                max_size=self.pool_size,
+                server_settings=self._server_settings(),
+                reset=keep_session,
+                # a server that does not answer (a dropped route) fails a connect in time
+                timeout=self.unavailable_timeout,
+            )
+        except Exception as exc:
+            raise StoreUnavailableError(
+                f"cannot connect to PostgreSQL at {redact_url(self._dsn)}: {exc}"
+            ) from exc
+        try:
+            async with self._pool.acquire() as conn:  # the pool's first connection, too
+                await migrate(conn, self.schema)
+            schema = self.schema or await self._pool.fetchval("SELECT current_schema()")
+            self.channel = f"durableflow.{schema}"[:63]
+        except BaseException as exc:
+            await self._pool.close()
+            self._pool = None
+            if isinstance(exc, Exception) and (transient(exc) or isinstance(exc, TimeoutError)):
+                raise StoreUnavailableError(
+                    f"cannot connect to PostgreSQL at {redact_url(self._dsn)}: {exc}"
+                ) from exc
+            raise
+        self._tasks = [
+            asyncio.create_task(self._flush_loop(), name="durableflow-pg-writer"),
+            asyncio.create_task(self._keep_leases(), name="durableflow-pg-leases"),
+            asyncio.create_task(self._poll(), name="durableflow-pg-poll"),
+        ]
+        try:
+            await self._listen()
+        except Exception as exc:
+            log.warning("LISTEN failed (%s); relying on polling until it reconnects", exc)
+            self._listen_lost()
+
+    async def close(self) -> None:
+        if self._pool is None:
+            return
+        # everything acknowledged or queued is written before the connections go
+        writer = self._tasks[0] if self._tasks else None
+        while not self._idle.is_set() and writer is not None and not writer.done():
+            idle = asyncio.ensure_future(self._idle.wait())
+            await asyncio.wait([idle, writer], return_when=asyncio.FIRST_COMPLETED)
+            idle.cancel()
+        self._closing = True
+        tasks = [*self._tasks, *([self._listen_task] if self._listen_task else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        self._listen_task = None
+        for op in self._queue:  # only when the writer died: never strand a caller
+            if not op.future.done():
+                op.future.set_exception(lost(op.lease, "the store closed"))
+        self._queue = []
+        # leases of activations cut off by the shutdown: hand them over at once
+        self._to_release.update(self._held)
+        self._held.clear()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5.0):
+                await self._release_forfeited()
+        await self._drop_writer()
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._listener.close(), 2.0)
+            self._listener = None
+        try:
+            await asyncio.wait_for(self._pool.close(), 5.0)
+        except Exception:
+            self._pool.terminate()
+        self._pool = None
+
+    # --- instances --------------------------------------------------------------------
+    async def create_instances(self, rows: Sequence[NewInstance]) -> None:
+        if not rows:
+            return
+        self._short_claim = None
+
+        async def op(conn: Any) -> None:
+            created = await conn.fetch(
+                "INSERT INTO instances (workflow, id, status, params, created_at, run_at)"
+                " SELECT v.w, v.i, 'queued', v.p, v.c, v.c FROM unnest($1::text[],"
+                " $2::text[], $3::text[], $4::float8[]) AS v(w, i, p, c)"
+                " ON CONFLICT (workflow, id) DO NOTHING RETURNING workflow, id",
+                [r.workflow for r in rows],
+                [r.id for r in rows],
+                [text(r.params) for r in rows],
+                [r.created_at for r in rows],
+            )
+            if len(created) != len(rows):
+                made = {(r[0], r[1]) for r in created}
+                seen: set[tuple[str, str]] = set()
+                for row in rows:
+                    ident = (row.workflow, row.id)
+                    if ident not in made or ident in seen:
+                        raise already_exists(row.workflow, row.id)
+                    seen.add(ident)
+            await self._notify(conn, "create", rows[0].workflow, rows[0].id)
+
+        await self._transact(op)
+
+    async def get_instance(self, workflow: str, id: str) -> InstanceRow | None:
+        row = await self._call(lambda conn: conn.fetchrow(Q.instance_by_name, workflow, id))
+        return instance_from_row(row) if row is not None else None
+
+    async def list_instances(
+        self,
+        workflow: str,
+        *,
+        status: str | None,
+        limit: int,
+        cursor: int | None,
+        id_prefix: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+    ) -> list[InstanceRow]:
+        sql, args = Q.list_instances(
+            workflow, status, limit, cursor, id_prefix, created_after, created_before
+        )
+        rows = await self._call(lambda conn: conn.fetch(sql, *args))
+        return [instance_from_row(r) for r in rows]
+
+    async def load_steps(self, key: int) -> list[StepRow]:
+        rows = await self._call(lambda conn: conn.fetch(_STEPS, [key]))
+        return steps_by_instance(rows).get(key, [])
+
+    async def step_hosts(self, key: int) -> dict[tuple[str, int], str | None]:
+        """Which host last wrote each step of an instance: ``{(name, count): host}``."""
+        rows = await self._call(
+            lambda conn: conn.fetch("SELECT name, count, host FROM steps WHERE instance = $1", key)
+        )
+        return {(r[0], r[1]): r[2] for r in rows}
+
+    # --- scheduling -------------------------------------------------------------------
+    async def recover(self, now: float) -> None:
+        """Nothing to do: an instance a dead host left running is claimed when its lease
+        expires."""
+
+    async def _claim(self, now: float, limit: int) -> list[InstanceRow]:
+        rows = await self._call(
+            lambda conn: conn.fetch(_CLAIM, now, limit, self.host_id, self.lease_seconds)
+        )
+        instances = [instance_from_row(r) for r in rows]
+        for row in instances:
+            self._held[row.key] = lease_of(row)
+        short = len(instances) < limit
+        self._short_claim = (now, asyncio.get_running_loop().time()) if short else None
+        return instances
+
+    async def claim(self, now: float, limit: int) -> list[Lease]:
+        return [lease_of(row) for row in await self._claim(now, limit)]
+
+    async def claim_work(self, now: float, limit: int) -> list[Claimed]:
+        """``claim``, with each claimed instance's row and history: two round trips in all."""
+        instances = await self._claim(now, limit)
+        if not instances:
+            return []
+        leases = [lease_of(row) for row in instances]
+        keys = [lease.key for lease in leases]
+        try:
+            steps = steps_by_instance(await self._call(lambda conn: conn.fetch(_STEPS, keys)))
+        except BaseException:
+            for lease in leases:  # never launched: hand them back
+                self._forfeit(lease)
+            raise
+        return [
+            Claimed(lease, row, steps.get(lease.key, []))
+            for lease, row in zip(leases, instances, strict=True)
+        ]
+
+    async def next_run_at(self) -> float | None:
+        value = await self._call(lambda conn: conn.fetchval(Q.next_run_at))
+        if value is None:
+            return None
+        short = self._short_claim
+        if (
+            short is not None
+            and value <= short[0]
+            and asyncio.get_running_loop().time() - short[1] < _RECHECK_LOCKED
+        ):
+            # due at the claim just made, yet not taken: another host's transaction holds
+            # it; look again shortly rather than at once, over and over
+            return short[0] + _RECHECK_LOCKED
+        return float(value)
+
+    # --- fenced writes ----------------------------------------------------------------
+    def put_step(self, lease: Lease, step: StepRow) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = self._future()
+        self._enqueue(Op("step", lease, future, step=step_values(step)))
+        return future
+
+    def take_event(
+        self, lease: Lease, step: StepRow, type: str, now: float
+    ) -> asyncio.Future[EventRow | None]:
+        values = step_values(step)
+        consumer = f"{step.name}#{step.count}"
+
+        async def op(conn: Any) -> EventRow | None:
+            await self._fence(conn, lease)
+            row = await conn.fetchrow(Q.consume_event, consumer, lease.key, type)
+            event = event_from_row(row) if row is not None else None
+            stored = with_event(values, event, now) if event is not None else values
+            if not await self._write_steps(conn, [(lease, stored)]):
+                raise lost(lease)
+            return event
+
+        future: asyncio.Future[EventRow | None] = self._future()
+        self._enqueue(Op("call", lease, future, fn=op))
+        return future
+
+    async def pending_events(self, lease: Lease, types: Sequence[str]) -> dict[str, float]:
+        sql, args = Q.pending_events(lease.key, types)
+        rows = await self._call(lambda conn: conn.fetch(sql, *args))
+        return {r[0]: float(r[1]) for r in rows}
+
+    def suspend(
+        self, lease: Lease, run_at: float | None, wait_types: Sequence[str], now: float
+    ) -> asyncio.Future[str]:
+        future: asyncio.Future[str] = self._future()
+        if not wait_types:
+            self._enqueue(Op("suspend", lease, future, args=(run_at, now), releases=True))
+            return future
+        waiting = Q.suspend_waiting(lease.key, run_at, wait_types, now)
+
+        async def op(conn: Any) -> str:
+            if await self._fence(conn, lease):
+                await conn.execute(Q.suspend_paused, lease.key)
+                return "paused"
+            await conn.execute(waiting[0], *waiting[1])
+            return "waiting"
+
+        self._enqueue(Op("call", lease, future, fn=op, releases=True))
+        return future
+
+    def finish(
+        self,
+        lease: Lease,
+        status: str,
+        output: bytes | None,
+        error: dict[str, str] | None,
+        now: float,
+    ) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = self._future()
+        args = (status, text(output), json_text(error), now)
+        self._enqueue(Op("finish", lease, future, args=args, releases=True))
+        return future
+
+    # --- control ----------------------------------------------------------------------
+    async def control(
+        self, workflow: str, id: str, action: ControlAction, now: float
+    ) -> InstanceRow:
+        async def op(conn: Any) -> InstanceRow:
+            row = await conn.fetchrow(Q.lock_instance_by_name, workflow, id)
+            key, statements = Q.control(row, workflow, id, action, now)
+            for sql, args in statements:
+                await conn.execute(sql, *args)
+            after = instance_from_row(await conn.fetchrow(Q.instance_by_key, key))
+            await self._notify(conn, action, workflow, id, after.key, after.epoch)
+            return after
+
+        after = await self._transact(op)
+        self._short_claim = None
+        held = self._held.get(after.key)
+        if held is not None and held.epoch < after.epoch:
+            del self._held[after.key]  # this host's engine cancels the activation itself
+        return after
+
+    async def send_event(
+        self, workflow: str, id: str, type: str, payload: bytes | None, now: float
+    ) -> None:
+        async def op(conn: Any) -> None:
+            # the row lock orders this against a suspension checking for pending events
+            row = await conn.fetchrow(Q.lock_status_by_name, workflow, id)
+            key = takes_events(row, workflow, id)
+            await conn.execute(Q.insert_event, key, type, text(payload), now)
+            if await conn.fetchval(Q.wake_waiting, now, key, type) is not None:
+                await self._notify(conn, "wake", workflow, id)
+
+        await self._transact(op)
+        self._short_claim = None
+
+    # --- retention --------------------------------------------------------------------
+    async def delete_finished(
+        self,
+        ended_before: float,
+        *,
+        statuses: Sequence[str] = FINISHED,
+        workflow: str | None = None,
+        limit: int = PRUNE_BATCH,
+    ) -> int:
+        rows = await self._call(
+            lambda conn: conn.fetch(_DELETE_FINISHED, ended_before, list(statuses), workflow, limit)
+        )
+        return len(rows)
+
+
+def _positive(name: str, given: float | None, from_url: str | None, default: float) -> float:
+    raw: Any = given if given is not None else from_url if from_url is not None else default
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if not value > 0:
+        raise ValidationError(f"{name} must be positive, not {raw!r}")
+    return value

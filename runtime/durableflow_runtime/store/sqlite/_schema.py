@@ -1,0 +1,135 @@
+"""The SQLite schema: its migrations, how the file is opened, and how it is migrated."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from durableflow import StoreUnavailableError
+from durableflow import ValidationError as _ValidationError
+
+__all__ = ["MIGRATIONS", "check_version", "connect", "migrate"]
+
+#: Versioned schema migrations; entry ``n - 1`` takes the schema to version ``n``.
+MIGRATIONS: list[str] = [
+    # 1: the initial schema
+    """
+    CREATE TABLE instances (
+        key INTEGER PRIMARY KEY AUTOINCREMENT,
+        workflow TEXT NOT NULL,
+        id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        params TEXT,
+        output TEXT,
+        error TEXT,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        ended_at REAL,
+        run_at REAL,
+        epoch INTEGER NOT NULL DEFAULT 0,
+        generation INTEGER NOT NULL DEFAULT 0,
+        pause_requested INTEGER NOT NULL DEFAULT 0,
+        wait_types TEXT,
+        UNIQUE (workflow, id)
+    );
+    CREATE INDEX instances_run_at ON instances (run_at) WHERE run_at IS NOT NULL;
+    CREATE INDEX instances_by_status ON instances (workflow, status, key);
+    CREATE TABLE steps (
+        instance INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        attempt_log TEXT NOT NULL,
+        output TEXT,
+        error TEXT,
+        started_at REAL,
+        ended_at REAL,
+        wake_at REAL,
+        config TEXT,
+        PRIMARY KEY (instance, name, count)
+    ) WITHOUT ROWID;
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        instance INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        payload TEXT,
+        created_at REAL NOT NULL,
+        consumed_by TEXT
+    );
+    CREATE INDEX events_pending ON events (instance, type, seq) WHERE consumed_by IS NULL;
+    """,
+    # 2: retention finds finished instances by end time, and deletes their events
+    """
+    CREATE INDEX instances_ended ON instances (ended_at) WHERE ended_at IS NOT NULL;
+    CREATE INDEX events_by_instance ON events (instance);
+    """,
+]
+
+
+def connect(path: Path, durability: str, read_only: str | None) -> sqlite3.Connection:
+    """Open the file for the host's one connection (read-only when ``read_only`` says why)."""
+    if read_only is not None:
+        uri = path.absolute().as_uri()
+        try:
+            conn = sqlite3.connect(
+                f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            if Path(f"{path}-wal").exists():
+                raise
+            # a WAL database on a read-only disk cannot make its -shm file; with no
+            # -wal file either, the file alone holds everything, and cannot change
+            conn = sqlite3.connect(
+                f"{uri}?immutable=1", uri=True, isolation_level=None, check_same_thread=False
+            )
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    sync = "NORMAL" if durability == "normal" else "FULL"
+    conn.execute(f"PRAGMA synchronous={sync}")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute("PRAGMA cache_size=-65536")
+    return conn
+
+
+def check_version(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a read-only file whose schema this version would have to migrate."""
+    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    if (row[0] or 0) != len(MIGRATIONS):
+        raise StoreUnavailableError(
+            f"{path} is read-only and has schema version {row[0]}, not "
+            f"{len(MIGRATIONS)}: make it writable so that the host can migrate it"
+        )
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Apply the migrations the file lacks, each in a transaction of its own.
+
+    Raises:
+        ValidationError: The file is newer than this version of durableflow.
+    """
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    current = row[0] or 0
+    if current > len(MIGRATIONS):
+        raise _ValidationError(
+            f"{path} has schema version {current}, newer than this durableflow "
+            f"({len(MIGRATIONS)}); upgrade durableflow"
+        )
+    for version in range(current + 1, len(MIGRATIONS) + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[version - 1].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise

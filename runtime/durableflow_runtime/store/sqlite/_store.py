@@ -1,0 +1,463 @@
+"""The SQLite store's queries: the :class:`Store` methods, on the shared statements of
+:mod:`.._queries` and the group commit of :mod:`._writer`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlparse
+
+from durableflow import StoreUnavailableError
+from durableflow import ValidationError as _ValidationError
+
+from .._queries import CLAIM_SET, SQLITE, Queries
+from .._rows import (
+    INSTANCE_COLUMNS,
+    STEP_COLUMNS,
+    already_exists,
+    event_from_row,
+    instance_from_row,
+    json_text,
+    lease_of,
+    step_values,
+    steps_by_instance,
+    takes_events,
+    text,
+    with_event,
+)
+from ..base import (
+    FINISHED,
+    PRUNE_BATCH,
+    Claimed,
+    ControlAction,
+    EventRow,
+    InstanceRow,
+    Lease,
+    LeaseLost,
+    NewInstance,
+    StepRow,
+    Store,
+)
+from ._files import WATCH_INTERVAL
+from ._schema import check_version, connect, migrate
+from ._writer import GroupCommit, recover
+
+__all__ = ["CommitMode", "Durability", "SqliteStore"]
+
+log = logging.getLogger("durableflow.sqlite")
+
+Durability = Literal["normal", "full"]
+CommitMode = Literal["inline", "thread"]
+
+Q = Queries(SQLITE)
+
+# One statement claims and returns the rows: ``claim`` keeps their leases,
+# ``claim_work`` loads their steps too.
+_CLAIM = (
+    f"UPDATE instances SET {CLAIM_SET} WHERE key IN (SELECT key FROM instances"
+    f" WHERE run_at <= ? ORDER BY run_at LIMIT ?) RETURNING {INSTANCE_COLUMNS}"
+)
+
+_PUT_STEP = (
+    f"INSERT OR REPLACE INTO steps ({STEP_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+)
+# only while the lease's epoch is the instance's (?15 is the epoch)
+_PUT_STEP_FENCED = _PUT_STEP + " WHERE (SELECT epoch FROM instances WHERE key = ?1) = ?15"
+
+_FINISH = (
+    "UPDATE instances SET status = ?, output = ?, error = ?, ended_at = ?, run_at = NULL,"
+    " wait_types = NULL, pause_requested = 0 WHERE key = ? AND epoch = ?"
+)
+
+
+class SqliteStore(GroupCommit, Store):
+    """A store in one SQLite file, owned by one host process.
+
+    Args:
+        path: The database file (created with its folder if missing).
+        durability: ``normal`` survives a process crash; ``full`` also a power loss.
+        commit: ``inline`` or ``thread``; default by durability (see the module docstring).
+    """
+
+    single_host = True
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durability: Durability = "normal",
+        commit: CommitMode | None = None,
+    ) -> None:
+        if durability not in ("normal", "full"):
+            raise _ValidationError(f"durability must be 'normal' or 'full', not {durability!r}")
+        self.path = Path(path)
+        self.durability = durability
+        self.commit_mode: CommitMode = commit or ("inline" if durability == "normal" else "thread")
+        self._conn = None
+        self._lock_fd = None
+        self._executor = None
+        self._queue = []
+        self._flush_scheduled = False
+        self._flushing = None
+        self._starts = {}
+        self._idle_commits = 0
+        self._checkpointer: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._identity = None
+        self._lost = None
+        self._rescued = None
+        self._full = False
+        self._read_only = None
+        self._recover_pending = False
+        self._recover_at = 0.0
+        self._stranded = {}
+        self._subscribers = []
+        self._loop = None
+        self._watcher = None
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SqliteStore:
+        """``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``."""
+        parsed = urlparse(url)
+        path = unquote(parsed.netloc + parsed.path)
+        if path.startswith("/") and not path.startswith("//"):
+            path = path[1:]  # sqlite:///x.db is relative, sqlite:////x.db absolute
+        elif path.startswith("//"):
+            path = path[1:]
+        if not path:
+            raise _ValidationError(f"storage url {url!r} names no file")
+        return cls(path, **options)
+
+    # --- life cycle -------------------------------------------------------------------
+    async def open(self) -> None:
+        self._warn_if_missing()
+        self._read_only = self._why_read_only()
+        if self._read_only is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock_fd = self._lock()
+            conn = connect(self.path, self.durability, self._read_only)
+        except (OSError, sqlite3.Error) as exc:
+            self._unlock()
+            raise self._fault(exc) or exc from exc
+        self._conn = conn
+        try:
+            if self._read_only is None:
+                migrate(conn, self.path)
+            else:
+                check_version(conn, self.path)
+                log.warning("%s", self._read_only)
+        except (OSError, sqlite3.Error, _ValidationError) as exc:
+            conn.close()
+            self._conn = None
+            self._unlock()
+            if isinstance(exc, _ValidationError):
+                raise
+            raise self._fault(exc) or exc from exc
+        stat = os.stat(self.path)
+        self._identity = (stat.st_dev, stat.st_ino)
+        self._lost = None
+        self._loop = asyncio.get_running_loop()
+        self._watcher = self._loop.call_later(WATCH_INTERVAL, self._watch)
+        if self.commit_mode == "thread":
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="durableflow-sqlite")
+        self._stop.clear()
+        if self._read_only is None:
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="durableflow-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
+
+    def subscribe(self, callback: Callable[[str, str, str], None]) -> None:
+        """Be told ``("", "", "poll")`` when instances a storage fault stopped can run again."""
+        self._subscribers.append(callback)
+
+    async def close(self) -> None:
+        if self._conn is None:
+            return
+        while self._queue or self._starts or self._flushing is not None:
+            if self._flushing is not None:
+                await self._flushing
+            else:
+                await asyncio.sleep(0)
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.join)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        if self._read_only is None and self._lost is None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._conn.close()
+        self._conn = None
+        self._unlock()
+
+    # --- instances --------------------------------------------------------------------
+    async def create_instances(self, rows: Sequence[NewInstance]) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("SAVEPOINT create_instances")
+            try:
+                for row in rows:
+                    try:
+                        conn.execute(
+                            "INSERT INTO instances (workflow, id, status, params, created_at,"
+                            " run_at) VALUES (?, ?, 'queued', ?, ?, ?)",
+                            (
+                                row.workflow,
+                                row.id,
+                                text(row.params),
+                                row.created_at,
+                                row.created_at,
+                            ),
+                        )
+                    except sqlite3.IntegrityError:
+                        raise already_exists(row.workflow, row.id) from None
+            except BaseException:
+                # after SQLITE_FULL or an I/O error SQLite may have rolled the whole
+                # transaction back already: keep the error that says why
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK TO create_instances")
+                    conn.execute("RELEASE create_instances")
+                raise
+            conn.execute("RELEASE create_instances")
+
+        await self._write(op)
+
+    async def get_instance(self, workflow: str, id: str) -> InstanceRow | None:
+        def op(conn: sqlite3.Connection) -> InstanceRow | None:
+            row = conn.execute(Q.instance_by_name, (workflow, id)).fetchone()
+            return instance_from_row(row) if row else None
+
+        return await self._read(op)
+
+    async def list_instances(
+        self,
+        workflow: str,
+        *,
+        status: str | None,
+        limit: int,
+        cursor: int | None,
+        id_prefix: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+    ) -> list[InstanceRow]:
+        sql, args = Q.list_instances(
+            workflow, status, limit, cursor, id_prefix, created_after, created_before
+        )
+        return await self._read(
+            lambda conn: [instance_from_row(r) for r in conn.execute(sql, args)]
+        )
+
+    async def load_steps(self, key: int) -> list[StepRow]:
+        def op(conn: sqlite3.Connection) -> list[StepRow]:
+            return steps_by_instance(conn.execute(Q.steps_of_instance, (key,))).get(key, [])
+
+        return await self._read(op)
+
+    # --- scheduling -------------------------------------------------------------------
+    async def recover(self, now: float) -> None:
+        if self._read_only is not None:
+            return  # nothing can run on a read-only store
+        try:
+            await self._write(lambda conn: recover(conn, now))
+        except StoreUnavailableError as exc:
+            # a full disk at start: serve reads now, resume the instances once it writes
+            log.warning(
+                "cannot resume the instances the last host left running yet (%s); "
+                "they resume as soon as the store writes again",
+                exc.message,
+            )
+            self._recover_pending = True
+            self._recover_at = now
+
+    @staticmethod
+    def _claim(conn: sqlite3.Connection, now: float, limit: int) -> list[InstanceRow]:
+        return [instance_from_row(r) for r in conn.execute(_CLAIM, (now, now, limit)).fetchall()]
+
+    async def claim(self, now: float, limit: int) -> list[Lease]:
+        rows = await self._write(lambda conn: self._claim(conn, now, limit))
+        return [lease_of(row) for row in rows]
+
+    async def claim_work(self, now: float, limit: int) -> list[Claimed]:
+        def op(conn: sqlite3.Connection) -> list[Claimed]:
+            rows = self._claim(conn, now, limit)
+            if not rows:
+                return []
+            marks = ",".join("?" * len(rows))
+            steps = steps_by_instance(
+                conn.execute(
+                    f"SELECT {STEP_COLUMNS} FROM steps WHERE instance IN ({marks})"
+                    " ORDER BY instance, seq",
+                    [row.key for row in rows],
+                )
+            )
+            return [Claimed(lease_of(row), row, steps.get(row.key, [])) for row in rows]
+
+        return await self._write(op)
+
+    async def next_run_at(self) -> float | None:
+        def op(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute(Q.next_run_at).fetchone()
+            return row[0] if row else None
+
+        return await self._read(op)
+
+    # --- fenced writes ----------------------------------------------------------------
+    @staticmethod
+    def _fence(conn: sqlite3.Connection, lease: Lease) -> bool:
+        """Raise :class:`LeaseLost` unless ``lease`` is current; its ``pause_requested``."""
+        row = conn.execute(Q.fence, (lease.key, lease.epoch)).fetchone()
+        if row is None:
+            raise LeaseLost(f"{lease.workflow}/{lease.id}")
+        return bool(row[0])
+
+    def put_step(self, lease: Lease, step: StepRow) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._starts:
+            self._starts.pop((lease.key, step.name, step.count), None)  # superseded
+        self._queue_step(lease, step, future)
+        return future
+
+    def put_step_nowait(self, lease: Lease, step: StepRow) -> None:
+        # An attempt that ends within this event-loop turn (no I/O) never needs its start
+        # written: keep a reference and snapshot it at the flush only if still pending.
+        if self._conn is None or self._stop.is_set():
+            return
+        self._starts[(lease.key, step.name, step.count)] = (lease, step)
+        self._schedule_flush()
+
+    def _queue_step(self, lease: Lease, step: StepRow, future: asyncio.Future[None] | None) -> None:
+        if self._conn is None or self._stop.is_set():
+            if future is not None:
+                future.set_exception(RuntimeError(f"the store {self.path} is closed"))
+            return
+        # bind now: the caller keeps mutating its record while the write waits in the queue
+        args = (lease.key, *step_values(step), lease.epoch)
+
+        def op(conn: sqlite3.Connection) -> None:
+            if conn.execute(_PUT_STEP_FENCED, args).rowcount != 1:
+                raise LeaseLost(f"instance key {lease.key}")
+
+        self._enqueue(op, future, lease)
+
+    def take_event(
+        self, lease: Lease, step: StepRow, type: str, now: float
+    ) -> asyncio.Future[EventRow | None]:
+        values = step_values(step)
+
+        def op(conn: sqlite3.Connection) -> EventRow | None:
+            self._fence(conn, lease)
+            consumer = f"{step.name}#{step.count}"
+            row = conn.execute(Q.consume_event, (consumer, lease.key, type)).fetchall()
+            event = event_from_row(row[0]) if row else None
+            stored = with_event(values, event, now) if event is not None else values
+            conn.execute(_PUT_STEP, (lease.key, *stored))
+            return event
+
+        return self._write(op, lease)
+
+    async def pending_events(self, lease: Lease, types: Sequence[str]) -> dict[str, float]:
+        sql, args = Q.pending_events(lease.key, types)
+        return await self._read(lambda conn: {r[0]: r[1] for r in conn.execute(sql, args)})
+
+    def suspend(
+        self, lease: Lease, run_at: float | None, wait_types: Sequence[str], now: float
+    ) -> asyncio.Future[str]:
+        def op(conn: sqlite3.Connection) -> str:
+            if self._fence(conn, lease):
+                conn.execute(Q.suspend_paused, (lease.key,))
+                return "paused"
+            if wait_types:
+                conn.execute(*Q.suspend_waiting(lease.key, run_at, wait_types, now))
+            else:
+                conn.execute(
+                    "UPDATE instances SET status = 'waiting', run_at = ?, wait_types = NULL"
+                    " WHERE key = ?",
+                    (run_at, lease.key),
+                )
+            return "waiting"
+
+        return self._write(op, lease)
+
+    def finish(
+        self,
+        lease: Lease,
+        status: str,
+        output: bytes | None,
+        error: dict[str, str] | None,
+        now: float,
+    ) -> asyncio.Future[None]:
+        args = (status, text(output), json_text(error), now, lease.key, lease.epoch)
+
+        def op(conn: sqlite3.Connection) -> None:
+            if conn.execute(_FINISH, args).rowcount != 1:
+                raise LeaseLost(f"{lease.workflow}/{lease.id}")
+
+        return self._write(op, lease)
+
+    # --- control ----------------------------------------------------------------------
+    async def control(
+        self, workflow: str, id: str, action: ControlAction, now: float
+    ) -> InstanceRow:
+        def op(conn: sqlite3.Connection) -> InstanceRow:
+            row = conn.execute(Q.lock_instance_by_name, (workflow, id)).fetchone()
+            key, statements = Q.control(row, workflow, id, action, now)
+            for sql, args in statements:
+                conn.execute(sql, args)
+            return instance_from_row(conn.execute(Q.instance_by_key, (key,)).fetchone())
+
+        return await self._write(op)
+
+    async def send_event(
+        self, workflow: str, id: str, type: str, payload: bytes | None, now: float
+    ) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            row = conn.execute(Q.lock_status_by_name, (workflow, id)).fetchone()
+            key = takes_events(row, workflow, id)
+            conn.execute(Q.insert_event, (key, type, text(payload), now))
+            conn.execute(Q.wake_waiting, (now, key, SQLITE.wait_key(type))).fetchall()
+
+        await self._write(op)
+
+    # --- retention --------------------------------------------------------------------
+    async def delete_finished(
+        self,
+        ended_before: float,
+        *,
+        statuses: Sequence[str] = FINISHED,
+        workflow: str | None = None,
+        limit: int = PRUNE_BATCH,
+    ) -> int:
+        # One write in the group-commit queue: the instances are chosen and deleted in the
+        # writer's transaction, so nothing restarts one of them in between.
+        def op(conn: sqlite3.Connection) -> int:
+            marks = ",".join("?" * len(statuses))
+            sql = (
+                f"SELECT key FROM instances WHERE ended_at < ? AND status IN ({marks})"
+                + (" AND workflow = ?" if workflow is not None else "")
+                + " ORDER BY ended_at LIMIT ?"
+            )
+            args: list[Any] = [ended_before, *statuses]
+            if workflow is not None:
+                args.append(workflow)
+            args.append(limit)
+            keys = [(r[0],) for r in conn.execute(sql, args)]
+            if keys:
+                conn.executemany("DELETE FROM steps WHERE instance = ?", keys)
+                conn.executemany("DELETE FROM events WHERE instance = ?", keys)
+                conn.executemany("DELETE FROM instances WHERE key = ?", keys)
+            return len(keys)
+
+        return await self._write(op)
