@@ -34,6 +34,7 @@ from ._errors import (
     WorkflowError,
 )
 from ._step import WorkflowStep
+from ._sync_client import SyncClient, SyncWorkflow, SyncWorkflowInstance
 from ._types import (
     CreateOptions,
     ErrorInfo,
@@ -75,6 +76,9 @@ __all__ = [
     "StepTimeoutError",
     "StorageFullError",
     "StoreUnavailableError",
+    "SyncClient",
+    "SyncWorkflow",
+    "SyncWorkflowInstance",
     "ValidationError",
     "Workflow",
     "WorkflowEntrypoint",

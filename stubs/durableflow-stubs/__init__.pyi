@@ -31,6 +31,9 @@ from ._errors import StoreUnavailableError as StoreUnavailableError
 from ._errors import ValidationError as ValidationError
 from ._errors import WorkflowError as WorkflowError
 from ._step import WorkflowStep as WorkflowStep
+from ._sync_client import SyncClient as SyncClient
+from ._sync_client import SyncWorkflow as SyncWorkflow
+from ._sync_client import SyncWorkflowInstance as SyncWorkflowInstance
 from ._types import CreateOptions as CreateOptions
 from ._types import ErrorInfo as ErrorInfo
 from ._types import InstanceStatus as InstanceStatus
@@ -70,6 +73,9 @@ __all__ = [
     "StepTimeoutError",
     "StorageFullError",
     "StoreUnavailableError",
+    "SyncClient",
+    "SyncWorkflow",
+    "SyncWorkflowInstance",
     "ValidationError",
     "Workflow",
     "WorkflowEntrypoint",

@@ -117,23 +117,28 @@ def test_out_option_names_a_file_or_a_directory(project: Path, tmp_path: Path) -
 
 
 def test_correct_use_of_the_env_passes_mypy_strict(project: Path) -> None:
-    """Code creating instances through env bindings with the right params type-checks."""
+    """Code creating instances through env bindings, and through clients annotated with the
+    generated TypedClient / TypedSyncClient, type-checks with each params type inferred."""
     generate(project)
-    assert run_mypy(project, "use_env.py", "app.py") == []
+    assert run_mypy(project, "use_env.py", "use_client.py", "app.py") == []
 
 
 def test_misuse_of_the_env_fails_on_the_expected_lines(project: Path) -> None:
-    """Wrong params and a nonexistent binding each fail mypy on their own line."""
+    """Wrong params, a nonexistent binding, an unknown workflow name asked of a typed
+    client and an async client taken for a sync one each fail mypy on their own line."""
     generate(project)
     lines = run_mypy(project, "misuse_env.py")
     found = set()
     for line in lines:
+        if ": note: " in line:  # mypy explains an error on the lines after it
+            continue
         match = _MYPY_LINE.match(line)
         assert match, f"unexpected mypy output: {line}"
         found.add((match["file"], int(match["line"]), match["code"]))
     assert found == expected_errors(project / "misuse_env.py"), "\n".join(lines)
     assert any('expected "OrderParams | None"' in line for line in lines), lines
     assert any('"Env" has no attribute "INVOICE_FLOW"' in line for line in lines), lines
+    assert any('"workflow" of "TypedClient" matches argument type' in line for line in lines)
 
 
 def test_without_env_pyi_the_env_is_unknown(project: Path) -> None:
@@ -211,6 +216,10 @@ def test_params_types_of_every_shape_are_written_and_type_check(tmp_path: Path) 
     assert "from app import Item, Workflow as _app__Workflow" in text
     assert "    CLASH: Workflow[_app__Workflow]" in text
     assert "    LOOSE: Workflow[Any]" in text
+    assert "    def workflow(self, name: Literal['clash']) -> Workflow[_app__Workflow]: ..." in text
+    assert (
+        "    def workflow(self, name: Literal['numbers']) -> SyncWorkflow[list[int]]: ..." in text
+    )
     (project / "use.py").write_text(
         textwrap.dedent(
             """
@@ -241,6 +250,56 @@ def test_params_types_of_every_shape_are_written_and_type_check(tmp_path: Path) 
         if m is not None
     }
     assert found == expected_errors(project / "use.py"), "\n".join(lines)
+
+
+def test_one_workflow_gives_typed_clients_without_overloads(tmp_path: Path) -> None:
+    """With a single workflow the typed clients' workflow() is one plain method (mypy
+    refuses a lone @overload), and a params class named like a helper of the file is
+    aliased."""
+    project = write_project(
+        tmp_path / "single",
+        """
+        import attrs
+
+        from durableflow import WorkflowEntrypoint, WorkflowEvent, WorkflowStep
+
+
+        @attrs.frozen
+        class Self:
+            n: int
+
+
+        class Only(WorkflowEntrypoint[None, Self]):
+            async def run(self, event: WorkflowEvent[Self], step: WorkflowStep) -> None: ...
+        """,
+        [("only", "ONLY", "Only")],
+    )
+    generate(project)
+    text = (project / "env.pyi").read_text()
+    assert "@overload" not in text
+    assert "from app import Self as _app__Self" in text
+    assert "    def workflow(self, name: Literal['only']) -> Workflow[_app__Self]: ..." in text
+    (project / "use.py").write_text(
+        textwrap.dedent(
+            """
+            from typing import TYPE_CHECKING
+
+            from app import Self
+
+            from durableflow import SyncClient
+
+            if TYPE_CHECKING:
+                from env import TypedSyncClient
+
+
+            def start() -> str:
+                client: TypedSyncClient = SyncClient("http://127.0.0.1:8787")
+                with client:
+                    return client.workflow("only").create(params=Self(n=1)).id
+            """
+        )
+    )
+    assert run_mypy(project, "use.py") == []
 
 
 @pytest.mark.parametrize(

@@ -51,7 +51,7 @@ PAGES = [
     "migrate-temporal.md",
 ]
 # every page of the user guide this suite checks (markers, links)
-CHECKED_PAGES = ["index.md", *PAGES, "errors.md"]
+CHECKED_PAGES = ["index.md", *PAGES, "errors.md", "clients.md"]
 # pages the guide links to that other parts of the documentation provide
 OTHER_PAGES = {
     "host.md",

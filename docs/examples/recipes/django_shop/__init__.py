@@ -1,0 +1,1 @@
+"""A Django app that starts and steers workflows with ``durableflow.SyncClient``."""

@@ -1,0 +1,308 @@
+"""``durableflow.SyncClient``: the bindings of a running host, without ``await``.
+
+For code that is not async (a Django view or management command, a Flask route, a
+script, a Celery task being replaced), the same API as ``durableflow.Client`` over one
+pooled httpx connection::
+
+    with durableflow.SyncClient("http://127.0.0.1:8787", token="...") as client:
+        orders = client.workflow("order-processing", Order)  # SyncWorkflow[Order]
+        instance = orders.create(id="order-1", params=Order(...))
+        instance.send_event(type="approval", payload={"approved": True})
+        print(instance.result(timeout=60))
+
+The requests, the retry policy and the error classes are ``Client``'s (both use
+``durableflow._http``). httpx comes with the ``durableflow[sync]`` extra; it is imported
+when a ``SyncClient`` is made, so ``from durableflow import SyncClient`` works without it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+from . import _http
+from ._http import Call, HostSettings
+from ._types import CreateOptions, InstanceStatus
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["SyncClient", "SyncWorkflow", "SyncWorkflowInstance"]
+
+P = TypeVar("P")
+
+
+def _import_httpx() -> Any:
+    try:
+        return importlib.import_module("httpx")
+    except ImportError:
+        raise ImportError(
+            "durableflow.SyncClient needs httpx, which comes with the 'sync' extra: "
+            "pip install 'durableflow[sync]'"
+        ) from None
+
+
+class _SyncHttpApi:
+    """JSON over HTTP to one host with httpx: ``Client``'s ``_HttpApi``, blocking."""
+
+    def __init__(self, settings: HostSettings) -> None:
+        self._httpx = _import_httpx()
+        self.settings = settings
+        self.url = settings.url
+        # one pool for every call: connections are kept alive and reused
+        self._client: httpx.Client = self._httpx.Client(
+            headers=settings.headers(), timeout=settings.timeout
+        )
+
+    def send(self, call: Call) -> Any:
+        """Send ``call``, retried as the settings say; the parsed JSON answer."""
+        return self.drive(_http.one(call))
+
+    def drive(self, calls: _http.Calls) -> Any:
+        """Run a method's calls (one request, or ``result()``'s long poll) to their value."""
+        work = _http.with_retries(self.settings, calls)
+        try:
+            step = next(work)
+            while True:
+                if isinstance(step, Call):
+                    try:
+                        answer = self._send_once(step)
+                    except Exception as exc:  # the retry policy retries it or raises it
+                        step = work.throw(exc)
+                        continue
+                    step = work.send(answer)
+                else:
+                    time.sleep(step)
+                    step = work.send(None)
+        except StopIteration as stop:
+            return stop.value
+
+    def _send_once(self, call: Call) -> Any:
+        url = self.url + call.path
+        content = call.content()
+        headers = {"Content-Type": "application/json"} if content is not None else {}
+        httpx = self._httpx
+        try:
+            response = self._client.request(
+                call.method,
+                url,
+                content=content,
+                headers=headers,
+                params=call.query,
+                timeout=self.settings.timeout + call.wait,
+            )
+        except httpx.TimeoutException:
+            raise self.settings.timed_out(call) from None
+        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            raise self.settings.unreachable(exc) from None
+        return self.settings.answer(response.status_code, response.content, url)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class SyncWorkflowInstance:
+    """A handle on one instance, steered over HTTP without ``await``.
+
+    The synchronous counterpart of :class:`durableflow.WorkflowInstance`: the same
+    methods, each a blocking call.
+
+    Attributes:
+        id: The instance's id.
+    """
+
+    id: str
+
+    def __init__(self, api: _SyncHttpApi, workflow: str, id: str) -> None:
+        self._api = api
+        self._workflow = workflow
+        self.id = id
+        self._path = _http.instance_path(workflow, id)
+
+    def status(self) -> InstanceStatus:
+        """The instance's status, error and output."""
+        return _http.status_from(self._api.send(_http.status_call(self._path)))
+
+    def describe(self) -> dict[str, Any]:
+        """The instance's detail: params, output, error, times and every step."""
+        data: dict[str, Any] = self._api.send(Call("GET", self._path))
+        return data
+
+    def pause(self) -> None:
+        """Pause it: a running step finishes first (status ``waitingForPause``).
+
+        Raises:
+            InvalidTransitionError: It has already ended.
+        """
+        self._api.send(_http.action_call(self._path, "pause"))
+
+    def resume(self) -> None:
+        """Resume a paused instance.
+
+        Raises:
+            InvalidTransitionError: It is not paused.
+        """
+        self._api.send(_http.action_call(self._path, "resume"))
+
+    def terminate(self) -> None:
+        """Stop it for good; no further step runs.
+
+        Raises:
+            InvalidTransitionError: It has already ended.
+        """
+        self._api.send(_http.action_call(self._path, "terminate"))
+
+    def restart(self) -> None:
+        """Clear its history and run it again from the start, with the same params."""
+        self._api.send(_http.action_call(self._path, "restart"))
+
+    def send_event(self, *, type: str, payload: Any = None) -> None:
+        """Deliver an event; the first ``wait_for_event`` for ``type`` takes it."""
+        self._api.send(_http.event_call(self._path, type, payload))
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait until the instance ends and return its output (a long poll, not a busy one).
+
+        Args:
+            timeout: Seconds to wait at most (``None``: no bound).
+
+        Raises:
+            InstanceFailedError: It ended ``errored`` or ``terminated``.
+            TimeoutError: It did not end within ``timeout``.
+        """
+        return self._api.drive(_http.result_polls(self._workflow, self.id, timeout))
+
+    def __repr__(self) -> str:
+        return f"<SyncWorkflowInstance {self.id!r}>"
+
+
+class SyncWorkflow(Generic[P]):
+    """A binding to one workflow over HTTP, without ``await``.
+
+    The synchronous counterpart of :class:`durableflow.Workflow`: the same methods, each
+    a blocking call.
+    """
+
+    def __init__(self, api: _SyncHttpApi, name: str) -> None:
+        self._api = api
+        self.name = name
+
+    def create(self, *, id: str | None = None, params: P | None = None) -> SyncWorkflowInstance:
+        """Create and start an instance.
+
+        Args:
+            id: Its id (default: a new UUID4 string). With an id the call is safe to
+                repeat, so it is retried after a 503 or a failed connection.
+            params: Its params, checked against the workflow's params type.
+
+        Raises:
+            ValidationError: A bad id; InvalidParamsError: params that do not fit.
+            InstanceExistsError: The id is taken.
+        """
+        data = self._api.send(_http.create_call(self.name, id, params))
+        return SyncWorkflowInstance(self._api, self.name, data["id"])
+
+    def create_batch(self, batch: Sequence[CreateOptions[P]]) -> list[SyncWorkflowInstance]:
+        """Create up to 100 instances at once, all or nothing."""
+        data = self._api.send(_http.create_batch_call(self.name, batch))
+        return [SyncWorkflowInstance(self._api, self.name, id) for id in _http.batch_ids(data)]
+
+    def get(self, id: str) -> SyncWorkflowInstance:
+        """A handle on an existing instance.
+
+        Raises:
+            NotFoundError: No such instance.
+        """
+        instance = SyncWorkflowInstance(self._api, self.name, id)
+        instance.status()  # NotFoundError when there is no such instance
+        return instance
+
+    def list_instances(
+        self, *, status: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """One page of instances, newest first: ``{"instances": [...], "next_cursor"}``."""
+        data: dict[str, Any] = self._api.send(_http.list_call(self.name, status, limit, cursor))
+        return data
+
+    def __repr__(self) -> str:
+        return f"<SyncWorkflow {self.name!r} at {self._api.url}>"
+
+
+class SyncClient:
+    """The bindings of a running durableflow host, over HTTP, for code that is not async.
+
+    The same API, retry policy and error classes as :class:`durableflow.Client`, with
+    blocking methods; its bindings are :class:`SyncWorkflow` and
+    :class:`SyncWorkflowInstance`. One httpx connection pool serves every call (keep one
+    client per process, or use it as a context manager). It may be shared by threads.
+
+    Calls that are safe to repeat are retried when the host answers 503
+    (``store_unavailable``) or cannot be reached: every GET and ``create`` /
+    ``create_batch`` when each instance has an explicit id. ``create`` without an id,
+    ``send_event`` and the control actions are sent once.
+
+    Args:
+        url: The host's base URL (``http://127.0.0.1:8787``).
+        token: Bearer token, when the host requires one.
+        timeout: Seconds each request may take (a ``result()`` wait adds its own).
+        retries: Further attempts after the first for a call that is safe to repeat
+            (0: never retry).
+        retry_delay: Seconds before the first retry; each next one waits twice as long
+            (at most 5 s), less up to 25 % jitter.
+
+    Raises:
+        ImportError: httpx is not installed (``pip install 'durableflow[sync]'``).
+        ValidationError: A bad ``url``, ``retries`` or ``retry_delay``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        retries: int = 3,
+        retry_delay: float = 0.5,
+    ) -> None:
+        settings = HostSettings(
+            url, token=token, timeout=timeout, retries=retries, retry_delay=retry_delay
+        )
+        self._api = _SyncHttpApi(settings)
+
+    @overload
+    def workflow(self, name: str) -> SyncWorkflow[Any]: ...
+
+    @overload
+    def workflow(self, name: str, params_type: type[P]) -> SyncWorkflow[P]: ...
+
+    def workflow(self, name: str, params_type: type[Any] | None = None) -> SyncWorkflow[Any]:
+        """The binding of one workflow on the host.
+
+        Args:
+            name: The workflow's name (its ``name`` in ``durableflow.toml``).
+            params_type: Its params type, for type checking only.
+
+        Raises:
+            ValidationError: ``name`` is not a valid workflow name.
+        """
+        return SyncWorkflow(self._api, _http.workflow_name(name))
+
+    def workflows(self) -> list[dict[str, Any]]:
+        """The workflows the host runs: ``[{"name", "binding", "class_name", ...}]``."""
+        workflows: list[dict[str, Any]] = self._api.send(_http.workflows_call())["workflows"]
+        return workflows
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._api.close()
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<durableflow.SyncClient {self._api.url}>"
