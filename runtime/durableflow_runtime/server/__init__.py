@@ -2,7 +2,7 @@
 
 One module per job: ``_base`` (settings, app keys, JSON answers), ``_middlewares``
 (cross-site checks, errors, auth, body limit), ``_requests`` (reading bodies and query
-parameters), ``_handlers`` (one per route, and the route table), ``_dashboard`` (the page)
+parameters), ``_models`` (the JSON of instances), ``_handlers`` (one per route, and the route table), ``_dashboard`` (the page)
 and ``_app`` (assembling the application, mounting the user's).
 
 Every answer is JSON. Errors are ``{"error": {"code", "message"}}`` with a status that
@@ -43,6 +43,7 @@ from ._handlers import (
     workflow_info,
 )
 from ._middlewares import _from_workflow_error, normalize_origin
+from ._models import Attempt, InstanceDetail, InstanceList, InstanceSummary, Step, iso
 from ._requests import MAX_JSON_DEPTH, check_json_depth
 
 __all__ = [
@@ -56,11 +57,17 @@ __all__ = [
     "SETTINGS_KEY",
     "ApiError",
     "ApiSettings",
+    "Attempt",
     "Handler",
+    "InstanceDetail",
+    "InstanceList",
+    "InstanceSummary",
+    "Step",
     "_from_workflow_error",
     "build_app",
     "check_json_depth",
     "error_response",
+    "iso",
     "mount_user_app",
     "normalize_origin",
     "workflow_info",

@@ -7,9 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from durableflow import (
-    ValidationError,
-)
+from durableflow import ValidationError
 from durableflow.web import ENV_KEY
 
 from ..engine import Engine
@@ -25,10 +23,7 @@ from ._middlewares import (
 
 
 def build_app(
-    engine: Engine,
-    settings: ApiSettings,
-    *,
-    app: web.Application | None = None,
+    engine: Engine, settings: ApiSettings, *, app: web.Application | None = None
 ) -> web.Application:
     """The host's application: the API routes and middlewares on ``app`` (or a new one).
 

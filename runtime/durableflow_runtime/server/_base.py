@@ -59,10 +59,7 @@ class ApiError(Exception):
 
 def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(
-        body=orjson.dumps(data),
-        status=status,
-        content_type="application/json",
-        headers=headers,
+        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
     )
 
 

@@ -11,11 +11,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from durableflow import (
-    InvalidParamsError,
-    LimitExceededError,
-    ValidationError,
-)
+from durableflow import InvalidParamsError, LimitExceededError, ValidationError
 from durableflow._duration import to_seconds
 from durableflow._types import check_id
 
@@ -23,6 +19,7 @@ from ..engine import RESERVED_INSTANCE_IDS, Engine
 from ..openapi import build_openapi
 from ..store.base import FINAL_STATUSES
 from ._base import SETTINGS_KEY, ApiError, Handler, _json
+from ._models import InstanceDetail, InstanceList
 from ._requests import (
     _ABSENT,
     _body,
@@ -120,13 +117,13 @@ def _failing_entry(engine: Engine, name: str, items: list[tuple[str | None, Any]
 async def list_instances(request: web.Request) -> web.Response:
     """``GET /api/workflows/{name}/instances?status=&limit=&cursor=``, newest first."""
     name = _workflow(request)
-    items, next_cursor = await _engine(request).list_instances(
+    rows, next_cursor = await _engine(request).list_instances(
         name,
         status=request.query.get("status"),
         limit=_query_int(request, "limit", 50),
         cursor=request.query.get("cursor"),
     )
-    return _json({"instances": items, "next_cursor": next_cursor})
+    return _json(InstanceList.from_rows(rows, next_cursor).to_json())
 
 
 async def describe_instance(request: web.Request) -> web.Response:
@@ -135,7 +132,8 @@ async def describe_instance(request: web.Request) -> web.Response:
     id = request.match_info["id"]
     if id in RESERVED_INSTANCE_IDS:  # ".../instances/batch" is the batch route, POST only
         raise web.HTTPMethodNotAllowed(request.method, ["POST"])
-    return _json(await _engine(request).describe(name, id))
+    record = await _engine(request).describe(name, id)
+    return _json(InstanceDetail.from_record(record).to_json())
 
 
 async def _status_body(engine: Engine, name: str, id: str) -> dict[str, Any]:

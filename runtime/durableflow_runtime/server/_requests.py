@@ -51,9 +51,7 @@ def check_json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> None:
         depth += 1
         if depth > limit:
             raise ApiError(
-                400,
-                "invalid_json",
-                f"request body is nested more than {limit} levels deep",
+                400, "invalid_json", f"request body is nested more than {limit} levels deep"
             )
         level = [item for c in containers for item in (c.values() if isinstance(c, dict) else c)]
 
@@ -64,9 +62,7 @@ async def _object_body(request: web.Request, allowed: tuple[str, ...]) -> dict[s
         return {}
     if not isinstance(body, dict):
         raise ApiError(
-            400,
-            "invalid_request",
-            f"request body must be a JSON object, not {_json_type(body)}",
+            400, "invalid_request", f"request body must be a JSON object, not {_json_type(body)}"
         )
     _check_keys(body, allowed, "request body")
     return body

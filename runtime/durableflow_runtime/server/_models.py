@@ -1,0 +1,156 @@
+"""The API's answers about instances, as attrs classes: one class per schema of the same
+name in ``openapi.py`` (a unit test holds the fields and the schemas together).
+
+The engine hands over typed records (the store's rows, ``InstanceRecord``); these classes
+say how each becomes JSON, in one place each: ``InstanceDetail.from_record`` is where the
+instance detail is built (a new field of the detail is added there and in its schema).
+Times are ISO 8601 strings in UTC with a ``Z``; ``to_json()`` keeps the fields in the
+order they are declared, which is the order on the wire.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+from durableflow._serde import loads
+
+from ..engine import InstanceRecord
+from ..store.base import InstanceRow, StepRow
+
+__all__ = ["Attempt", "InstanceDetail", "InstanceList", "InstanceSummary", "Step", "iso"]
+
+
+def iso(ts: float | None) -> str | None:
+    """A timestamp (seconds since the epoch) as ``2026-01-31T12:00:00.5Z``."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+@attrs.frozen
+class Attempt:
+    """One attempt of a ``do`` step (schema ``Attempt``)."""
+
+    started_at: str | None
+    ended_at: str | None
+    error: dict[str, str] | None
+
+    @classmethod
+    def from_log(cls, entry: dict[str, Any]) -> Attempt:
+        return cls(
+            started_at=iso(entry.get("started_at")),
+            ended_at=iso(entry.get("ended_at")),
+            error=entry.get("error"),
+        )
+
+
+@attrs.frozen
+class Step:
+    """One step of an instance (schema ``Step``)."""
+
+    name: str
+    count: int
+    type: str
+    status: str
+    attempts: int
+    attempt_log: list[Attempt]
+    output: Any
+    error: dict[str, str] | None
+    started_at: str | None
+    ended_at: str | None
+    wake_at: str | None
+    host: str | None
+
+    @classmethod
+    def from_row(cls, step: StepRow) -> Step:
+        return cls(
+            name=step.name,
+            count=step.count,
+            type=step.type,
+            status=step.status,
+            attempts=step.attempts,
+            attempt_log=[Attempt.from_log(a) for a in step.attempt_log],
+            output=loads(step.output),
+            error=step.error,
+            started_at=iso(step.started_at),
+            ended_at=iso(step.ended_at),
+            wake_at=iso(step.wake_at),
+            host=step.host,
+        )
+
+
+@attrs.frozen
+class InstanceDetail:
+    """Everything known about an instance (schema ``InstanceDetail``): the answer of
+    ``GET /api/workflows/{name}/instances/{id}`` and the testing kit's ``describe``."""
+
+    id: str
+    workflow: str
+    status: str
+    error: dict[str, str] | None
+    output: Any
+    params: Any
+    created_at: str | None
+    started_at: str | None
+    ended_at: str | None
+    steps: list[Step]
+
+    @classmethod
+    def from_record(cls, record: InstanceRecord) -> InstanceDetail:
+        row = record.instance
+        return cls(
+            id=row.id,
+            workflow=row.workflow,
+            status=row.status,
+            error=row.error,
+            output=loads(row.output),
+            params=loads(row.params),
+            created_at=iso(row.created_at),
+            started_at=iso(row.started_at),
+            ended_at=iso(row.ended_at),
+            steps=[Step.from_row(s) for s in record.steps],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class InstanceSummary:
+    """One instance in a list (schema ``InstanceSummary``)."""
+
+    id: str
+    status: str
+    error: dict[str, str] | None
+    created_at: str | None
+    started_at: str | None
+    ended_at: str | None
+
+    @classmethod
+    def from_row(cls, row: InstanceRow) -> InstanceSummary:
+        return cls(
+            id=row.id,
+            status=row.status,
+            error=row.error,
+            created_at=iso(row.created_at),
+            started_at=iso(row.started_at),
+            ended_at=iso(row.ended_at),
+        )
+
+
+@attrs.frozen
+class InstanceList:
+    """One page of instances, newest first (schema ``InstanceList``)."""
+
+    instances: list[InstanceSummary]
+    next_cursor: str | None
+
+    @classmethod
+    def from_rows(cls, rows: list[InstanceRow], next_cursor: str | None) -> InstanceList:
+        return cls([InstanceSummary.from_row(r) for r in rows], next_cursor)
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
