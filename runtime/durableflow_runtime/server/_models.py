@@ -5,7 +5,8 @@ The engine hands over typed records (the store's rows, ``InstanceRecord``); thes
 say how each becomes JSON, in one place each: ``InstanceDetail.from_record`` is where the
 instance detail is built (a new field of the detail is added there and in its schema).
 Times are ISO 8601 strings in UTC with a ``Z``; ``to_json()`` keeps the fields in the
-order they are declared, which is the order on the wire.
+order they are declared, which is the order on the wire, and hands ``output`` and
+``params`` over as they are (no copy of a large JSON value).
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class Attempt:
             error=entry.get("error"),
         )
 
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self, recurse=False)
+
 
 @attrs.frozen
 class Step:
@@ -81,6 +85,11 @@ class Step:
             host=step.host,
         )
 
+    def to_json(self) -> dict[str, Any]:
+        data = attrs.asdict(self, recurse=False)
+        data["attempt_log"] = [a.to_json() for a in self.attempt_log]
+        return data
+
 
 @attrs.frozen
 class InstanceDetail:
@@ -115,7 +124,9 @@ class InstanceDetail:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        data = attrs.asdict(self, recurse=False)
+        data["steps"] = [s.to_json() for s in self.steps]
+        return data
 
 
 @attrs.frozen
@@ -140,6 +151,9 @@ class InstanceSummary:
             ended_at=iso(row.ended_at),
         )
 
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self, recurse=False)
+
 
 @attrs.frozen
 class InstanceList:
@@ -153,4 +167,7 @@ class InstanceList:
         return cls([InstanceSummary.from_row(r) for r in rows], next_cursor)
 
     def to_json(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        return {
+            "instances": [i.to_json() for i in self.instances],
+            "next_cursor": self.next_cursor,
+        }
