@@ -41,6 +41,7 @@ class Attempt:
 
     @classmethod
     def from_log(cls, entry: dict[str, Any]) -> Attempt:
+        """One entry of a step row's ``attempt_log``."""
         return cls(
             started_at=iso(entry.get("started_at")),
             ended_at=iso(entry.get("ended_at")),
@@ -48,6 +49,7 @@ class Attempt:
         )
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON object, fields in wire order."""
         return attrs.asdict(self, recurse=False)
 
 
@@ -70,6 +72,7 @@ class Step:
 
     @classmethod
     def from_row(cls, step: StepRow) -> Step:
+        """A step row of the history."""
         return cls(
             name=step.name,
             count=step.count,
@@ -86,6 +89,7 @@ class Step:
         )
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON object, fields in wire order."""
         data = attrs.asdict(self, recurse=False)
         data["attempt_log"] = [a.to_json() for a in self.attempt_log]
         return data
@@ -109,6 +113,7 @@ class InstanceDetail:
 
     @classmethod
     def from_record(cls, record: InstanceRecord) -> InstanceDetail:
+        """What ``Engine.describe`` returned: the one place the instance detail is built."""
         row = record.instance
         return cls(
             id=row.id,
@@ -124,6 +129,7 @@ class InstanceDetail:
         )
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON object, fields in wire order."""
         data = attrs.asdict(self, recurse=False)
         data["steps"] = [s.to_json() for s in self.steps]
         return data
@@ -142,6 +148,7 @@ class InstanceSummary:
 
     @classmethod
     def from_row(cls, row: InstanceRow) -> InstanceSummary:
+        """An instance row."""
         return cls(
             id=row.id,
             status=row.status,
@@ -152,6 +159,7 @@ class InstanceSummary:
         )
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON object, fields in wire order."""
         return attrs.asdict(self, recurse=False)
 
 
@@ -164,9 +172,11 @@ class InstanceList:
 
     @classmethod
     def from_rows(cls, rows: list[InstanceRow], next_cursor: str | None) -> InstanceList:
+        """What ``Engine.list_instances`` returned."""
         return cls([InstanceSummary.from_row(r) for r in rows], next_cursor)
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON object, fields in wire order."""
         return {
             "instances": [i.to_json() for i in self.instances],
             "next_cursor": self.next_cursor,
