@@ -49,13 +49,6 @@ class _DoCall:
 
 
 @attrs.frozen
-class _Success:
-    """An attempt that returned ``value``."""
-
-    value: Any
-
-
-@attrs.frozen
 class _Failure:
     """An attempt that raised: the error recorded, and whether another attempt may follow."""
 
@@ -93,22 +86,24 @@ class _EngineStep(WorkflowStep):
             back_off = step.wake_at if step.status == "retrying" else None
         call = _DoCall(name, count, callback, wants_ctx, result_type, resolved, step)
         while True:
-            await self._back_off(call, back_off)
+            if back_off is not None:
+                await self._back_off(call, back_off)
+            act.check_stop()
             attempt, entry = self._begin_attempt(call)
             act.begin()
             progressed = False
             try:
-                outcome = await self._attempt(call, attempt)
-                if isinstance(outcome, _Failure):
-                    if not outcome.retryable or attempt > resolved.limit:
-                        await self._record_failure(step, entry, outcome.error)
-                        raise _failed(step) from outcome.cause
-                    back_off = await self._record_retry(call, attempt, entry, outcome.error)
+                value, failure = await self._attempt(call, attempt)
+                if failure is not None:
+                    if not failure.retryable or attempt > resolved.limit:
+                        await self._record_failure(step, entry, failure.error)
+                        raise _failed(step) from failure.cause
+                    back_off = await self._record_retry(call, attempt, entry, failure.error)
                     progressed = True
                     continue
-                await self._record_success(call, entry, outcome.value)
+                await self._record_success(call, entry, value)
                 progressed = True
-                return outcome.value
+                return value
             finally:
                 act.end(progressed)
 
@@ -121,17 +116,14 @@ class _EngineStep(WorkflowStep):
             raise self._act.fail(SerializationError(f"step {step.name!r}: {result_type.message}"))
         return structure(loads(step.output), result_type)
 
-    async def _back_off(self, call: _DoCall, back_off: float | None) -> None:
+    async def _back_off(self, call: _DoCall, back_off: float) -> None:
         """Wait out a retry's back-off: a timer like a sleep, beside the run's other waits."""
         act = self._act
-        if (
-            back_off is not None
-            and back_off > act.engine.clock.now()
-            and not (act.hooks and act.hooks.retry_delays_disabled())
+        if back_off > act.engine.clock.now() and not (
+            act.hooks and act.hooks.retry_delays_disabled()
         ):
             act.check_stop()
             await act.park(_Parked(call.step, "retry", _future(), deadline=back_off))
-        act.check_stop()
 
     def _begin_attempt(self, call: _DoCall) -> tuple[int, dict[str, Any]]:
         """Record that an attempt starts; returns its number and its attempt-log entry."""
@@ -149,8 +141,12 @@ class _EngineStep(WorkflowStep):
         act.engine.store.put_step_nowait(act.lease, step)
         return attempt, entry
 
-    async def _attempt(self, call: _DoCall, attempt: int) -> _Success | _Failure:
-        """One attempt: the callback (or a test hook's outcome) under the step's timeout."""
+    async def _attempt(self, call: _DoCall, attempt: int) -> tuple[Any, _Failure | None]:
+        """One attempt: the callback (or a test hook's outcome) under the step's timeout.
+
+        Returns:
+            ``(result, None)``, or ``(None, failure)`` when the attempt raised.
+        """
         act = self._act
         name = call.name
         outcome = act.hooks.step_outcome(name, call.count, attempt) if act.hooks else None
@@ -168,15 +164,15 @@ class _EngineStep(WorkflowStep):
                             step_id=act.step_id(name, call.count),
                             config=call.config,
                         )
-                        return _Success(await _awaited(name, call.callback(ctx)))
-                    return _Success(await _awaited(name, call.callback()))
+                        return await _awaited(name, call.callback(ctx)), None
+                    return await _awaited(name, call.callback()), None
                 if outcome[0] == "result":
-                    return _Success(outcome[1])
+                    return outcome[1], None
                 if outcome[0] == "error":
                     raise outcome[1]
                 raise TimeoutError
         except (NonRetryableError, _NotAwaitable) as exc:
-            return _Failure(_error_info(exc), exc, retryable=False)
+            return None, _Failure(_error_info(exc), exc, retryable=False)
         except Exception as exc:
             if isinstance(exc, TimeoutError) and (
                 timer.expired() or (outcome is not None and outcome[0] == "timeout")
@@ -188,7 +184,7 @@ class _EngineStep(WorkflowStep):
                 }
             else:
                 error = _error_info(exc)
-            return _Failure(error, exc, retryable=True)
+            return None, _Failure(error, exc, retryable=True)
 
     async def _record_retry(
         self, call: _DoCall, attempt: int, entry: dict[str, Any], error: dict[str, str]
