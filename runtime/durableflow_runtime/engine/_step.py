@@ -2,10 +2,10 @@
 
 ``step.do`` goes through named phases, each in its own method (the way Temporal's workflow
 instance applies each kind of job in its own ``_apply_*``): replay from history
-(``_replay_do``), wait out a back-off (``_back_off``), one attempt (``_begin_attempt``,
-``_attempt``), then record a retry (``_record_retry``), a success (``_record_success``) or
-a failure (``_record_failure``). ``step.sleep`` and ``step.wait_for_event`` record a wait
-and park the branch on it.
+(``_replay_do``), wait out a back-off (``_back_off``, only when one is due), one attempt
+(``_begin_attempt``, ``_attempt``), then record a retry (``_record_retry``), a success
+(``_record_success``) or a failure (``_record_failure``). ``step.sleep`` and
+``step.wait_for_event`` record a wait and park the branch on it.
 """
 
 from __future__ import annotations
