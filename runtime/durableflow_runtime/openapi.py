@@ -2,6 +2,9 @@
 
 Built in code so that it lives beside the routes; a test checks that every route the
 server registers is described here, and that nothing here is missing from the server.
+The schemas of instances (``InstanceDetail``, ``Step``, ``Attempt``, ``InstanceSummary``,
+``InstanceList``) are the JSON of the attrs models of the same name in
+``server/_models.py``; a unit test holds their fields together.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from durableflow._serde import loads
 
 from .clock import RealClock, VirtualClock
 from .engine import Engine, InstanceHooks, WorkflowSpec
+from .server import InstanceDetail
 from .store.sqlite import SqliteStore
 
 __all__ = ["TestRuntime", "create_test_runtime"]
@@ -140,7 +141,7 @@ class TestRuntime:
         return await self.engine.status(workflow, id)
 
     async def describe(self, workflow: str, id: str) -> dict[str, Any]:
-        return await self.engine.describe(workflow, id)
+        return InstanceDetail.from_record(await self.engine.describe(workflow, id)).to_json()
 
     def _jumping(self) -> contextlib.AbstractContextManager[None]:
         if isinstance(self.clock, VirtualClock):
@@ -192,7 +193,7 @@ class TestRuntime:
         found: list[dict[str, Any]] = []
 
         async def done() -> bool:
-            detail = await self.engine.describe(workflow, id)
+            detail = InstanceDetail.from_record(await self.engine.describe(workflow, id)).to_json()
             for step in detail["steps"]:
                 if (
                     step["name"] == name

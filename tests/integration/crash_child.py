@@ -48,7 +48,7 @@ async def main() -> None:
         print(f"created {iid}", flush=True)
     while True:
         items, _ = await engine.list_instances("chain", limit=1000)
-        if items and all(i["status"] == "complete" for i in items):
+        if items and all(i.status == "complete" for i in items):
             print("all done", flush=True)
             break
         await asyncio.sleep(0.05)

@@ -160,7 +160,7 @@ async def test_limits_are_enforced_with_clear_errors(tmp_path: Path) -> None:
             await wf.create(id="-starts-with-dash")
         assert (await ok.status()).status == "complete"
         items, _ = await engine.list_instances("big")
-        assert {i["id"] for i in items} == {"ok", "over"}
+        assert {i.id for i in items} == {"ok", "over"}
 
 
 class Grouped(WorkflowEntrypoint[Any, Any]):

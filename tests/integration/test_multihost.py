@@ -476,8 +476,8 @@ async def test_host_rides_out_its_connections_being_killed(cluster: Cluster) -> 
         assert time.monotonic() - sent < 10, "events were pushed, not found by a 30 s poll"
         for id in ids:
             assert (await sender.status("steps", id)).output == [10, id]
-            steps = (await sender.describe("steps", id))["steps"]
-            assert [s["name"] for s in steps] == ["one", "gap"] * 4 + ["final"]
+            steps = (await sender.describe("steps", id)).steps
+            assert [s.name for s in steps] == ["one", "gap"] * 4 + ["final"]
         assert store.stats["retries"] + store.stats["leases_lost"] > 0
     finally:
         await sender.stop()

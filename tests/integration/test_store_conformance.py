@@ -766,8 +766,8 @@ async def test_engine_runs_steps_sleep_and_event_to_completion(make_store: Store
 
         async def waiting_for_event() -> bool:
             detail = await engine.describe("pipeline", id)
-            return any(s["name"] == "approval" for s in detail["steps"]) and (
-                detail["status"] == "waiting"
+            return any(s.name == "approval" for s in detail.steps) and (
+                detail.instance.status == "waiting"
             )
 
         await eventually(waiting_for_event, message="the wait for approval")
@@ -775,14 +775,14 @@ async def test_engine_runs_steps_sleep_and_event_to_completion(make_store: Store
         output = await engine.result("pipeline", id, timeout=20)
         assert output == {"doubled": 42, "parts": ["L", "R"], "approved_by": "ada"}
         detail = await engine.describe("pipeline", id)
-        assert [s["name"] for s in detail["steps"]] == [
+        assert [s.name for s in detail.steps] == [
             "double",
             "left",
             "right",
             "nap",
             "approval",
         ]
-        assert all(s["status"] == "complete" for s in detail["steps"])
+        assert all(s.status == "complete" for s in detail.steps)
     finally:
         await engine.stop()
 
@@ -819,8 +819,8 @@ async def test_engine_resumes_from_stored_steps_and_obeys_control(make_store: St
         assert await engine.result("counter", "c0", timeout=20) == 10
         await engine.control("counter", "c0", "restart")
         assert await engine.result("counter", "c0", timeout=20) == 10
-        steps = (await engine.describe("counter", "c0"))["steps"]
-        assert [s["count"] for s in steps if s["name"] == "add"] == [1, 2, 3, 4, 5]
+        steps = (await engine.describe("counter", "c0")).steps
+        assert [s.count for s in steps if s.name == "add"] == [1, 2, 3, 4, 5]
     finally:
         await engine.stop()
 

@@ -1,0 +1,91 @@
+"""The in-process bindings: the ``env`` workflows get, and the ``Workflow`` and
+``WorkflowInstance`` objects that call the engine without HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from durableflow import CreateOptions, InstanceStatus, ValidationError, Workflow, WorkflowInstance
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+
+class Bindings:
+    """The ``env`` the host gives workflows: one attribute per workflow binding."""
+
+    def __init__(self, bindings: Mapping[str, Workflow[Any]]) -> None:
+        self.__dict__.update(bindings)
+
+    def __repr__(self) -> str:
+        return f"Bindings({', '.join(sorted(self.__dict__))})"
+
+
+class EngineInstance(WorkflowInstance):
+    """A ``WorkflowInstance`` that calls the engine in-process."""
+
+    def __init__(self, engine: Engine, workflow: str, id: str) -> None:
+        self._engine = engine
+        self._workflow = workflow
+        self.id = id
+
+    async def status(self) -> InstanceStatus:
+        return await self._engine.status(self._workflow, self.id)
+
+    async def pause(self) -> None:
+        await self._engine.control(self._workflow, self.id, "pause")
+
+    async def resume(self) -> None:
+        await self._engine.control(self._workflow, self.id, "resume")
+
+    async def terminate(self) -> None:
+        await self._engine.control(self._workflow, self.id, "terminate")
+
+    async def restart(self) -> None:
+        await self._engine.control(self._workflow, self.id, "restart")
+
+    async def send_event(self, *, type: str, payload: Any = None) -> None:
+        await self._engine.send_event(self._workflow, self.id, type, payload)
+
+    async def result(self, timeout: float | None = None) -> Any:
+        return await self._engine.result(self._workflow, self.id, timeout)
+
+
+class EngineWorkflow(Workflow[Any]):
+    """A ``Workflow`` binding that calls the engine in-process."""
+
+    def __init__(self, engine: Engine, workflow: str) -> None:
+        self._engine = engine
+        self.name = workflow
+
+    async def create(self, *, id: str | None = None, params: Any = None) -> WorkflowInstance:
+        [instance_id] = await self._engine.create(self.name, [(id, params)])
+        return EngineInstance(self._engine, self.name, instance_id)
+
+    async def create_batch(self, batch: Sequence[CreateOptions[Any]]) -> list[WorkflowInstance]:
+        if not batch:
+            raise ValidationError("create_batch needs at least one instance")
+        items: list[tuple[str | None, Any]] = []
+        entries: Sequence[object] = batch  # untyped callers may pass anything
+        for entry in entries:
+            if isinstance(entry, CreateOptions):
+                items.append((entry.id, entry.params))
+            elif isinstance(entry, Mapping):
+                unknown = set(entry) - {"id", "params"}
+                if unknown:
+                    raise ValidationError(f"unknown key(s) in a batch entry: {sorted(unknown)}")
+                items.append((entry.get("id"), entry.get("params")))
+            else:
+                raise ValidationError(
+                    f"a batch entry must be CreateOptions or a dict, not {type(entry).__name__}"
+                )
+        ids = await self._engine.create(self.name, items)
+        return [EngineInstance(self._engine, self.name, i) for i in ids]
+
+    async def get(self, id: str) -> WorkflowInstance:
+        await self._engine.status(self.name, id)  # raises NotFoundError
+        return EngineInstance(self._engine, self.name, id)
+
+    def __repr__(self) -> str:
+        return f"<EngineWorkflow {self.name!r}>"

@@ -1,0 +1,410 @@
+"""The engine: the binding's operations, the life cycle, and change notification.
+
+``Engine`` is what the host, the server and the testing kit hold. It validates and
+records what callers ask (create, status, control, send_event, wait, result, list,
+prune, describe) and owns a ``Scheduler`` that runs instances; an instance's replay is
+an ``_Activation`` driving an ``_EngineStep``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from durableflow import (
+    ErrorInfo,
+    InstanceFailedError,
+    InstanceStatus,
+    InvalidParamsError,
+    LimitExceededError,
+    NotFoundError,
+    ValidationError,
+)
+from durableflow._serde import describe_structure_error, dumps, loads, structure, unstructure
+from durableflow._types import STATUSES, check_id
+
+from ..clock import Clock, RealClock
+from ..store.base import FINAL_STATUSES, FINISHED, ControlAction, InstanceRow, NewInstance, Store
+from ._bindings import Bindings, EngineWorkflow
+from ._records import InstanceRecord
+from ._scheduler import Scheduler
+from ._spec import RESERVED_INSTANCE_IDS, InstanceHooks, Limits, WorkflowSpec
+
+if TYPE_CHECKING:
+    from ._activation import _Activation
+
+
+def _parse_time(value: str | None, name: str) -> float | None:
+    """An ISO 8601 time of a query (UTC when it names no offset) as epoch seconds."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(
+            f"{name} must be an ISO 8601 time such as 2026-03-01T12:00:00Z, not {value!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    # times are shown rounded to the microsecond: half a microsecond earlier, a bound
+    # compares with the time as shown (an instance's own created_at includes it)
+    return parsed.timestamp() - 5e-7
+
+
+class Engine:
+    """Runs workflow instances from a store.
+
+    Args:
+        store: Where everything is persisted.
+        workflows: The workflows this engine runs.
+        clock: Where time comes from (a ``VirtualClock`` in tests).
+        max_concurrency: How many instances run (are in memory) at once; the rest queue.
+        limits: Size and count limits.
+        poll_interval: Seconds between store polls when the store cannot push wake-ups.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        workflows: Sequence[WorkflowSpec],
+        *,
+        clock: Clock | None = None,
+        max_concurrency: int = 256,
+        limits: Limits | None = None,
+        poll_interval: float | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock or RealClock()
+        self.max_concurrency = max_concurrency
+        self.limits = limits or Limits()
+        self.poll_interval = poll_interval
+        self.workflows: dict[str, WorkflowSpec] = {}
+        for spec in workflows:
+            check_id(spec.name, what="workflow name", max_length=64)
+            if spec.name in self.workflows:
+                raise ValidationError(f"workflow name {spec.name!r} is used twice")
+            self.workflows[spec.name] = spec
+        self.bindings: dict[str, EngineWorkflow] = {}
+        for spec in self.workflows.values():
+            binding = spec.binding or spec.name
+            if binding in self.bindings:
+                raise ValidationError(f"binding {binding!r} is used twice")
+            self.bindings[binding] = EngineWorkflow(self, spec.name)
+        self.env = Bindings(self.bindings)
+        self.draining = False
+        self.has_hooks = False
+        self._hooks: Callable[[str, str], InstanceHooks | None] | None = None
+        self.scheduler = Scheduler(self)
+        self._listeners: list[Callable[[str, str, str | None], None]] = []
+        self._started = False
+
+    # --- life cycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the store, resume what a crash left running, and start scheduling."""
+        await self.store.open()
+        self.store.subscribe(self._remote_change)
+        if self.store.single_host:
+            await self.store.recover(self.clock.now())
+        self.draining = False
+        self._started = True
+        self.scheduler.start()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking work; running steps get ``grace`` seconds to finish, then are cancelled.
+
+        Instances cut off are resumed by the next engine on the same store.
+        """
+        if not self._started:
+            return
+        self._started = False
+        self.draining = True
+        await self.scheduler.stop(grace)
+        await self.store.close()
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def set_hooks(self, hooks: Callable[[str, str], InstanceHooks | None] | None) -> None:
+        """Install per-instance test hooks (``durableflow.testing``)."""
+        self._hooks = hooks
+        self.has_hooks = hooks is not None
+
+    def hooks_for(self, workflow: str, id: str) -> InstanceHooks | None:
+        return self._hooks(workflow, id) if self._hooks is not None else None
+
+    # --- change notification ----------------------------------------------------------
+    def add_listener(self, listener: Callable[[str, str, str | None], None]) -> None:
+        """Call ``listener(workflow, id, status)`` on every change (status None: a step)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[str, str, str | None], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    def notify(self, workflow: str, id: str, status: str | None) -> None:
+        for listener in list(self._listeners):
+            listener(workflow, id, status)
+
+    def _remote_change(self, workflow: str, id: str, what: str) -> None:
+        """Another host changed an instance (or this host's lease on it was lost)."""
+        self.scheduler.steer(workflow, id, what)
+        self.notify(workflow, id, None)  # waiters re-read the instance
+        self.kick()
+
+    def kick(self) -> None:
+        """Wake the scheduler: something may have become runnable."""
+        self.scheduler.kick()
+
+    @property
+    def _active(self) -> dict[tuple[str, str], _Activation]:
+        """The activations in memory now, by ``(workflow, id)`` (tests look at it)."""
+        return self.scheduler.active
+
+    # --- the binding's operations -----------------------------------------------------
+    def spec(self, workflow: str) -> WorkflowSpec:
+        try:
+            return self.workflows[workflow]
+        except KeyError:
+            raise NotFoundError(f"no workflow named {workflow!r}") from None
+
+    def prepare(self, workflow: str, id: str | None, params: Any) -> NewInstance:
+        """Validate one instance to create.
+
+        Raises:
+            NotFoundError, ValidationError, InvalidParamsError, LimitExceededError.
+        """
+        spec = self.spec(workflow)
+        instance_id = check_id(id) if id is not None else str(uuid.uuid4())
+        if instance_id in RESERVED_INSTANCE_IDS:
+            raise ValidationError(
+                f"instance id {instance_id!r} is reserved (it names a route of the HTTP API)"
+            )
+        value = unstructure(params)
+        ptype = spec.params_type
+        if ptype is not Any:
+            if value is None:
+                name = getattr(ptype, "__name__", str(ptype))
+                try:
+                    structure(None, ptype)
+                except Exception:
+                    raise InvalidParamsError(
+                        f"params are required for workflow {workflow!r} (expected {name})"
+                    ) from None
+            else:
+                try:
+                    structure(value, ptype)
+                except Exception as exc:
+                    raise InvalidParamsError(
+                        f"invalid params for workflow {workflow!r}: "
+                        + describe_structure_error(exc)
+                    ) from None
+        data = dumps(value, what="params") if value is not None else None
+        if data is not None and len(data) > self.limits.max_payload_bytes:
+            raise LimitExceededError(
+                f"params are {len(data)} bytes, over the limit of {self.limits.max_payload_bytes}"
+            )
+        return NewInstance(workflow, instance_id, data, self.clock.now())
+
+    async def create(self, workflow: str, items: Sequence[tuple[str | None, Any]]) -> list[str]:
+        """Create instances (all or none); returns their ids."""
+        if len(items) > self.limits.max_batch:
+            raise LimitExceededError(
+                f"a batch holds at most {self.limits.max_batch} instances, not {len(items)}"
+            )
+        rows = [self.prepare(workflow, id, params) for id, params in items]
+        ids = [r.id for r in rows]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise ValidationError(f"instance id {dup!r} appears twice in the batch")
+        await self.store.create_instances(rows)
+        for row in rows:
+            self.notify(workflow, row.id, "queued")
+        self.kick()
+        return ids
+
+    async def status(self, workflow: str, id: str) -> InstanceStatus:
+        """The instance's status, error and output."""
+        self.spec(workflow)
+        row = await self.store.get_instance(workflow, id)
+        if row is None:
+            raise NotFoundError(f"no instance {id!r} of workflow {workflow!r}")
+        error = ErrorInfo(**row.error) if row.error else None
+        return InstanceStatus(status=row.status, error=error, output=loads(row.output))
+
+    async def control(self, workflow: str, id: str, action: ControlAction) -> str:
+        """Pause, resume, terminate or restart; returns the new status."""
+        self.spec(workflow)
+        row = await self.store.control(workflow, id, action, self.clock.now())
+        self.scheduler.steer(workflow, id, action)
+        self.notify(workflow, id, row.status)
+        self.kick()
+        return row.status
+
+    async def send_event(self, workflow: str, id: str, type: str, payload: Any) -> None:
+        """Deliver an event to an instance."""
+        self.spec(workflow)
+        check_id(type, what="event type")
+        data = dumps(payload, what="the event payload") if payload is not None else None
+        if data is not None and len(data) > self.limits.max_payload_bytes:
+            raise LimitExceededError(
+                f"the event payload is {len(data)} bytes, over the limit of "
+                f"{self.limits.max_payload_bytes}"
+            )
+        await self.store.send_event(workflow, id, type, data, self.clock.now())
+        self.kick()
+
+    async def wait(
+        self,
+        workflow: str,
+        id: str,
+        predicate: Callable[[], Awaitable[bool]],
+        timeout: float | None,
+        *,
+        steps: bool = False,
+    ) -> None:
+        """Wait until ``predicate()`` holds, re-checking it whenever the instance's status
+        changes (and, with ``steps``, whenever one of its steps ends)."""
+        changed = asyncio.Event()
+
+        def listener(wf: str, iid: str, status: str | None) -> None:
+            if wf == workflow and iid == id and (steps or status is not None):
+                changed.set()
+
+        # other hosts' progress is not announced step by step: look again now and then
+        recheck = None if self.store.single_host else 1.0
+        self.add_listener(listener)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    changed.clear()
+                    if await predicate():
+                        return
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), recheck)
+        finally:
+            self.remove_listener(listener)
+
+    async def result(self, workflow: str, id: str, timeout: float | None) -> Any:
+        """Wait for the instance to end; its output, or ``InstanceFailedError``."""
+        final: list[InstanceStatus] = []
+
+        async def ended() -> bool:
+            st = await self.status(workflow, id)
+            if st.status in FINAL_STATUSES:
+                final.append(st)
+                return True
+            return False
+
+        await self.wait(workflow, id, ended, timeout)
+        st = final[0]
+        if st.status == "complete":
+            return st.output
+        if st.status == "terminated":
+            raise InstanceFailedError(f"instance {id!r} was terminated", status="terminated")
+        assert st.error is not None
+        raise InstanceFailedError(
+            f"instance {id!r} errored: {st.error.name}: {st.error.message}",
+            status="errored",
+            error_name=st.error.name,
+            error_message=st.error.message,
+        )
+
+    async def list_instances(
+        self,
+        workflow: str,
+        *,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        id_prefix: str | None = None,
+        created_after: str | None = None,
+        created_before: str | None = None,
+    ) -> tuple[list[InstanceRow], str | None]:
+        """Instances newest first, and the cursor of the next page (``None`` at the end).
+
+        The server turns the rows into JSON (``server/_models.py``).
+
+        Args:
+            workflow: The workflow's name.
+            status: Only instances with this status.
+            limit: Page size, 1 to 1000.
+            cursor: The ``next_cursor`` of the previous page.
+            id_prefix: Only instances whose id starts with this (taken literally).
+            created_after: Only instances created at or after this ISO 8601 time.
+            created_before: Only instances created before this ISO 8601 time.
+
+        Raises:
+            NotFoundError: Unknown workflow. ValidationError: a bad status, limit or cursor.
+        """
+        self.spec(workflow)
+        if status is not None and status not in STATUSES:
+            raise ValidationError(f"unknown status {status!r} (one of {', '.join(STATUSES)})")
+        if not 1 <= limit <= 1000:
+            raise ValidationError(f"limit must be between 1 and 1000, not {limit}")
+        after: int | None = None
+        if cursor is not None:
+            # a cursor is a row key this method handed out ("rows below this key"); one
+            # past every 64-bit key simply means "from the newest"
+            if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 19):
+                raise ValidationError(
+                    f"invalid cursor {cursor!r}: pass the next_cursor of a previous page "
+                    "(a decimal number of at most 19 digits)"
+                )
+            after = min(int(cursor), 2**63 - 1)
+        if id_prefix is not None and not 1 <= len(id_prefix) <= 100:
+            raise ValidationError("id_prefix must be 1 to 100 characters")
+        rows = await self.store.list_instances(
+            workflow,
+            status=status,
+            limit=limit + 1,
+            cursor=after,
+            id_prefix=id_prefix,
+            created_after=_parse_time(created_after, "created_after"),
+            created_before=_parse_time(created_before, "created_before"),
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, (str(rows[-1].key) if more else None)
+
+    async def prune(
+        self, older_than: float, *, status: str | None = None, workflow: str | None = None
+    ) -> int:
+        """Delete finished instances that ended more than ``older_than`` seconds ago.
+
+        Args:
+            older_than: Age in seconds, counted from each instance's end.
+            status: Only this finished status (default: complete, errored and terminated).
+            workflow: Only this workflow's instances (default: every workflow's).
+
+        Returns:
+            How many instances were deleted, with their steps and events.
+
+        Raises:
+            NotFoundError: Unknown workflow. ValidationError: a status that is not finished.
+        """
+        if workflow is not None:
+            self.spec(workflow)
+        return await self.store.prune_finished(
+            self.clock.now() - older_than,
+            statuses=FINISHED if status is None else (status,),
+            workflow=workflow,
+        )
+
+    async def describe(self, workflow: str, id: str) -> InstanceRecord:
+        """Everything known about an instance: its row and its steps.
+
+        The server turns it into the HTTP API's detail (``server/_models.py``).
+        """
+        self.spec(workflow)
+        row = await self.store.get_instance(workflow, id)
+        if row is None:
+            raise NotFoundError(f"no instance {id!r} of workflow {workflow!r}")
+        return InstanceRecord(row, await self.store.load_steps(row.key))

@@ -1,0 +1,79 @@
+"""What the engine reads from and writes into the store's rows: a step's error info and
+the exception it raises into ``run()``, an event's value, a step's config JSON, where a
+wait's resolution stands in the history, and the record ``describe`` returns."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+from durableflow import (
+    EventTimeoutError,
+    ResolvedStepConfig,
+    StepFailedError,
+    StepTimeoutError,
+    WorkflowStepEvent,
+)
+from durableflow._serde import loads
+
+from ..store.base import InstanceRow, StepRow
+
+_CONFIG_JSON: dict[ResolvedStepConfig, dict[str, Any]] = {}
+
+
+def _config_json(config: ResolvedStepConfig) -> dict[str, Any]:
+    cached = _CONFIG_JSON.get(config)
+    if cached is None:
+        cached = _CONFIG_JSON[config] = config.to_json()
+    return cached
+
+
+def _resolved_seq(step: StepRow) -> int | None:
+    """Where a wait's resolution stands among the history's events (``None`` if it has
+    not resolved, or was recorded before waits were ordered)."""
+    if step.type == "do" or step.config is None or step.status not in ("complete", "failed"):
+        return None
+    seq = step.config.get("resolved_seq")
+    return seq if isinstance(seq, int) else None
+
+
+def _error_info(exc: BaseException) -> dict[str, str]:
+    if isinstance(exc, StepFailedError):
+        return {"name": exc.error_name, "message": exc.error_message}
+    return {"name": type(exc).__name__, "message": str(exc)}
+
+
+def _failed(step: StepRow) -> StepFailedError:
+    error = step.error or {"name": "Error", "message": "step failed"}
+    cls = StepTimeoutError if error["name"] == "StepTimeoutError" else StepFailedError
+    return cls(
+        f"step {step.name!r} failed: {error['name']}: {error['message']}",
+        step_name=step.name,
+        error_name=error["name"],
+        error_message=error["message"],
+    )
+
+
+def _step_event(output: bytes | None) -> WorkflowStepEvent:
+    data = loads(output) or {}
+    return WorkflowStepEvent(
+        type=data.get("type", ""),
+        payload=data.get("payload"),
+        timestamp=datetime.fromtimestamp(data.get("timestamp", 0.0), UTC),
+    )
+
+
+def _event_timeout(step: StepRow, type: str) -> EventTimeoutError:
+    message = (step.error or {}).get("message") or f"wait_for_event {step.name!r} timed out"
+    return EventTimeoutError(message, step_name=step.name, event_type=type)
+
+
+@attrs.frozen
+class InstanceRecord:
+    """An instance and its steps in the order they started: what ``Engine.describe``
+    returns, and what the server shapes into the instance detail."""
+
+    instance: InstanceRow
+    steps: list[StepRow]

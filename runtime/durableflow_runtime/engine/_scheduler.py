@@ -1,0 +1,270 @@
+"""The loop over ``run_at``: claim runnable instances, run each in an activation, sleep
+until the next one is due or something wakes the loop.
+
+The scheduler owns what is in memory: the activations running now (at most the engine's
+``max_concurrency``), the task of each, and the wake-up event. An activation ends by
+completing, failing or suspending the instance in the store; ``_drive`` decides which.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from durableflow import LimitExceededError, SerializationError, StoreUnavailableError, WorkflowEvent
+from durableflow._serde import dumps, loads, structure
+
+from ..store.base import Claimed, LeaseLost
+from ._activation import _Activation, _Suspend
+from ._records import _error_info
+from ._spec import RETRY_AFTER, WorkflowSpec
+from ._step import _EngineStep
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+log = logging.getLogger("durableflow")
+
+
+def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+class Scheduler:
+    """Claims runnable instances from the engine's store and runs each in an activation.
+
+    Args:
+        engine: The engine whose store, clock, workflows and limits it uses.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.active: dict[tuple[str, str], _Activation] = {}
+        self._finished: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._running = 0  # activations launched and not yet ended
+        self._wake = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the loop (the store is open)."""
+        self._loop = asyncio.create_task(self._schedule(), name="durableflow-scheduler")
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; running activations get ``grace`` seconds, then are cancelled."""
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+        tasks = list(self._finished.values())
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    def kick(self) -> None:
+        """Wake the loop: something may have become runnable."""
+        self._wake.set()
+
+    def steer(self, workflow: str, id: str, what: str) -> None:
+        """Tell the instance's running activation, if any, of a change: ``pause``,
+        ``resume``, or ``terminate``/``restart``/``lost`` (which cancel it)."""
+        act = self.active.get((workflow, id))
+        if act is None:
+            return
+        if what == "pause":
+            act.pause_requested = True
+        elif what == "resume":
+            act.pause_requested = False
+        elif what in ("terminate", "restart", "lost"):
+            act.cancelled_for = what
+            if act.task is not None:
+                act.task.cancel()
+
+    async def _schedule(self) -> None:
+        engine = self.engine
+        store = engine.store
+        clock = engine.clock
+        store_fault = ""  # the last claim failure logged, until a claim works again
+        while True:
+            self._wake.clear()
+            free = engine.max_concurrency - self._running
+            if free > 0:
+                try:
+                    claimed = await store.claim_work(clock.now(), free)
+                except StoreUnavailableError as exc:
+                    # a full disk or an outage: one line, not a traceback a second
+                    if str(exc) != store_fault:
+                        log.warning("claiming work failed, retrying every second: %s", exc)
+                    store_fault = str(exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                except Exception:
+                    log.exception("claiming work failed; retrying")
+                    await asyncio.sleep(1.0)
+                    continue
+                if store_fault:
+                    log.warning("claiming work works again")
+                    store_fault = ""
+                for work in claimed:
+                    self._launch(work)
+                if len(claimed) == free:
+                    continue
+            if self._wake.is_set():
+                continue
+            next_at = await store.next_run_at() if free > 0 else None
+            if self._wake.is_set():
+                continue
+            if not self._running and clock.idle(next_at):
+                continue
+            timer: asyncio.Task[None] | None = None
+            if next_at is not None:
+                timer = asyncio.ensure_future(clock.sleep_until(next_at))
+            elif engine.poll_interval is not None:
+                timer = asyncio.ensure_future(asyncio.sleep(engine.poll_interval))
+            waker = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait(
+                    [t for t in (timer, waker) if t is not None],
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                waker.cancel()
+                if timer is not None:
+                    timer.cancel()
+
+    def _launch(self, work: Claimed) -> None:
+        engine = self.engine
+        lease = work.lease
+        key = (lease.workflow, lease.id)
+        spec = engine.workflows.get(lease.workflow)
+        if spec is None:
+            # e.g. a rolling deploy: a host with the workflow will take it
+            log.error("instance %s/%s: no workflow %r on this host", *key, lease.workflow)
+            now = engine.clock.now()
+            future = engine.store.suspend(lease, now + RETRY_AFTER, (), now)
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            return
+        previous = self._finished.pop(key, None)
+        task = asyncio.create_task(self._activate(spec, work, previous))
+        self._running += 1
+        self._finished[key] = task
+        task.add_done_callback(lambda t: self._forget(key, t))
+
+    def _forget(self, key: tuple[str, str], task: asyncio.Task[None]) -> None:
+        if self._finished.get(key) is task:
+            del self._finished[key]
+
+    async def _activate(
+        self, spec: WorkflowSpec, work: Claimed, previous: asyncio.Task[None] | None
+    ) -> None:
+        engine = self.engine
+        lease, row = work.lease, work.row
+        key = (lease.workflow, lease.id)
+        try:
+            if previous is not None and not previous.done():
+                await asyncio.wait([previous])  # a cancelled activation of the same instance
+            act = _Activation(engine, spec, lease, work.steps, row.generation, row.pause_requested)
+            self.active[key] = act
+            engine.notify(lease.workflow, lease.id, "running")
+            act.task = asyncio.current_task()
+            await self._drive(act, row.params, row.created_at)
+        except LeaseLost:
+            pass
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            # The engine or the store failed (not user code, whose errors end the
+            # instance): leave it runnable a little later rather than stuck as running.
+            log.exception("instance %s/%s: activation failed; retrying in %ss", *key, RETRY_AFTER)
+            with contextlib.suppress(Exception, LeaseLost):
+                now = engine.clock.now()
+                await engine.store.suspend(lease, now + RETRY_AFTER, (), now)
+        finally:
+            active = self.active.get(key)
+            if active is not None and active.lease == lease:
+                active.drop_parked()
+                del self.active[key]
+            self._running -= 1
+            self.kick()
+
+    async def _drive(self, act: _Activation, params: bytes | None, created_at: float) -> None:
+        spec = act.spec
+        lease = act.lease
+        outcome: str
+        output: Any = None
+        error: BaseException | None = None
+        try:
+            payload = structure(loads(params), spec.params_type)
+            event: WorkflowEvent[Any] = WorkflowEvent(
+                payload=payload,
+                timestamp=datetime.fromtimestamp(created_at, UTC),
+                instance_id=lease.id,
+            )
+            workflow = spec.cls(self.engine.env)
+            try:
+                output = await workflow.run(event, _EngineStep(act))
+            finally:
+                act.finished = True
+                if act.settler is not None:
+                    act.settler.cancel()
+            # run() may return after a branch was stopped (a task whose _Suspend it never
+            # read): the run did not end, it is replayed later
+            outcome = "suspend" if act.stopping and act.fatal is None else "complete"
+            if outcome == "complete" and act.fatal is None:
+                act.check_replayed_all()
+        except _Suspend:
+            outcome = "suspend"
+        except asyncio.CancelledError:
+            if act.cancelled_for is not None:
+                return  # terminated or restarted: the store already says so
+            raise
+        except BaseExceptionGroup as group:  # asyncio.TaskGroup wraps what its tasks raise
+            if group.subgroup(LeaseLost) is not None:
+                raise LeaseLost(lease.id) from None
+            failures = group.subgroup(Exception)
+            if failures is not None:
+                outcome, error = "errored", _first_leaf(failures)
+            elif group.subgroup(_Suspend) is not None:
+                outcome = "suspend"
+            else:
+                raise
+        except Exception as exc:
+            outcome = "errored"
+            error = exc
+        if act.inflight:
+            await act.drained.wait()
+        if act.broken is not None:
+            raise act.broken
+        if act.fatal is not None:
+            outcome, error = "errored", act.fatal
+        if outcome == "suspend":
+            act.stop_parked()  # waits still pending wake the instance later
+        else:
+            act.abandon_parked()  # run() ended without them: they never resolve
+        now = self.engine.clock.now()
+        if outcome == "suspend":
+            run_at = min(act.wake_times) if act.wake_times else None
+            if act.progressed_while_stopping or (run_at is None and not act.wait_types):
+                # progress to continue from, or a pause the store may find withdrawn by now
+                # (then the instance must run again rather than wait for nothing)
+                run_at = now
+            status = await self.engine.store.suspend(lease, run_at, act.wait_types, now)
+            self.engine.notify(lease.workflow, lease.id, status)
+            return
+        data: bytes | None = None
+        if outcome == "complete":
+            try:
+                data = dumps(output, what="the output of run()")
+                act.check_size(data, "the output of run()")
+            except (SerializationError, LimitExceededError) as exc:
+                outcome, error = "errored", exc
+                data = None
+        info = _error_info(error) if error is not None else None
+        await self.engine.store.finish(lease, outcome, data, info, now)
+        self.engine.notify(lease.workflow, lease.id, outcome)

@@ -1,0 +1,61 @@
+"""What the engine is given: its workflows, its limits, and a test harness's hooks."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import attrs
+
+from durableflow import ResolvedStepConfig, WorkflowEntrypoint
+from durableflow._entrypoint import params_type
+
+MiB = 1024 * 1024
+#: Instance ids that would be read as a route below ``/instances/`` (``batch``, and
+#: ``actions`` for bulk actions).
+RESERVED_INSTANCE_IDS = frozenset({"batch", "actions"})
+RETRY_AFTER = 5.0  # seconds before an activation that failed inside the engine runs again
+
+
+@attrs.frozen
+class Limits:
+    """Limits on what one instance may hold; each violation is a clear error."""
+
+    max_payload_bytes: int = MiB
+    max_steps: int = 10_000
+    max_batch: int = 100
+    max_sleep_seconds: float = 365 * 86400.0
+
+
+@attrs.frozen
+class WorkflowSpec:
+    """One workflow the engine runs.
+
+    Attributes:
+        name: The workflow's name (URL segment).
+        cls: The ``WorkflowEntrypoint`` subclass.
+        binding: The attribute under which ``env`` exposes its binding.
+        defaults: Step config defaults for its steps.
+    """
+
+    name: str
+    cls: type[WorkflowEntrypoint[Any, Any]]
+    binding: str = ""
+    defaults: ResolvedStepConfig = attrs.field(factory=ResolvedStepConfig)
+
+    params_type: Any = attrs.field(init=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "params_type", params_type(self.cls))
+
+
+class InstanceHooks(Protocol):
+    """What a test harness may change for one instance (``durableflow.testing``)."""
+
+    def step_outcome(self, name: str, count: int, attempt: int) -> tuple[str, Any] | None:
+        """``("result", value)``, ``("error", exception)``, ``("timeout", None)`` or ``None``."""
+
+    def sleeps_disabled(self) -> bool: ...
+
+    def retry_delays_disabled(self) -> bool: ...
+
+    def event_timeout_forced(self, name: str) -> bool: ...

@@ -1,0 +1,327 @@
+"""The step object handed to ``run()``: the engine's side of the SDK's ``WorkflowStep``.
+
+``step.do`` goes through named phases, each in its own method (the way Temporal's workflow
+instance applies each kind of job in its own ``_apply_*``): replay from history
+(``_replay_do``), wait out a back-off (``_back_off``, only when one is due), one attempt
+(``_begin_attempt``, ``_attempt``), then record a retry (``_record_retry``), a success
+(``_record_success``) or a failure (``_record_failure``). ``step.sleep`` and
+``step.wait_for_event`` record a wait and park the branch on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+
+from durableflow import (
+    LimitExceededError,
+    NonDeterminismError,
+    NonRetryableError,
+    ResolvedStepConfig,
+    SerializationError,
+    StepContext,
+    WorkflowStep,
+    WorkflowStepEvent,
+)
+from durableflow._config import resolve_config
+from durableflow._duration import Duration, to_seconds
+from durableflow._serde import dumps, loads, structure
+
+from ..store.base import StepRow
+from ._activation import ParkKind, _Activation, _future, _Parked
+from ._callbacks import _awaited, _NotAwaitable, _return_type, _UnresolvedReturn, _wants_ctx
+from ._records import _config_json, _error_info, _event_timeout, _failed, _step_event
+
+
+@attrs.define(eq=False)
+class _DoCall:
+    """One ``step.do`` call: what every phase of it needs."""
+
+    name: str
+    count: int
+    callback: Callable[..., Awaitable[Any]]
+    wants_ctx: bool
+    result_type: Any  # a type, or an _UnresolvedReturn that fails every attempt
+    config: ResolvedStepConfig
+    step: StepRow
+
+
+@attrs.frozen
+class _Failure:
+    """An attempt that raised: the error recorded, and whether another attempt may follow."""
+
+    error: dict[str, str]
+    cause: BaseException
+    retryable: bool
+
+
+class _EngineStep(WorkflowStep):
+    """The step object handed to ``run()``: the engine's side of the SDK's ``WorkflowStep``."""
+
+    def __init__(self, act: _Activation) -> None:
+        self._act = act
+
+    def _do(self, name: str, config: Any, callback: Callable[..., Awaitable[Any]]) -> Any:
+        return self._run_do(name, config, callback)
+
+    # --- step.do ----------------------------------------------------------------------
+    async def _run_do(self, name: str, config: Any, callback: Callable[..., Awaitable[Any]]) -> Any:
+        act = self._act
+        # validate before the step takes its key, so a bad call leaves the history checks intact
+        wants_ctx = _wants_ctx(callback)
+        fresh_config = resolve_config(config, act.spec.defaults)
+        count, step = await act.enter(name, "do")
+        result_type = _return_type(callback)
+        back_off: float | None = None
+        if step is None:
+            step = act.new_step(name, count, "do")
+            step.config = _config_json(fresh_config)
+            resolved = fresh_config
+        elif step.status in ("complete", "failed"):
+            return self._replay_do(step, result_type)
+        else:  # an attempt was running or a retry was due when the last activation ended
+            resolved = ResolvedStepConfig.from_json(step.config or {})
+            back_off = step.wake_at if step.status == "retrying" else None
+        call = _DoCall(name, count, callback, wants_ctx, result_type, resolved, step)
+        while True:
+            if back_off is not None:
+                await self._back_off(call, back_off)
+            act.check_stop()
+            attempt, entry = self._begin_attempt(call)
+            act.begin()
+            progressed = False
+            try:
+                value, failure = await self._attempt(call, attempt)
+                if failure is not None:
+                    if not failure.retryable or attempt > resolved.limit:
+                        await self._record_failure(step, entry, failure.error)
+                        raise _failed(step) from failure.cause
+                    back_off = await self._record_retry(call, attempt, entry, failure.error)
+                    progressed = True
+                    continue
+                await self._record_success(call, entry, value)
+                progressed = True
+                return value
+            finally:
+                act.end(progressed)
+
+    def _replay_do(self, step: StepRow, result_type: Any) -> Any:
+        """Replay from history: the stored result, structured into the annotated type, or
+        the stored failure raised again."""
+        if step.status == "failed":
+            raise _failed(step)
+        if isinstance(result_type, _UnresolvedReturn):
+            raise self._act.fail(SerializationError(f"step {step.name!r}: {result_type.message}"))
+        return structure(loads(step.output), result_type)
+
+    async def _back_off(self, call: _DoCall, back_off: float) -> None:
+        """Wait out a retry's back-off: a timer like a sleep, beside the run's other waits."""
+        act = self._act
+        if back_off > act.engine.clock.now() and not (
+            act.hooks and act.hooks.retry_delays_disabled()
+        ):
+            act.check_stop()
+            await act.park(_Parked(call.step, "retry", _future(), deadline=back_off))
+
+    def _begin_attempt(self, call: _DoCall) -> tuple[int, dict[str, Any]]:
+        """Record that an attempt starts; returns its number and its attempt-log entry."""
+        act = self._act
+        step = call.step
+        attempt = step.attempts + 1
+        now = act.engine.clock.now()
+        step.attempts = attempt
+        step.status = "running"
+        step.wake_at = None
+        if step.started_at is None:
+            step.started_at = now
+        entry: dict[str, Any] = {"started_at": now, "ended_at": None, "error": None}
+        step.attempt_log.append(entry)
+        act.engine.store.put_step_nowait(act.lease, step)
+        return attempt, entry
+
+    async def _attempt(self, call: _DoCall, attempt: int) -> tuple[Any, _Failure | None]:
+        """One attempt: the callback (or a test hook's outcome) under the step's timeout.
+
+        Returns:
+            ``(result, None)``, or ``(None, failure)`` when the attempt raised.
+        """
+        act = self._act
+        name = call.name
+        outcome = act.hooks.step_outcome(name, call.count, attempt) if act.hooks else None
+        timer = act.engine.clock.timeout(call.config.timeout)
+        try:
+            if isinstance(call.result_type, _UnresolvedReturn):
+                raise NonRetryableError(call.result_type.message)
+            async with timer:
+                if outcome is None:
+                    if call.wants_ctx:
+                        ctx = StepContext(
+                            attempt=attempt,
+                            name=name,
+                            count=call.count,
+                            step_id=act.step_id(name, call.count),
+                            config=call.config,
+                        )
+                        return await _awaited(name, call.callback(ctx)), None
+                    return await _awaited(name, call.callback()), None
+                if outcome[0] == "result":
+                    return outcome[1], None
+                if outcome[0] == "error":
+                    raise outcome[1]
+                raise TimeoutError
+        except (NonRetryableError, _NotAwaitable) as exc:
+            return None, _Failure(_error_info(exc), exc, retryable=False)
+        except Exception as exc:
+            if isinstance(exc, TimeoutError) and (
+                timer.expired() or (outcome is not None and outcome[0] == "timeout")
+            ):
+                error = {
+                    "name": "StepTimeoutError",
+                    "message": f"step {name!r} attempt {attempt} timed out after "
+                    f"{call.config.timeout:g}s",
+                }
+            else:
+                error = _error_info(exc)
+            return None, _Failure(error, exc, retryable=True)
+
+    async def _record_retry(
+        self, call: _DoCall, attempt: int, entry: dict[str, Any], error: dict[str, str]
+    ) -> float | None:
+        """Record a failed attempt that another will follow; returns the back-off's end
+        (``None`` when the next attempt may start at once)."""
+        act = self._act
+        step = call.step
+        now = act.engine.clock.now()
+        delay = call.config.delay_before_retry(attempt)
+        if act.hooks and act.hooks.retry_delays_disabled():
+            delay = 0.0
+        entry["ended_at"] = now
+        entry["error"] = error
+        step.error = error
+        step.status = "retrying"
+        step.wake_at = now + delay
+        await act.engine.store.put_step(act.lease, step)
+        return step.wake_at if delay > 0 else None
+
+    async def _record_success(self, call: _DoCall, entry: dict[str, Any], value: Any) -> None:
+        """Record the result (a result that cannot be stored fails the step instead)."""
+        act = self._act
+        step = call.step
+        what = f"the result of step {call.name!r}"
+        try:
+            data = dumps(value, what=lambda: what)
+            act.check_size(data, what)
+        except (SerializationError, LimitExceededError) as exc:
+            await self._record_failure(step, entry, _error_info(exc))
+            raise _failed(step) from exc
+        now = act.engine.clock.now()
+        entry["ended_at"] = now
+        step.status = "complete"
+        step.output = data
+        step.error = None
+        step.ended_at = now
+        await act.engine.store.put_step(act.lease, step)
+        act.engine.notify(act.spec.name, act.lease.id, None)
+
+    async def _record_failure(
+        self, step: StepRow, entry: dict[str, Any], error: dict[str, str]
+    ) -> None:
+        """Record the step as failed for good: ``run()`` gets a ``StepFailedError``."""
+        act = self._act
+        now = act.engine.clock.now()
+        entry["ended_at"] = now
+        entry["error"] = error
+        step.error = error
+        step.status = "failed"
+        step.ended_at = now
+        await act.engine.store.put_step(act.lease, step)
+        act.engine.notify(act.spec.name, act.lease.id, None)
+
+    # --- step.sleep, step.sleep_until, step.wait_for_event ----------------------------
+    async def _sleep(self, name: str, duration: Duration | None, until: float | None) -> None:
+        act = self._act
+        engine = act.engine
+        clock = engine.clock
+        if until is None:
+            # None is not a duration: to_seconds names it in a ValidationError
+            length = to_seconds(duration, what=f"duration of sleep {name!r}")  # type: ignore[arg-type]
+        count, step = await act.enter(name, "sleep")
+        if step is not None:
+            if step.status == "complete":
+                await act.replay_resolution(step)
+                return
+            if step.status == "waiting" and act.sleep_is_over(step):
+                return
+            await self._park_recorded(step, "sleep", step.wake_at, None)
+            return
+        now = clock.now()
+        if until is None:
+            seconds = length
+            wake_at = now + seconds
+        else:
+            seconds = until - now
+            wake_at = until
+        if seconds > engine.limits.max_sleep_seconds:
+            raise LimitExceededError(
+                f"sleep {name!r} of {seconds:.0f}s is over the limit of "
+                f"{engine.limits.max_sleep_seconds:.0f}s"
+            )
+        act.check_stop()
+        step = act.new_step(name, count, "sleep")
+        step.status = "waiting"
+        step.started_at = now
+        step.wake_at = wake_at
+        step.attempts = 1
+        if act.sleep_is_over(step):
+            return
+        act.write_step(step)
+        await act.park(_Parked(step, "sleep", _future(), deadline=wake_at))
+
+    async def _park_recorded(
+        self, step: StepRow, kind: ParkKind, deadline: float | None, type: str | None
+    ) -> Any:
+        """Replay reached a wait the history has as pending or cancelled: block on it."""
+        act = self._act
+        if step.status == "cancelled":
+            return await act.park(_Parked(step, "cancelled", _future()))
+        if step.status != "waiting":
+            raise act.fail(
+                NonDeterminismError(
+                    f"instance {act.lease.id!r}: {step.type} step {step.name!r} "
+                    f"(#{step.count}) has status {step.status!r} in the history"
+                )
+            )
+        act.check_stop()
+        return await act.park(_Parked(step, kind, _future(), deadline=deadline, event_type=type))
+
+    async def _wait_for_event(self, name: str, type: str, timeout: Duration) -> WorkflowStepEvent:
+        act = self._act
+        engine = act.engine
+        clock = engine.clock
+        seconds = to_seconds(timeout, what=f"timeout of wait_for_event {name!r}")
+        count, step = await act.enter(name, "wait_for_event")
+        if step is not None:
+            if step.status == "complete":
+                await act.replay_resolution(step)
+                return _step_event(step.output)
+            if step.status == "failed":
+                await act.replay_resolution(step)
+                raise _event_timeout(step, type)
+            event: WorkflowStepEvent = await self._park_recorded(step, "event", step.wake_at, type)
+            return event
+        act.check_stop()
+        now = clock.now()
+        step = act.new_step(name, count, "wait_for_event")
+        step.status = "waiting"
+        step.started_at = now
+        step.wake_at = now + seconds
+        step.attempts = 1
+        step.config = {"type": type, "timeout": seconds}
+        # even an event already sent is taken when run() next blocks, in the order of waits
+        act.write_step(step)
+        event = await act.park(
+            _Parked(step, "event", _future(), deadline=step.wake_at, event_type=type)
+        )
+        return event

@@ -1,0 +1,196 @@
+"""The API's answers about instances, as attrs classes: one class per schema of the same
+name in ``openapi.py`` (a unit test holds the fields and the schemas together).
+
+The engine hands over typed records (the store's rows, ``InstanceRecord``); these classes
+say how each becomes JSON, in one place each: ``InstanceDetail.from_record`` is where the
+instance detail is built (a new field of the detail is added there and in its schema).
+Times are ISO 8601 strings in UTC with a ``Z``; ``to_json()`` keeps the fields in the
+order they are declared, which is the order on the wire, and hands ``output`` and
+``params`` over as they are (no copy of a large JSON value).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+from durableflow._serde import loads
+
+from ..engine import InstanceRecord
+from ..store.base import InstanceRow, StepRow
+from ..store.transitions import allowed_actions
+
+__all__ = ["Attempt", "InstanceDetail", "InstanceList", "InstanceSummary", "Step", "iso"]
+
+
+def iso(ts: float | None) -> str | None:
+    """A timestamp (seconds since the epoch) as ``2026-01-31T12:00:00.5Z``."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+@attrs.frozen
+class Attempt:
+    """One attempt of a ``do`` step (schema ``Attempt``)."""
+
+    started_at: str | None
+    ended_at: str | None
+    error: dict[str, str] | None
+
+    @classmethod
+    def from_log(cls, entry: dict[str, Any]) -> Attempt:
+        """One entry of a step row's ``attempt_log``."""
+        return cls(
+            started_at=iso(entry.get("started_at")),
+            ended_at=iso(entry.get("ended_at")),
+            error=entry.get("error"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object, fields in wire order."""
+        return attrs.asdict(self, recurse=False)
+
+
+@attrs.frozen
+class Step:
+    """One step of an instance (schema ``Step``)."""
+
+    name: str
+    count: int
+    type: str
+    status: str
+    attempts: int
+    attempt_log: list[Attempt]
+    output: Any
+    error: dict[str, str] | None
+    started_at: str | None
+    ended_at: str | None
+    wake_at: str | None
+    host: str | None
+    #: ``wait_for_event`` steps only: the type waited for, and the JSON Schema of the
+    #: payload a wait declares (``None``: it declares none; the wait's config holds it)
+    event_type: str | None = None
+    payload_schema: dict[str, Any] | None = None
+
+    @classmethod
+    def from_row(cls, step: StepRow) -> Step:
+        """A step row of the history."""
+        config = (step.config or {}) if step.type == "wait_for_event" else {}
+        return cls(
+            name=step.name,
+            count=step.count,
+            type=step.type,
+            status=step.status,
+            attempts=step.attempts,
+            attempt_log=[Attempt.from_log(a) for a in step.attempt_log],
+            output=loads(step.output),
+            error=step.error,
+            started_at=iso(step.started_at),
+            ended_at=iso(step.ended_at),
+            wake_at=iso(step.wake_at),
+            host=step.host,
+            event_type=config.get("type"),
+            payload_schema=config.get("payload_schema"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object, fields in wire order (the wait's fields on waits only)."""
+        data = attrs.asdict(self, recurse=False)
+        data["attempt_log"] = [a.to_json() for a in self.attempt_log]
+        if self.type != "wait_for_event":
+            del data["event_type"], data["payload_schema"]
+        return data
+
+
+@attrs.frozen
+class InstanceDetail:
+    """Everything known about an instance (schema ``InstanceDetail``): the answer of
+    ``GET /api/workflows/{name}/instances/{id}`` and the testing kit's ``describe``."""
+
+    id: str
+    workflow: str
+    status: str
+    error: dict[str, str] | None
+    output: Any
+    params: Any
+    created_at: str | None
+    started_at: str | None
+    ended_at: str | None
+    steps: list[Step]
+    #: what the status allows now, from the state rules (store/transitions.py)
+    actions: list[str]
+
+    @classmethod
+    def from_record(cls, record: InstanceRecord) -> InstanceDetail:
+        """What ``Engine.describe`` returned: the one place the instance detail is built."""
+        row = record.instance
+        return cls(
+            id=row.id,
+            workflow=row.workflow,
+            status=row.status,
+            error=row.error,
+            output=loads(row.output),
+            params=loads(row.params),
+            created_at=iso(row.created_at),
+            started_at=iso(row.started_at),
+            ended_at=iso(row.ended_at),
+            steps=[Step.from_row(s) for s in record.steps],
+            actions=allowed_actions(row.status),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object, fields in wire order."""
+        data = attrs.asdict(self, recurse=False)
+        data["steps"] = [s.to_json() for s in self.steps]
+        return data
+
+
+@attrs.frozen
+class InstanceSummary:
+    """One instance in a list (schema ``InstanceSummary``)."""
+
+    id: str
+    status: str
+    error: dict[str, str] | None
+    created_at: str | None
+    started_at: str | None
+    ended_at: str | None
+
+    @classmethod
+    def from_row(cls, row: InstanceRow) -> InstanceSummary:
+        """An instance row."""
+        return cls(
+            id=row.id,
+            status=row.status,
+            error=row.error,
+            created_at=iso(row.created_at),
+            started_at=iso(row.started_at),
+            ended_at=iso(row.ended_at),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object, fields in wire order."""
+        return attrs.asdict(self, recurse=False)
+
+
+@attrs.frozen
+class InstanceList:
+    """One page of instances, newest first (schema ``InstanceList``)."""
+
+    instances: list[InstanceSummary]
+    next_cursor: str | None
+
+    @classmethod
+    def from_rows(cls, rows: list[InstanceRow], next_cursor: str | None) -> InstanceList:
+        """What ``Engine.list_instances`` returned."""
+        return cls([InstanceSummary.from_row(r) for r in rows], next_cursor)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object, fields in wire order."""
+        return {
+            "instances": [i.to_json() for i in self.instances],
+            "next_cursor": self.next_cursor,
+        }
