@@ -889,11 +889,6 @@ async def test_browser_timeline_zooms_and_shortens_idle_gaps(
     assert box is not None
     # around the middle of the steps before the sleep
     middle = (before["prepare 0"] + before["prepare 249"]) / 2
-    await page.mouse.move(middle, box["y"] + box["height"] / 2)
-    await page.keyboard.down("Control")
-    for _ in range(8):
-        await page.mouse.wheel(0, -100)
-    await page.keyboard.up("Control")
 
     async def spread_out() -> bool:
         # the steps still in view moved apart: at least 2.5 times their distance before
@@ -904,7 +899,22 @@ async def test_browser_timeline_zooms_and_shortens_idle_gaps(
         was = before[shown[-1]] - before[shown[0]]
         return bool(after[shown[-1]] - after[shown[0]] > max(2.5 * was, 20))
 
-    await eventually(spread_out, timeout=10, message="the first steps spread out when zoomed")
+    # a busy machine may coalesce synthesized wheel input: the gesture is repeated (up to
+    # three times) until the view has zoomed, which is what is asserted
+    for attempt in range(3):
+        await page.mouse.move(middle, box["y"] + box["height"] / 2)
+        await page.keyboard.down("Control")
+        for _ in range(8):
+            await page.mouse.wheel(0, -100)
+        await page.keyboard.up("Control")
+        try:
+            await eventually(
+                spread_out, timeout=5, message="the first steps spread out when zoomed"
+            )
+            break
+        except AssertionError:
+            if attempt == 2:
+                raise
     # hovering a track names the time there, to the millisecond; a segment its exact times
     await page.mouse.move(box["x"] + box["width"] / 3, box["y"] + box["height"] / 2)
     await expect(page.locator("#tl-hover")).to_have_text(re.compile(r"\d\d:\d\d:\d\d\.\d{3} \(\+"))
