@@ -31,6 +31,7 @@ example: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 # The tests are checked the way users' code is: against the stubs (tests/typing/stubpath puts
 # them first), not the SDK's sources.
