@@ -54,6 +54,7 @@ from durableflow._serde import describe_structure_error, dumps, loads, structure
 from durableflow._types import STATUSES, check_id
 
 from .clock import Clock, RealClock
+from .metrics import NO_OBSERVER, Observer  # observe: the hooks' interface
 from .store.base import (
     FINAL_STATUSES,
     FINISHED,
@@ -84,6 +85,7 @@ MiB = 1024 * 1024
 #: Instance ids that would be read as a route below ``/instances/`` (``batch``, and
 #: ``actions`` for bulk actions).
 RESERVED_INSTANCE_IDS = frozenset({"batch", "actions"})
+_UNOBSERVED = object()  # observe: an activation that never started
 RETRY_AFTER = 5.0  # seconds before an activation that failed inside the engine runs again
 
 
@@ -944,6 +946,7 @@ class _EngineStep(WorkflowStep):
             step.attempt_log.append(entry)
             store.put_step_nowait(lease, step)
             act.begin()
+            observed = engine.observer.step_started(act.spec.name, lease.id, step)  # observe:
             progressed = False
             try:
                 outcome = act.hooks.step_outcome(name, count, attempt) if act.hooks else None
@@ -996,7 +999,7 @@ class _EngineStep(WorkflowStep):
                     step.error = error
                     step.status = "retrying"
                     step.wake_at = now + delay
-                    await store.put_step(lease, step)
+                    await engine.observer.commit(store.put_step(lease, step))  # observe:
                     progressed = True
                     if delay > 0:
                         back_off = step.wake_at
@@ -1013,11 +1016,12 @@ class _EngineStep(WorkflowStep):
                 step.output = data
                 step.error = None
                 step.ended_at = now
-                await store.put_step(lease, step)
+                await engine.observer.commit(store.put_step(lease, step))  # observe:
                 progressed = True
                 engine.notify(act.spec.name, lease.id, None)
                 return result
             finally:
+                engine.observer.step_ended(act.spec.name, lease.id, step, observed)  # observe:
                 act.end(progressed)
 
     async def _fail_step(self, step: StepRow, entry: dict[str, Any], error: dict[str, str]) -> None:
@@ -1203,6 +1207,7 @@ class Engine:
         self._scheduler: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[str, str, str | None], None]] = []
         self._started = False
+        self.observer: Observer = NO_OBSERVER  # observe: the host installs metrics/tracing
 
     # --- life cycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -1292,7 +1297,9 @@ class Engine:
             free = self.max_concurrency - self._running
             if free > 0:
                 try:
+                    claim_started = self.observer.claim_started()  # observe: claim latency
                     claimed = await store.claim_work(clock.now(), free)
+                    self.observer.claimed(claim_started, claimed, clock.now())  # observe: claim
                 except StoreUnavailableError as exc:
                     # a full disk or an outage: one line, not a traceback a second
                     if str(exc) != store_fault:
@@ -1360,10 +1367,12 @@ class Engine:
     ) -> None:
         lease, row = work.lease, work.row
         key = (lease.workflow, lease.id)
+        observed: Any = _UNOBSERVED  # observe: the activation's token
         try:
             if previous is not None and not previous.done():
                 await asyncio.wait([previous])  # a cancelled activation of the same instance
             act = _Activation(self, spec, lease, work.steps, row.generation, row.pause_requested)
+            observed = self.observer.activation_started(spec.name, lease.id, work)  # observe:
             self._active[key] = act
             self.notify(lease.workflow, lease.id, "running")
             act.task = asyncio.current_task()
@@ -1380,6 +1389,8 @@ class Engine:
                 now = self.clock.now()
                 await self.store.suspend(lease, now + RETRY_AFTER, (), now)
         finally:
+            if observed is not _UNOBSERVED:
+                self.observer.activation_ended(observed)  # observe: activation over
             active = self._active.get(key)
             if active is not None and active.lease == lease:
                 active.drop_parked()
@@ -1460,7 +1471,7 @@ class Engine:
                 outcome, error = "errored", exc
                 data = None
         info = _error_info(error) if error is not None else None
-        await self.store.finish(lease, outcome, data, info, now)
+        await self.observer.commit(self.store.finish(lease, outcome, data, info, now))  # observe:
         self.notify(lease.workflow, lease.id, outcome)
 
     def _cancel(self, act: _Activation, why: str) -> None:

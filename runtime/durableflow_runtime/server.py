@@ -61,6 +61,7 @@ from durableflow.web import ENV_KEY
 
 from .dashboard import DASHBOARD_PATH, page, page_headers
 from .engine import RESERVED_INSTANCE_IDS, Engine
+from .metrics import METRICS_PATH, add_metrics_route  # observe: GET /metrics
 from .openapi import build_openapi
 from .schema import json_schema
 from .store.base import FINAL_STATUSES
@@ -332,7 +333,7 @@ def _options(request: web.Request, origin: str | None, allowed: bool) -> web.Str
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Require ``Authorization: Bearer <token>`` on ``/api`` when a token is set."""
     token = request.config_dict[SETTINGS_KEY].token
-    if token and _is_api(request):
+    if token and (_is_api(request) or request.path == METRICS_PATH):  # observe: /metrics too
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
         # aiohttp hands undecodable header bytes over as surrogates: compare raw bytes
@@ -514,6 +515,7 @@ async def create_instance(request: web.Request) -> web.Response:
     body = await _object_body(request, ("id", "params"))
     instance_id = _instance_id(body.get("id", _ABSENT), "'id'")
     [created] = await _engine(request).create(name, [(instance_id, body.get("params"))])
+    _engine(request).observer.created(name, created, request.headers.get("traceparent"))  # observe:
     return _json({"id": created, "status": "queued"}, 201)
 
 
@@ -806,6 +808,7 @@ def build_app(
         route = app.router.add_route(method, path, handler)
         if method == "GET":  # HEAD wherever GET is, as HTTP says
             route.resource.add_route("HEAD", handler)  # type: ignore[union-attr]
+    add_metrics_route(app, engine)  # observe: GET /metrics when the engine has metrics
     if settings.dashboard:
         app.middlewares.append(dashboard_middleware)
     return app
