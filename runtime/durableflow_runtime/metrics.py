@@ -376,5 +376,10 @@ def add_metrics_route(app: web.Application, engine: Engine) -> None:
 def build_observer(
     engine: Engine, *, step_name_limit: int = DEFAULT_STEP_NAME_LIMIT, tracing: str = "off"
 ) -> Observer:
-    """The host's observer: its metrics (``tracing`` is not served yet)."""
-    return Metrics(engine, step_name_limit=step_name_limit)
+    """The host's observer: metrics, and OpenTelemetry spans with ``tracing="otel"``."""
+    metrics = Metrics(engine, step_name_limit=step_name_limit)
+    if tracing != "otel":
+        return metrics
+    from .tracing import Tracing  # the otel extra: imported only when asked for
+
+    return Observers([metrics, Tracing(engine)])
