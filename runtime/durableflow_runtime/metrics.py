@@ -185,6 +185,7 @@ class Metrics(Observer):
         self.step_name_limit = step_name_limit
         self.cache_seconds = cache_seconds
         self._step_names: dict[str, set[str]] = {}
+        self._step_children: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {}
         self._read_at = -float("inf")
         self._reading: asyncio.Lock | None = None
         r = self.registry = CollectorRegistry()
@@ -298,15 +299,33 @@ class Metrics(Observer):
         status = step.status
         if status == "running":
             return  # cut off (suspension, shutdown, a lost lease): it runs again
-        name = self.step_label(workflow, step.name)
-        self.attempts.labels(workflow, name).inc()
+        children = self._step_children.get((workflow, step.name))
+        if children is None:
+            children = self._children(workflow, step.name)
+        attempts, failures, retries, duration = children
+        attempts.inc()
         if status != "complete":
-            self.failures.labels(workflow, name).inc()
+            failures.inc()
             if status == "retrying":
-                self.retries.labels(workflow, name).inc()
+                retries.inc()
         entry = step.attempt_log[-1] if step.attempt_log else None
         if entry is not None and entry.get("ended_at") is not None:
-            self.duration.labels(workflow, name).observe(entry["ended_at"] - entry["started_at"])
+            duration.observe(entry["ended_at"] - entry["started_at"])
+
+    def _children(self, workflow: str, step: str) -> tuple[Any, Any, Any, Any]:
+        """The labelled metrics of one step name (looked up once: ``labels()`` is not free)."""
+        name = self.step_label(workflow, step)
+        # the names folded into "other" are unbounded: cached once, under "other"
+        key = (workflow, step) if name != OTHER else (workflow, "\0other")
+        children = self._step_children.get(key)
+        if children is None:
+            children = self._step_children[key] = (
+                self.attempts.labels(workflow, name),
+                self.failures.labels(workflow, name),
+                self.retries.labels(workflow, name),
+                self.duration.labels(workflow, name),
+            )
+        return children
 
     def step_label(self, workflow: str, name: str) -> str:
         """``name``, or ``other`` once the workflow has ``step_name_limit`` other names."""

@@ -114,6 +114,8 @@ class Tracing(Observer):
         self.tracer = self.provider.get_tracer("durableflow", __version__)
         self._traceparents: dict[tuple[str, str], str] = {}
         self._open: dict[tuple[str, str], Span] = {}
+        #: Each open activation's traceparent, written into its steps' configs.
+        self._parents: dict[tuple[str, str], str] = {}
         engine.add_listener(self._changed)
 
     def created(self, workflow: str, id: str, traceparent: str | None) -> None:
@@ -152,14 +154,18 @@ class Tracing(Observer):
             },
         )
         self._open[key] = span
+        own = _traceparent(span)
+        if own is not None:
+            self._parents[key] = own
         token = otel_context.attach(trace.set_span_in_context(span))
-        return (key, span, token, _traceparent(span))
+        return (key, span, token)
 
     def activation_ended(self, token: Any) -> None:
-        key, span, attached, _ = token
+        key, span, attached = token
         otel_context.detach(attached)
         if self._open.get(key) is span:
             del self._open[key]
+            self._parents.pop(key, None)
         if not span.is_recording():
             return
         attributes = getattr(span, "attributes", None) or {}
@@ -178,8 +184,7 @@ class Tracing(Observer):
             span.set_status(Status(StatusCode.ERROR, "the instance errored"))
 
     def step_started(self, workflow: str, id: str, step: StepRow) -> Any:
-        current = trace.get_current_span()
-        traceparent = _traceparent(current) if current.get_span_context().is_valid else None
+        traceparent = self._parents.get((workflow, id))
         if traceparent is not None and step.config is not None:
             step.config[TRACE_KEY] = traceparent  # stored with the attempt's outcome
         span = self.tracer.start_span(

@@ -10,7 +10,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+
+from durableflow_runtime.engine import Engine
+from durableflow_runtime.metrics import Metrics
+from durableflow_runtime.store.base import StepRow
+from durableflow_runtime.store.sqlite import SqliteStore
 
 from .conftest import PG_DSN, HostFactory, _pg, copy_project, require_postgres
 
@@ -93,7 +99,7 @@ async def test_metrics_after_a_workload(store: str, hosts: HostFactory, tmp_path
         assert v("durableflow_step_failures_total", workflow="flaky", step="fail") == 2
         assert v("durableflow_step_retries_total", workflow="flaky", step="fail") == 1
         assert v("durableflow_step_attempts_total", workflow="echo", step="greet") == 2
-        assert v("durableflow_step_failures_total", workflow="echo", step="greet") is None
+        assert v("durableflow_step_failures_total", workflow="echo", step="greet") == 0
         assert v("durableflow_step_duration_seconds_count", workflow="echo", step="greet") == 2
         assert v("durableflow_step_duration_seconds_count", workflow="sleeper", step="after") == 1
         # the sleeper's wake-up was claimed after its wake time
@@ -120,3 +126,21 @@ async def test_metrics_after_a_workload(store: str, hosts: HostFactory, tmp_path
 
 async def _pause() -> None:
     await asyncio.sleep(0.05)
+
+
+def test_step_names_over_the_limit_fold_into_other(tmp_path: Path) -> None:
+    """Step names beyond ``step_name_limit`` per workflow are counted under ``other``."""
+    engine = Engine(SqliteStore(tmp_path / "unused.db"), [])
+    metrics = Metrics(engine, step_name_limit=2)
+    for name in ("a", "b", "c", "d", "a"):
+        row = StepRow(name, 1, 0, "do", "complete", attempts=1)
+        row.attempt_log.append({"started_at": 1.0, "ended_at": 1.5, "error": None})
+        metrics.step_ended("wf", "i", row, None)
+    samples = _samples(generate_latest(metrics.registry).decode())
+    attempts = {
+        dict(labels)["step"]: value
+        for (name, labels), value in samples.items()
+        if name == "durableflow_step_attempts_total"
+    }
+    assert attempts == {"a": 2, "b": 1, "other": 2}
+    assert _value(samples, "durableflow_step_duration_seconds_sum", workflow="wf", step="a") == 1.0
