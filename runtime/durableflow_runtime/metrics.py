@@ -15,6 +15,7 @@ listener (created and finished instances). The instance gauges come from one gro
 from __future__ import annotations
 
 import asyncio
+import logging
 import platform
 import time
 from collections.abc import Iterable, Sequence
@@ -49,6 +50,8 @@ __all__ = [
     "Observers",
     "add_metrics_route",
 ]
+
+log = logging.getLogger("durableflow.host")
 
 METRICS_PATH = "/metrics"
 #: Distinct step names per workflow that get their own label; the rest fold into "other".
@@ -387,9 +390,16 @@ def metrics_of(observer: Observer) -> Metrics | None:
 def add_metrics_route(app: web.Application, engine: Engine) -> None:
     """Serve ``GET /metrics`` on ``app`` when the engine has metrics."""
     metrics = metrics_of(engine.observer)
-    if metrics is not None:
-        route = app.router.add_route("GET", METRICS_PATH, metrics.handle)
-        route.resource.add_route("HEAD", metrics.handle)  # type: ignore[union-attr]
+    if metrics is None:
+        return
+    if any(r.canonical == METRICS_PATH for r in app.router.resources()):
+        # the user's app factory serves its own /metrics: theirs wins, ours is not served
+        log.warning(
+            "the app already has a route on %s: the host's metrics are not served", METRICS_PATH
+        )
+        return
+    route = app.router.add_route("GET", METRICS_PATH, metrics.handle)
+    route.resource.add_route("HEAD", metrics.handle)  # type: ignore[union-attr]
 
 
 def build_observer(

@@ -10,11 +10,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from durableflow_runtime.engine import Engine
 from durableflow_runtime.metrics import Metrics
+from durableflow_runtime.server import ApiSettings, build_app
 from durableflow_runtime.store.base import StepRow
 from durableflow_runtime.store.sqlite import SqliteStore
 
@@ -144,3 +146,22 @@ def test_step_names_over_the_limit_fold_into_other(tmp_path: Path) -> None:
     }
     assert attempts == {"a": 2, "b": 1, "other": 2}
     assert _value(samples, "durableflow_step_duration_seconds_sum", workflow="wf", step="a") == 1.0
+
+
+def test_an_app_factory_with_its_own_metrics_route_keeps_it(tmp_path: Path) -> None:
+    """A user app that already serves /metrics keeps its route; the host adds none."""
+
+    async def theirs(request: web.Request) -> web.Response:
+        return web.Response(text="theirs")
+
+    user_app = web.Application()
+    user_app.router.add_get("/metrics", theirs)
+    engine = Engine(SqliteStore(tmp_path / "unused.db"), [])
+    engine.observer = Metrics(engine)
+    app = build_app(engine, ApiSettings(), app=user_app)
+    handlers = [
+        route.handler
+        for route in app.router.routes()
+        if route.resource is not None and route.resource.canonical == "/metrics"
+    ]
+    assert theirs in handlers and len(handlers) == 2  # GET and the HEAD aiohttp adds
