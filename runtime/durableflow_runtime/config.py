@@ -20,6 +20,8 @@ is one line naming the file, the key and what was expected::
     idle_timeout = "30 seconds"        # close a connection with no request after this
     max_connections = 1000             # open connections at most
     log_format = "text"                # or "json": one JSON object per log record
+    tracing = "off"                    # or "otel": OpenTelemetry spans (extra durableflow[otel])
+    metrics_step_names = 100           # step names per workflow with their own metrics label
 
     [[workflows]]
     name = "order-processing"
@@ -88,7 +90,10 @@ _SERVER_KEYS = (
     "idle_timeout",
     "max_connections",
     "log_format",
+    "tracing",
+    "metrics_step_names",
 )
+TRACING_MODES = ("off", "otel")
 DEFAULT_IDLE_TIMEOUT = 30.0
 DEFAULT_MAX_CONNECTIONS = 1000
 LOG_FORMATS = ("text", "json")
@@ -119,6 +124,9 @@ class ServerConfig:
             (waiting for its first request's headers, or between requests).
         max_connections: Open connections at most (see :mod:`.guard`).
         log_format: ``"text"`` lines or ``"json"`` objects, one per log record.
+        tracing: ``"otel"``: OpenTelemetry spans per activation and step attempt.
+        metrics_step_names: Distinct step names per workflow that get their own label in
+            ``/metrics``; later names are counted as ``other``.
     """
 
     host: str = "127.0.0.1"
@@ -130,6 +138,13 @@ class ServerConfig:
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     log_format: str = "text"
+    tracing: str = "off"
+    metrics_step_names: int = 100
+
+    @property
+    def observe(self) -> dict[str, Any]:
+        """The settings of the host's observer (metrics and tracing)."""
+        return {"tracing": self.tracing, "step_name_limit": self.metrics_step_names}
 
     @property
     def url(self) -> str:
@@ -377,6 +392,17 @@ def load_config(path: Path | None = None) -> Config:
             f"{path}: server.log_format must be one of {', '.join(map(repr, LOG_FORMATS))}, "
             f"not {log_format!r}"
         )
+    tracing = server_table.get("tracing", "off")
+    if tracing not in TRACING_MODES:
+        raise ConfigError(
+            f"{path}: server.tracing must be one of {', '.join(map(repr, TRACING_MODES))}, "
+            f"not {tracing!r}"
+        )
+    step_names = server_table.get("metrics_step_names", 100)
+    if isinstance(step_names, bool) or not isinstance(step_names, int) or step_names < 1:
+        raise ConfigError(
+            f"{path}: server.metrics_step_names must be a positive integer, not {step_names!r}"
+        )
     server = ServerConfig(
         host=host,
         port=port,
@@ -387,6 +413,8 @@ def load_config(path: Path | None = None) -> Config:
         idle_timeout=idle_timeout,
         max_connections=max_connections,
         log_format=log_format,
+        tracing=tracing,
+        metrics_step_names=step_names,
     )
 
     entries = _expect(data.get("workflows", []), list, path, "[[workflows]]", "an array of tables")

@@ -28,6 +28,7 @@ from durableflow import StoreUnavailableError, ValidationError
 from .config import Config, ConfigError, build_specs, load_main_module, load_workflow_classes
 from .engine import Engine
 from .guard import ConnectionGuard, GuardedSite, effective_connection_limit
+from .metrics import build_observer  # observe: metrics and tracing
 from .retention import RetentionSweeper
 from .server import API_ROUTES, ApiSettings, build_app, mount_user_app, workflow_info
 from .store.base import open_store, redact_url
@@ -162,6 +163,7 @@ class Host:
                 store_options["unavailable_timeout"] = config.unavailable_timeout
             store = open_store(url, **store_options)
             engine = Engine(store, specs)
+            engine.observer = build_observer(engine, **config.server.observe)  # observe:
         except ValidationError as exc:
             raise StartupError(exc.message) from exc
         self.settings.workflows = workflow_info(
@@ -247,6 +249,7 @@ class Host:
         await self._stop_sweeper()
         if self.engine is not None:
             await self.engine.stop(self.options.grace)
+            self.engine.observer.close()  # observe: flush buffered spans
             self.engine = None
 
 

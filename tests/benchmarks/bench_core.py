@@ -28,6 +28,28 @@ from durableflow import WorkflowEntrypoint, WorkflowEvent, WorkflowStep
 from durableflow_runtime.engine import Engine, WorkflowSpec
 from durableflow_runtime.store.sqlite import SqliteStore
 
+#: What watches the engine (``--observe``): nothing, as the default engine; the host's
+#: Prometheus metrics; or metrics and OpenTelemetry spans (to a provider with no exporter,
+#: so the figure is the spans' own cost).
+OBSERVE = "off"
+
+
+def _observed(engine: Engine) -> Engine:
+    if OBSERVE == "off":
+        return engine
+    from durableflow_runtime.metrics import Metrics, Observers
+
+    metrics = Metrics(engine)
+    if OBSERVE == "metrics":
+        engine.observer = metrics
+    else:
+        from opentelemetry.sdk.trace import TracerProvider
+
+        from durableflow_runtime.tracing import Tracing
+
+        engine.observer = Observers([metrics, Tracing(engine, TracerProvider())])
+    return engine
+
 
 async def _noop() -> int:
     return 1
@@ -83,7 +105,7 @@ async def thread_handoff(path: Path, n: int) -> float:
 async def sequential_steps(path: Path, steps: int, commit: str) -> float:
     """Seconds per step of one instance running ``steps`` no-op steps one after another."""
     store = SqliteStore(path, commit=commit)  # type: ignore[arg-type]
-    async with Engine(store, [WorkflowSpec("seq", Sequential)]) as engine:
+    async with _observed(Engine(store, [WorkflowSpec("seq", Sequential)])) as engine:
         start = time.perf_counter()
         [iid] = await engine.create("seq", [(None, steps)])
         output = await engine.result("seq", iid, timeout=300)
@@ -95,7 +117,8 @@ async def sequential_steps(path: Path, steps: int, commit: str) -> float:
 async def concurrent_instances(path: Path, instances: int, steps: int, commit: str) -> float:
     """Seconds for ``instances`` instances of ``steps`` no-op steps, all created at once."""
     store = SqliteStore(path, commit=commit)  # type: ignore[arg-type]
-    async with Engine(store, [WorkflowSpec("seq", Sequential)], max_concurrency=500) as engine:
+    engine = _observed(Engine(store, [WorkflowSpec("seq", Sequential)], max_concurrency=500))
+    async with engine:
         done = asyncio.Event()
         finished = 0
 
@@ -139,7 +162,7 @@ async def main(args: argparse.Namespace) -> None:
     med = {k: statistics.median(v) for k, v in figures.items()}
     bare = med["bare"]
     loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
-    print(f"event loop: {loop_name}")
+    print(f"event loop: {loop_name}   observe: {OBSERVE}")
     print(f"machine reference (median of {rounds} alternating rounds)")
     print(f"  bare SQLite INSERT+COMMIT (WAL, NORMAL)   {bare * 1e6:8.1f} us/commit")
     print(f"  same commit on a writer thread, awaited   {med['handoff'] * 1e6:8.1f} us/commit")
@@ -166,7 +189,15 @@ def _run() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny counts (a smoke run)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per figure")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    parser.add_argument(
+        "--observe",
+        choices=["off", "metrics", "otel"],
+        default="off",
+        help="engine hooks: none (default), the host's metrics, metrics and spans",
+    )
     args = parser.parse_args()
+    global OBSERVE
+    OBSERVE = args.observe
     if args.loop == "uvloop":
         try:
             import uvloop

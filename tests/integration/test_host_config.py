@@ -195,3 +195,21 @@ def test_storage_unavailable_timeout(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as info:
             load_config(_project(tmp_path, toml))
         assert fragment in info.value.message, info.value.message
+
+
+def test_server_tracing_and_metrics_step_names(tmp_path: Path) -> None:
+    """[server] tracing is "off" or "otel" and metrics_step_names a positive integer
+    (defaults "off" and 100); anything else is a ConfigError naming the key."""
+    server = load_config(_project(tmp_path, MINIMAL)).server
+    assert (server.tracing, server.metrics_step_names) == ("off", 100)
+    toml = MINIMAL + '\n[server]\ntracing = "otel"\nmetrics_step_names = 20\n'
+    server = load_config(_project(tmp_path, toml)).server
+    assert server.observe == {"tracing": "otel", "step_name_limit": 20}
+    for line, fragment in (
+        ('tracing = "jaeger"', "server.tracing must be one of 'off', 'otel'"),
+        ("metrics_step_names = 0", "server.metrics_step_names must be a positive integer"),
+        ("metrics_step_names = true", "server.metrics_step_names must be a positive integer"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            load_config(_project(tmp_path, MINIMAL + f"\n[server]\n{line}\n"))
+        assert fragment in info.value.message, info.value.message

@@ -283,6 +283,22 @@ async def test_claim_work_brings_each_row_and_history(store: Store) -> None:
     await store.put_step(a.lease, step("u", 2))  # the claimed lease is current
 
 
+async def test_instance_counts_group_by_workflow_and_status_with_due(store: Store) -> None:
+    """instance_counts counts instances per workflow and status in one query, and how many
+    of them are due (run_at passed) at the given time."""
+    assert await store.instance_counts(T0) == []
+    await create(store, "a", "b", "c")  # queued at T0, T0+1, T0+2
+    await create(store, "x", workflow="other", at=T0 + 100)
+    [lease] = await store.claim(T0, 1)  # a: running
+    await store.finish(lease, "complete", b"1", None, T0 + 1)
+    counts = {(c.workflow, c.status): (c.count, c.due) for c in await store.instance_counts(T0 + 1)}
+    assert counts == {
+        ("wf", "complete"): (1, 0),
+        ("wf", "queued"): (2, 1),  # b is due at T0+1, c not yet
+        ("other", "queued"): (1, 0),
+    }
+
+
 async def test_next_run_at_is_the_earliest_run_at(store: Store) -> None:
     """next_run_at is None with nothing scheduled, else the earliest run_at."""
     assert await store.next_run_at() is None

@@ -28,6 +28,7 @@ from durableflow._serde import describe_structure_error, dumps, loads, structure
 from durableflow._types import STATUSES, check_id
 
 from ..clock import Clock, RealClock
+from ..metrics import NO_OBSERVER, Observer  # observe: the hooks' interface
 from ..store.base import FINAL_STATUSES, FINISHED, ControlAction, InstanceRow, NewInstance, Store
 from ._bindings import Bindings, EngineWorkflow
 from ._records import InstanceRecord
@@ -101,6 +102,7 @@ class Engine:
         self.scheduler = Scheduler(self)
         self._listeners: list[Callable[[str, str, str | None], None]] = []
         self._started = False
+        self.observer: Observer = NO_OBSERVER  # observe: the host installs metrics/tracing
 
     # --- life cycle -------------------------------------------------------------------
     async def start(self) -> None:

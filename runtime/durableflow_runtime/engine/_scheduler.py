@@ -34,6 +34,9 @@ def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
     return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
+_UNOBSERVED = object()  # observe: an activation that never started
+
+
 class Scheduler:
     """Claims runnable instances from the engine's store and runs each in an activation.
 
@@ -96,7 +99,9 @@ class Scheduler:
             free = engine.max_concurrency - self._running
             if free > 0:
                 try:
+                    claim_started = engine.observer.claim_started()  # observe: claim latency
                     claimed = await store.claim_work(clock.now(), free)
+                    engine.observer.claimed(claim_started, claimed, clock.now())  # observe:
                 except StoreUnavailableError as exc:
                     # a full disk or an outage: one line, not a traceback a second
                     if str(exc) != store_fault:
@@ -166,10 +171,12 @@ class Scheduler:
         engine = self.engine
         lease, row = work.lease, work.row
         key = (lease.workflow, lease.id)
+        observed: Any = _UNOBSERVED  # observe: the activation's token
         try:
             if previous is not None and not previous.done():
                 await asyncio.wait([previous])  # a cancelled activation of the same instance
             act = _Activation(engine, spec, lease, work.steps, row.generation, row.pause_requested)
+            observed = engine.observer.activation_started(spec.name, lease.id, work)  # observe:
             self.active[key] = act
             engine.notify(lease.workflow, lease.id, "running")
             act.task = asyncio.current_task()
@@ -186,6 +193,8 @@ class Scheduler:
                 now = engine.clock.now()
                 await engine.store.suspend(lease, now + RETRY_AFTER, (), now)
         finally:
+            if observed is not _UNOBSERVED:
+                engine.observer.activation_ended(observed)  # observe: activation over
             active = self.active.get(key)
             if active is not None and active.lease == lease:
                 active.drop_parked()
@@ -266,5 +275,7 @@ class Scheduler:
                 outcome, error = "errored", exc
                 data = None
         info = _error_info(error) if error is not None else None
-        await self.engine.store.finish(lease, outcome, data, info, now)
+        await self.engine.observer.commit(  # observe: commit latency
+            self.engine.store.finish(lease, outcome, data, info, now)
+        )
         self.engine.notify(lease.workflow, lease.id, outcome)

@@ -91,6 +91,8 @@ class _EngineStep(WorkflowStep):
             act.check_stop()
             attempt, entry = self._begin_attempt(call)
             act.begin()
+            observer = act.engine.observer
+            observed = observer.step_started(act.spec.name, act.lease.id, call.step)  # observe:
             progressed = False
             try:
                 value, failure = await self._attempt(call, attempt)
@@ -105,6 +107,7 @@ class _EngineStep(WorkflowStep):
                 progressed = True
                 return value
             finally:
+                observer.step_ended(act.spec.name, act.lease.id, call.step, observed)  # observe:
                 act.end(progressed)
 
     def _replay_do(self, step: StepRow, result_type: Any) -> Any:
@@ -202,7 +205,7 @@ class _EngineStep(WorkflowStep):
         step.error = error
         step.status = "retrying"
         step.wake_at = now + delay
-        await act.engine.store.put_step(act.lease, step)
+        await act.engine.observer.commit(act.engine.store.put_step(act.lease, step))  # observe:
         return step.wake_at if delay > 0 else None
 
     async def _record_success(self, call: _DoCall, entry: dict[str, Any], value: Any) -> None:
@@ -222,7 +225,7 @@ class _EngineStep(WorkflowStep):
         step.output = data
         step.error = None
         step.ended_at = now
-        await act.engine.store.put_step(act.lease, step)
+        await act.engine.observer.commit(act.engine.store.put_step(act.lease, step))  # observe:
         act.engine.notify(act.spec.name, act.lease.id, None)
 
     async def _record_failure(

@@ -11,6 +11,7 @@ from durableflow import ValidationError
 from durableflow.web import ENV_KEY
 
 from ..engine import Engine
+from ..metrics import add_metrics_route  # observe: GET /metrics
 from ._base import ENGINE_KEY, SETTINGS_KEY, ApiSettings
 from ._dashboard import dashboard_middleware
 from ._handlers import API_ROUTES, workflow_info
@@ -50,6 +51,7 @@ def build_app(
         route = app.router.add_route(method, path, handler)
         if method == "GET":  # HEAD wherever GET is, as HTTP says
             route.resource.add_route("HEAD", handler)  # type: ignore[union-attr]
+    add_metrics_route(app, engine)  # observe: GET /metrics when the engine has metrics
     if settings.dashboard:
         app.middlewares.append(dashboard_middleware)
     return app

@@ -71,6 +71,7 @@ async def create_instance(request: web.Request) -> web.Response:
     body = await _object_body(request, ("id", "params"))
     instance_id = _instance_id(body.get("id", _ABSENT), "'id'")
     [created] = await _engine(request).create(name, [(instance_id, body.get("params"))])
+    _engine(request).observer.created(name, created, request.headers.get("traceparent"))  # observe:
     return _json({"id": created, "status": "queued"}, 201)
 
 

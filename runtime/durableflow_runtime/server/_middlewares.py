@@ -23,6 +23,7 @@ from durableflow import (
     WorkflowError,
 )
 
+from ..metrics import METRICS_PATH  # observe: GET /metrics
 from ._base import SETTINGS_KEY, ApiError, Handler, error_response, log
 
 
@@ -215,7 +216,7 @@ def _options(request: web.Request, origin: str | None, allowed: bool) -> web.Str
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Require ``Authorization: Bearer <token>`` on ``/api`` when a token is set."""
     token = request.config_dict[SETTINGS_KEY].token
-    if token and _is_api(request):
+    if token and (_is_api(request) or request.path == METRICS_PATH):  # observe: /metrics too
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
         # aiohttp hands undecodable header bytes over as surrogates: compare raw bytes

@@ -124,6 +124,12 @@ class Queries:
             f"SELECT {STEP_COLUMNS} FROM steps WHERE instance = ? ORDER BY seq"
         )
         self.next_run_at = "SELECT min(run_at) FROM instances WHERE run_at IS NOT NULL"
+        #: Instances per workflow and status, and per workflow how many of them are due
+        #: (``run_at`` at or before ``?``: runnable, not yet claimed); one pass, for metrics.
+        self.instance_counts = d.sql(
+            "SELECT workflow, status, count(*), count(CASE WHEN run_at <= ? THEN 1 END)"
+            " FROM instances GROUP BY workflow, status"
+        )
         #: Locks the row when the lease's epoch is current; its ``pause_requested``.
         self.fence = d.sql(
             f"SELECT pause_requested FROM instances WHERE key = ? AND epoch = ?{d.lock_row}"

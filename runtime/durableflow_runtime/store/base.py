@@ -26,6 +26,7 @@ __all__ = [
     "Claimed",
     "ControlAction",
     "EventRow",
+    "InstanceCount",
     "InstanceRow",
     "Lease",
     "LeaseLost",
@@ -126,6 +127,17 @@ class Claimed:
 
 
 @attrs.frozen
+class InstanceCount:
+    """How many instances of one workflow are in one status, and how many of those are due
+    (their ``run_at`` has passed: runnable, not yet claimed)."""
+
+    workflow: str
+    status: str
+    count: int
+    due: int
+
+
+@attrs.frozen
 class EventRow:
     """An event sent to an instance."""
 
@@ -211,6 +223,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def next_run_at(self) -> float | None:
         """The earliest ``run_at`` of any instance, or ``None``."""
+
+    @abc.abstractmethod
+    async def instance_counts(self, now: float) -> list[InstanceCount]:
+        """How many instances each workflow has in each status, and how many are due.
+
+        One grouped query (the metrics read it every few seconds).
+        """
 
     # --- writes by a running instance (fenced by its lease) ---------------------------
     @abc.abstractmethod

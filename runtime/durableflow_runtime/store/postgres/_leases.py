@@ -89,6 +89,7 @@ class Leases(GroupCommit):
                 continue  # released or claimed again meanwhile
             renewed, paused, epoch, status = state.get(lease.key, (False, False, None, None))
             if renewed:
+                self.stats["lease_renewals"] += 1  # observe: counted for /metrics
                 if paused and (lease.key, lease.epoch) not in self._pause_seen:
                     # a pause whose notification this host may have missed
                     self._pause_seen.add((lease.key, lease.epoch))

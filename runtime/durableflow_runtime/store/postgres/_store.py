@@ -39,6 +39,7 @@ from ..base import (
     Claimed,
     ControlAction,
     EventRow,
+    InstanceCount,
     InstanceRow,
     Lease,
     NewInstance,
@@ -181,6 +182,7 @@ class PostgresStore(Leases, Store):
             "writes": 0,
             "retries": 0,
             "leases_lost": 0,
+            "lease_renewals": 0,  # observe: read by /metrics
             "fenced": 0,
             "notifications": 0,
         }
@@ -389,6 +391,10 @@ class PostgresStore(Leases, Store):
             Claimed(lease, row, steps.get(lease.key, []))
             for lease, row in zip(leases, instances, strict=True)
         ]
+
+    async def instance_counts(self, now: float) -> list[InstanceCount]:
+        rows = await self._call(lambda conn: conn.fetch(Q.instance_counts, now))
+        return [InstanceCount(*row) for row in rows]
 
     async def next_run_at(self) -> float | None:
         value = await self._call(lambda conn: conn.fetchval(Q.next_run_at))

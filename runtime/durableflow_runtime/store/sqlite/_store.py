@@ -39,6 +39,7 @@ from ..base import (
     Claimed,
     ControlAction,
     EventRow,
+    InstanceCount,
     InstanceRow,
     Lease,
     LeaseLost,
@@ -306,6 +307,12 @@ class SqliteStore(GroupCommit, Store):
             return [Claimed(lease_of(row), row, steps.get(row.key, [])) for row in rows]
 
         return await self._write(op)
+
+    async def instance_counts(self, now: float) -> list[InstanceCount]:
+        def op(conn: sqlite3.Connection) -> list[InstanceCount]:
+            return [InstanceCount(*row) for row in conn.execute(Q.instance_counts, (now,))]
+
+        return await self._read(op)
 
     async def next_run_at(self) -> float | None:
         def op(conn: sqlite3.Connection) -> float | None:
