@@ -103,6 +103,10 @@ async def test_list_filters_by_id_prefix_and_created_range(api: Api) -> None:
     assert found == {"instances": [], "next_cursor": None}
     found = await api.ok("GET", f"{path}?id_prefix=flt&limit=1&created_after=2000-01-01T00:00Z")
     assert len(found["instances"]) == 1 and found["next_cursor"] is not None
+    # a prefix no id can start with (a NUL byte, a space) finds nothing, on both stores
+    for prefix in ("%00flt", "flt%20a", "%C3%B1"):
+        found = await api.ok("GET", f"{path}?id_prefix={prefix}")
+        assert found == {"instances": [], "next_cursor": None}, prefix
     for query in ("created_after=yesterday", "created_before=", "id_prefix="):
         status, answer = await api.call("GET", f"{path}?{query}")
         assert status == 400 and answer["error"]["code"] == "invalid_request", query

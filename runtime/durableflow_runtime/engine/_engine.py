@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -37,6 +38,9 @@ from ._spec import RESERVED_INSTANCE_IDS, InstanceHooks, Limits, WorkflowSpec
 
 if TYPE_CHECKING:
     from ._activation import _Activation
+
+
+_ID_PREFIX = re.compile(r"[A-Za-z0-9_-]+")  # the characters of an instance id
 
 
 def _parse_time(value: str | None, name: str) -> float | None:
@@ -363,6 +367,9 @@ class Engine:
             after = min(int(cursor), 2**63 - 1)
         if id_prefix is not None and not 1 <= len(id_prefix) <= 100:
             raise ValidationError("id_prefix must be 1 to 100 characters")
+        if id_prefix is not None and not _ID_PREFIX.fullmatch(id_prefix):
+            # no id holds other characters (and PostgreSQL text cannot hold a NUL)
+            return [], None
         rows = await self.store.list_instances(
             workflow,
             status=status,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,6 +35,10 @@ from ._requests import (
 )
 
 log = logging.getLogger("durableflow.server")
+
+#: Any finite age is a question with an answer ("older than a million years": none); the
+#: bound is the OpenAPI document's (1e300 milliseconds), so what it accepts, this does.
+MAX_PRUNE_AGE = 1.000001e297  # a hair above, for the rounding of 1e300 ms to seconds
 
 #: Longest wait a client may ask of ``GET .../result?timeout=`` (seconds).
 MAX_RESULT_WAIT = 300.0
@@ -266,8 +269,7 @@ async def prune_instances(request: web.Request) -> web.Response:
             "'older_than' must be a duration such as \"7 days\" or a number of "
             f"milliseconds; it {given}",
         )
-    # any finite age is a question with an answer ("older than a million years": none)
-    seconds = to_seconds(older_than, what="older_than", maximum=math.inf)
+    seconds = to_seconds(older_than, what="older_than", maximum=MAX_PRUNE_AGE)
     filters: dict[str, str] = {}
     for key in ("status", "workflow"):
         value = body.get(key, _ABSENT)
