@@ -93,9 +93,6 @@ class Observer:
     def step_ended(self, workflow: str, id: str, step: StepRow, token: Any) -> None:
         """The attempt is over; ``step.status`` says how (``running``: cut off)."""
 
-    def created(self, workflow: str, id: str, traceparent: str | None) -> None:
-        """An instance was created over HTTP, with the request's W3C ``traceparent``."""
-
     def close(self) -> None:
         """The host stops: flush what is buffered."""
 
@@ -135,10 +132,6 @@ class Observers(Observer):
     def step_ended(self, workflow: str, id: str, step: StepRow, token: Any) -> None:
         for o, t in zip(reversed(self.observers), reversed(token), strict=True):
             o.step_ended(workflow, id, step, t)
-
-    def created(self, workflow: str, id: str, traceparent: str | None) -> None:
-        for o in self.observers:
-            o.created(workflow, id, traceparent)
 
     def close(self) -> None:
         for o in self.observers:

@@ -9,11 +9,10 @@ children.
   that ran a step attempt. The link is kept where it costs nothing extra: the step's stored
   config (``config["trace"]``, a W3C ``traceparent`` string), written with the attempt's
   result anyway.
-* **From the create request:** a ``traceparent`` header on ``POST .../instances`` makes the
-  instance's first activation a child of the caller's span. That header is kept in this
-  host's memory until the first activation, which is almost always on the same host within
-  milliseconds; a first activation elsewhere (another PostgreSQL host) or after a restart
-  starts a new trace.
+* **From the create request:** a ``traceparent`` header on ``POST .../instances`` (or the
+  batch) makes the instance's first activation a child of the caller's span. The header
+  is stored with the instance (column ``trace``), so this holds whichever host runs the
+  first activation, and after a restart.
 * **Exporter:** a ``TracerProvider`` the user installed (``opentelemetry-instrument``,
   their own ``trace.set_tracer_provider``) is used as is; otherwise the host builds one from
   the standard environment: ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES`` and
@@ -112,19 +111,17 @@ class Tracing(Observer):
     def __init__(self, engine: Engine, provider: trace.TracerProvider | None = None) -> None:
         self.provider = provider or provider_from_env()
         self.tracer = self.provider.get_tracer("durableflow", __version__)
-        self._traceparents: dict[tuple[str, str], str] = {}
         self._open: dict[tuple[str, str], Span] = {}
         #: Each open activation's traceparent, written into its steps' configs.
         self._parents: dict[tuple[str, str], str] = {}
         engine.add_listener(self._changed)
 
-    def created(self, workflow: str, id: str, traceparent: str | None) -> None:
-        if traceparent:
-            self._traceparents[(workflow, id)] = traceparent
-
     def activation_started(self, workflow: str, id: str, work: Claimed) -> Any:
         key = (workflow, id)
-        traceparent = self._traceparents.pop(key, None)
+        # the creator's trace context, stored with the instance (any host, any restart);
+        # only the first activation is its child, later ones link to the one before
+        first = not any(TRACE_KEY in (s.config or {}) for s in work.steps)
+        traceparent = work.row.trace if first else None
         # never the scheduler's context: a trace is the instance's, not the host's
         parent = (
             _PROPAGATOR.extract({"traceparent": traceparent})

@@ -131,6 +131,20 @@ def step(name: str, seq: int, status: StepStatus = "running", **fields: Any) -> 
 # --- instances --------------------------------------------------------------------------
 
 
+async def test_the_creators_trace_context_is_stored_and_claimed(store: Store) -> None:
+    """A creator's traceparent is kept with the instance and comes back with its claim, so
+    its first activation's span has that parent on any host and after a restart."""
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    await store.create_instances([NewInstance("wf", "t", None, T0, trace=parent)])
+    row = await store.get_instance("wf", "t")
+    assert row is not None and row.trace == parent
+    [work] = await store.claim_work(T0 + 1, 10)
+    assert work.row.trace == parent
+    await create(store, "plain")
+    plain = await store.get_instance("wf", "plain")
+    assert plain is not None and plain.trace is None
+
+
 async def test_create_then_get_returns_the_stored_row(store: Store) -> None:
     """A created instance is queued, runnable at its creation time, with its params."""
     await create(store, "a")

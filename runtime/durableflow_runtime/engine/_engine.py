@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from durableflow import (
     ErrorInfo,
     InstanceFailedError,
@@ -39,6 +41,8 @@ from ._spec import RESERVED_INSTANCE_IDS, InstanceHooks, Limits, WorkflowSpec
 if TYPE_CHECKING:
     from ._activation import _Activation
 
+
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 _ID_PREFIX = re.compile(r"[A-Za-z0-9_-]+")  # the characters of an instance id
 
@@ -219,13 +223,26 @@ class Engine:
             )
         return NewInstance(workflow, instance_id, data, self.clock.now())
 
-    async def create(self, workflow: str, items: Sequence[tuple[str | None, Any]]) -> list[str]:
-        """Create instances (all or none); returns their ids."""
+    async def create(
+        self,
+        workflow: str,
+        items: Sequence[tuple[str | None, Any]],
+        *,
+        traceparent: str | None = None,
+    ) -> list[str]:
+        """Create instances (all or none); returns their ids.
+
+        ``traceparent`` (a W3C trace context header, kept when well formed) is stored with
+        each instance, so its first activation's span is a child of the creator's, on any
+        host and after a restart.
+        """
         if len(items) > self.limits.max_batch:
             raise LimitExceededError(
                 f"a batch holds at most {self.limits.max_batch} instances, not {len(items)}"
             )
         rows = [self.prepare(workflow, id, params) for id, params in items]
+        if traceparent is not None and _TRACEPARENT.fullmatch(traceparent):
+            rows = [attrs.evolve(r, trace=traceparent) for r in rows]
         ids = [r.id for r in rows]
         if len(set(ids)) != len(ids):
             dup = next(i for i in ids if ids.count(i) > 1)

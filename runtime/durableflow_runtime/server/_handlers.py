@@ -73,8 +73,11 @@ async def create_instance(request: web.Request) -> web.Response:
     name = _workflow(request)
     body = await _object_body(request, ("id", "params"))
     instance_id = _instance_id(body.get("id", _ABSENT), "'id'")
-    [created] = await _engine(request).create(name, [(instance_id, body.get("params"))])
-    _engine(request).observer.created(name, created, request.headers.get("traceparent"))  # observe:
+    [created] = await _engine(request).create(
+        name,
+        [(instance_id, body.get("params"))],
+        traceparent=request.headers.get("traceparent"),  # observe: the creator's trace
+    )
     return _json({"id": created, "status": "queued"}, 201)
 
 
@@ -113,7 +116,7 @@ async def create_batch(request: web.Request) -> web.Response:
         except ValidationError as exc:
             raise ValidationError(f"{where}: {exc.message}") from None
     try:
-        ids = await engine.create(name, items)
+        ids = await engine.create(name, items, traceparent=request.headers.get("traceparent"))
     except (InvalidParamsError, LimitExceededError) as exc:
         raise type(exc)(f"{_failing_entry(engine, name, items)}{exc.message}") from None
     return _json({"instances": [{"id": i, "status": "queued"} for i in ids]}, 201)

@@ -58,7 +58,7 @@ def _json(value: str | None) -> Any:
 
 INSTANCE_COLUMNS = (
     "key, workflow, id, status, params, output, error, created_at, started_at, ended_at, "
-    "run_at, epoch, generation, pause_requested"
+    "run_at, epoch, generation, pause_requested, trace"
 )
 """The columns :func:`instance_from_row` reads, in its order (both stores' schemas)."""
 
@@ -80,6 +80,7 @@ def instance_from_row(row: Sequence[Any]) -> InstanceRow:
         epoch=row[11],
         generation=row[12],
         pause_requested=bool(row[13]),
+        trace=row[14],
     )
 
 

@@ -75,6 +75,8 @@ class NewInstance:
     id: str
     params: bytes | None
     created_at: float
+    #: the W3C ``traceparent`` of the request that created it (its first activation's parent)
+    trace: str | None = None
 
 
 @attrs.define
@@ -95,6 +97,7 @@ class InstanceRow:
     epoch: int
     generation: int
     pause_requested: bool
+    trace: str | None = None
 
 
 @attrs.define

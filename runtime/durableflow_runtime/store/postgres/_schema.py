@@ -71,6 +71,10 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX instances_ended ON instances (ended_at) WHERE ended_at IS NOT NULL;
     """,
+    # 3: the traceparent of the request that created an instance (tracing)
+    """
+    ALTER TABLE instances ADD COLUMN trace text;
+    """,
 ]
 
 

@@ -302,14 +302,15 @@ class PostgresStore(Leases, Store):
 
         async def op(conn: Any) -> None:
             created = await conn.fetch(
-                "INSERT INTO instances (workflow, id, status, params, created_at, run_at)"
-                " SELECT v.w, v.i, 'queued', v.p, v.c, v.c FROM unnest($1::text[],"
-                " $2::text[], $3::text[], $4::float8[]) AS v(w, i, p, c)"
+                "INSERT INTO instances (workflow, id, status, params, created_at, run_at, trace)"
+                " SELECT v.w, v.i, 'queued', v.p, v.c, v.c, v.t FROM unnest($1::text[],"
+                " $2::text[], $3::text[], $4::float8[], $5::text[]) AS v(w, i, p, c, t)"
                 " ON CONFLICT (workflow, id) DO NOTHING RETURNING workflow, id",
                 [r.workflow for r in rows],
                 [r.id for r in rows],
                 [text(r.params) for r in rows],
                 [r.created_at for r in rows],
+                [r.trace for r in rows],
             )
             if len(created) != len(rows):
                 made = {(r[0], r[1]) for r in created}

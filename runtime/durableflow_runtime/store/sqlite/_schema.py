@@ -66,6 +66,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX instances_ended ON instances (ended_at) WHERE ended_at IS NOT NULL;
     CREATE INDEX events_by_instance ON events (instance);
     """,
+    # 3: the traceparent of the request that created an instance (tracing)
+    """
+    ALTER TABLE instances ADD COLUMN trace TEXT;
+    """,
 ]
 
 

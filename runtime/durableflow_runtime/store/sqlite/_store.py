@@ -214,13 +214,14 @@ class SqliteStore(GroupCommit, Store):
                     try:
                         conn.execute(
                             "INSERT INTO instances (workflow, id, status, params, created_at,"
-                            " run_at) VALUES (?, ?, 'queued', ?, ?, ?)",
+                            " run_at, trace) VALUES (?, ?, 'queued', ?, ?, ?, ?)",
                             (
                                 row.workflow,
                                 row.id,
                                 text(row.params),
                                 row.created_at,
                                 row.created_at,
+                                row.trace,
                             ),
                         )
                     except sqlite3.IntegrityError:
