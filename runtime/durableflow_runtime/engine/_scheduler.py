@@ -150,7 +150,12 @@ class Scheduler:
         spec = engine.workflows.get(lease.workflow)
         if spec is None:
             # e.g. a rolling deploy: a host with the workflow will take it
-            log.error("instance %s/%s: no workflow %r on this host", *key, lease.workflow)
+            log.error(
+                "instance %s/%s: no workflow %r on this host",
+                *key,
+                lease.workflow,
+                extra={"workflow": key[0], "instance": key[1]},
+            )
             now = engine.clock.now()
             future = engine.store.suspend(lease, now + RETRY_AFTER, (), now)
             future.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -188,7 +193,12 @@ class Scheduler:
         except Exception:
             # The engine or the store failed (not user code, whose errors end the
             # instance): leave it runnable a little later rather than stuck as running.
-            log.exception("instance %s/%s: activation failed; retrying in %ss", *key, RETRY_AFTER)
+            log.exception(
+                "instance %s/%s: activation failed; retrying in %ss",
+                *key,
+                RETRY_AFTER,
+                extra={"workflow": key[0], "instance": key[1]},
+            )
             with contextlib.suppress(Exception, LeaseLost):
                 now = engine.clock.now()
                 await engine.store.suspend(lease, now + RETRY_AFTER, (), now)
