@@ -157,6 +157,8 @@ async def test_a_foreign_host_name_is_refused_without_a_token(guarded: Api) -> N
         "POST", f"{BASE}/echo/instances", {"id": "rebind"}, headers={"Host": "evil.example"}
     )
     assert status == 403 and "Host" in answer["error"]["message"]
+    status, _ = await guarded.call("GET", "/metrics", headers={"Host": "evil.example"})
+    assert status == 403  # what the host runs is not for a rebound page to read either
     status, _ = await guarded.call("GET", "/healthz", headers={"Host": "evil.example"})
     assert status == 200
 

@@ -150,7 +150,7 @@ async def origin_middleware(request: web.Request, handler: Handler) -> web.Strea
 
     See the module docstring for why each rule exists.
     """
-    if not _is_api(request):
+    if not _is_api(request) and request.path != METRICS_PATH:
         return await handler(request)
     settings = request.config_dict[SETTINGS_KEY]
     # browsers always send Host; a request without one is not a rebound page
