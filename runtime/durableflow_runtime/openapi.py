@@ -134,6 +134,12 @@ _SCHEMAS: dict[str, Any] = {
                     "timeout": {"type": "number"},
                 },
             },
+            "counts": {
+                "type": "object",
+                "description": "GET /api/workflows/{name} only: how many stored instances "
+                "the workflow has in each status (statuses with none are left out).",
+                "additionalProperties": {"type": "integer", "minimum": 0},
+            },
         },
     },
     "WorkflowList": {
@@ -284,6 +290,86 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["status"],
         "properties": {"status": {"type": "string", "const": "ok"}},
+    },
+    "StepRef": {
+        "type": "object",
+        "required": ["name"],
+        "additionalProperties": False,
+        "description": "The count-th step called name of kind type, in the order the steps "
+        "started.",
+        "properties": {
+            "name": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 256,
+                "pattern": "^[^\\u0000-\\u001f\\u007f]*$",
+            },
+            "count": {"type": "integer", "minimum": 1, "default": 1},
+            "type": {"type": "string", "enum": ["do", "sleep", "wait_for_event"], "default": "do"},
+        },
+    },
+    "Restart": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "from": {
+                "oneOf": [_ref("StepRef"), {"type": "null"}],
+                "description": "Restart from this step: the history before it is kept, it "
+                "and every step started after it are dropped, with the events they "
+                "consumed. Absent or null: from the start. A step not in the history is "
+                "a 400.",
+            }
+        },
+    },
+    "BulkRequest": {
+        "type": "object",
+        "required": ["action"],
+        "additionalProperties": False,
+        "description": "Exactly one of ids and status.",
+        "properties": {
+            "action": {
+                "type": "string",
+                "enum": ["pause", "resume", "terminate", "restart", "delete"],
+            },
+            "ids": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 1000,
+                "items": {"type": "string", "pattern": _ID_PATTERN, "maxLength": 100},
+            },
+            "status": _ref("Status"),
+        },
+    },
+    "BulkResult": {
+        "type": "object",
+        "required": ["id", "result", "reason", "status"],
+        "properties": {
+            "id": {"type": "string"},
+            "result": {"type": "string", "enum": ["applied", "skipped"]},
+            "reason": {
+                "oneOf": [{"type": "string"}, {"type": "null"}],
+                "description": "Why it was skipped: not found, or what its status does not allow.",
+            },
+            "status": {
+                "oneOf": [_ref("Status"), {"type": "null"}],
+                "description": "Its status afterwards (null once deleted or not found).",
+            },
+        },
+    },
+    "BulkAnswer": {
+        "type": "object",
+        "required": ["action", "results", "applied", "skipped", "more"],
+        "properties": {
+            "action": {"type": "string"},
+            "results": {"type": "array", "items": _ref("BulkResult")},
+            "applied": {"type": "integer", "minimum": 0},
+            "skipped": {"type": "integer", "minimum": 0},
+            "more": {
+                "type": "boolean",
+                "description": "With status: more instances had it than this call took "
+                "(1,000 at most); call again.",
+            },
+        },
     },
     "Prune": {
         "type": "object",
@@ -453,7 +539,8 @@ def _document() -> dict[str, Any]:
         "/api/workflows/{name}": {
             "get": {
                 "operationId": "describeWorkflow",
-                "summary": "One workflow, with the JSON Schema of its params.",
+                "summary": "One workflow, with the JSON Schema of its params and its "
+                "instance counts per status.",
                 "tags": ["workflows"],
                 "parameters": [_NAME],
                 "responses": {
@@ -552,7 +639,18 @@ def _document() -> dict[str, Any]:
                     **_ok("200", "The instance.", "InstanceDetail"),
                     **_errors("401", "404"),
                 },
-            }
+            },
+            "delete": {
+                "operationId": "deleteInstance",
+                "summary": "Delete an instance in any status, with everything stored for it; "
+                "a running one stops first. Its id can be used again.",
+                "tags": ["instances"],
+                "parameters": [_NAME, _ID],
+                "responses": {
+                    "204": {"description": "Deleted."},
+                    **_writes("401", "404"),
+                },
+            },
         },
         "/api/workflows/{name}/instances/{id}/status": {
             "get": {
@@ -595,9 +693,30 @@ def _document() -> dict[str, Any]:
         ),
         "/api/workflows/{name}/instances/{id}/resume": _control("resume", "Resume a paused one."),
         "/api/workflows/{name}/instances/{id}/terminate": _control("terminate", "Stop for good."),
-        "/api/workflows/{name}/instances/{id}/restart": _control(
-            "restart", "Clear the history and run again from the start."
-        ),
+        "/api/workflows/{name}/instances/{id}/restart": {
+            "post": {
+                **_control("restart", "Run again: from the start, or from a step.")["post"],
+                "requestBody": {"required": False, "content": _json_content(_ref("Restart"))},
+                "responses": {
+                    **_ok("200", "The instance's status afterwards.", "InstanceRef"),
+                    **_writes("400", "401", "404", "409"),
+                },
+            }
+        },
+        "/api/workflows/{name}/instances/actions": {
+            "post": {
+                "operationId": "bulkAction",
+                "summary": "Pause, resume, terminate, restart or delete up to 1,000 instances, "
+                "by id or by status; one result per instance.",
+                "tags": ["instances"],
+                "parameters": [_NAME],
+                "requestBody": {"required": True, "content": _json_content(_ref("BulkRequest"))},
+                "responses": {
+                    **_ok("200", "What happened to each instance.", "BulkAnswer"),
+                    **_writes("400", "401", "404"),
+                },
+            }
+        },
         "/api/workflows/{name}/instances/{id}/events/{type}": {
             "post": {
                 "operationId": "sendEvent",

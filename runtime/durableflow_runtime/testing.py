@@ -76,6 +76,7 @@ class TestRuntime:
         max_concurrency: int,
         hooks: Callable[[str, str], InstanceHooks | None],
         on_created: Callable[[str, str], Awaitable[None]],
+        on_queued: Callable[[str, str], None] | None = None,
     ) -> None:
         self._idle = _IdleSignal()
         self.clock: VirtualClock | RealClock = (
@@ -88,11 +89,14 @@ class TestRuntime:
         self.engine.set_hooks(hooks)
         self.env = self.engine.env
         self._on_created = on_created
+        self._on_queued = on_queued
         self._tasks: set[asyncio.Task[None]] = set()
         self.engine.add_listener(self._created)
 
     def _created(self, workflow: str, id: str, status: str | None) -> None:
         if status == "queued":
+            if self._on_queued is not None:
+                self._on_queued(workflow, id)  # before anything can claim it
             task = asyncio.ensure_future(self._on_created(workflow, id))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -139,6 +143,19 @@ class TestRuntime:
 
     async def status(self, workflow: str, id: str) -> InstanceStatus:
         return await self.engine.status(workflow, id)
+
+    async def run_mark(self, workflow: str, id: str) -> tuple[int, int] | None:
+        """Which run of which instance is stored now: ``(key, generation)``, or ``None``."""
+        row = await self.engine.store.get_instance(workflow, id)
+        return None if row is None else (row.key, row.generation)
+
+    async def event_counts(self, workflow: str, id: str) -> dict[str, int]:
+        """How many events of each type are stored for the instance (taken or not)."""
+        row = await self.engine.store.get_instance(workflow, id)
+        counts: dict[str, int] = {}
+        for event in await self.engine.store.load_events(row.key) if row is not None else []:
+            counts[event.type] = counts.get(event.type, 0) + 1
+        return counts
 
     async def describe(self, workflow: str, id: str) -> dict[str, Any]:
         return InstanceDetail.from_record(await self.engine.describe(workflow, id)).to_json()

@@ -36,11 +36,14 @@ from ._errors import (
 from ._step import WorkflowStep
 from ._sync_client import SyncClient, SyncWorkflow, SyncWorkflowInstance
 from ._types import (
+    BulkAction,
+    BulkResult,
     CreateOptions,
     ErrorInfo,
     InstanceStatus,
     StatusName,
     StepContext,
+    StepRef,
     WorkflowEvent,
     WorkflowStepEvent,
 )
@@ -48,6 +51,8 @@ from ._types import (
 __all__ = [
     "AuthenticationError",
     "Backoff",
+    "BulkAction",
+    "BulkResult",
     "Client",
     "CreateOptions",
     "Duration",
@@ -73,6 +78,7 @@ __all__ = [
     "StepConfigDict",
     "StepContext",
     "StepFailedError",
+    "StepRef",
     "StepTimeoutError",
     "StorageFullError",
     "StoreUnavailableError",

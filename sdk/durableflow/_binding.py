@@ -10,7 +10,7 @@ import abc
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
-from ._types import CreateOptions, InstanceStatus
+from ._types import BulkAction, BulkResult, CreateOptions, InstanceStatus, StatusName, StepRef
 
 __all__ = ["Workflow", "WorkflowInstance"]
 
@@ -55,8 +55,28 @@ class WorkflowInstance(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def restart(self) -> None:
-        """Clear its history and run it again from the start, with the same params."""
+    async def restart(self, from_step: StepRef | dict[str, Any] | None = None) -> None:
+        """Run it again with the same params: from the start (its history cleared), or
+        from ``from_step`` (the history before that step kept, that step and every step
+        started after it dropped).
+
+        Args:
+            from_step: The step to run again from: a :class:`StepRef` or a
+                ``{"name", "count"?, "type"?}`` dict (count 1 and type ``"do"`` by default).
+
+        Raises:
+            ValidationError: ``from_step`` is malformed or not in the instance's history.
+        """
+
+    @abc.abstractmethod
+    async def delete(self) -> None:
+        """Delete it and everything stored for it, in any status; its id can be used again.
+
+        A running instance stops first: its in-flight attempt is abandoned.
+
+        Raises:
+            NotFoundError: No such instance.
+        """
 
     @abc.abstractmethod
     async def send_event(self, *, type: str, payload: Any = None) -> None:
@@ -107,3 +127,27 @@ class Workflow(abc.ABC, Generic[ParamsT]):
         Raises:
             NotFoundError: No such instance.
         """
+
+    @abc.abstractmethod
+    async def bulk(
+        self,
+        action: BulkAction,
+        ids: Sequence[str] | None = None,
+        status: StatusName | None = None,
+    ) -> list[BulkResult]:
+        """Apply ``action`` to up to 1,000 instances: the given ``ids``, or every instance
+        with ``status`` (exactly one of the two).
+
+        Each instance gets its own result: ``applied``, or ``skipped`` with the reason (an
+        unknown id, a status that does not allow the action).
+
+        Raises:
+            ValidationError: Both or neither of ``ids`` and ``status``, an unknown action
+                or status, or more than 1,000 ids.
+        """
+
+    async def delete_batch(self, ids: Sequence[str]) -> list[str]:
+        """Delete up to 1,000 instances; returns the ids that were deleted (unknown ids
+        are left out)."""
+        results = await self.bulk("delete", ids=ids)
+        return [r.id for r in results if r.result == "applied"]

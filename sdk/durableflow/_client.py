@@ -32,7 +32,7 @@ import aiohttp
 from . import _http
 from ._binding import Workflow, WorkflowInstance
 from ._http import Call, HostSettings
-from ._types import CreateOptions, InstanceStatus
+from ._types import BulkAction, BulkResult, CreateOptions, InstanceStatus, StatusName, StepRef
 
 __all__ = ["Client"]
 
@@ -170,8 +170,11 @@ class _HttpInstance(WorkflowInstance):
     async def terminate(self) -> None:
         await self._api.send(_http.action_call(self._path, "terminate"))
 
-    async def restart(self) -> None:
-        await self._api.send(_http.action_call(self._path, "restart"))
+    async def restart(self, from_step: StepRef | dict[str, Any] | None = None) -> None:
+        await self._api.send(_http.restart_call(self._path, from_step))
+
+    async def delete(self) -> None:
+        await self._api.send(_http.delete_call(self._path))
 
     async def send_event(self, *, type: str, payload: Any = None) -> None:
         await self._api.send(_http.event_call(self._path, type, payload))
@@ -208,6 +211,15 @@ class _HttpWorkflow(Workflow[P]):
             _http.list_call(self.name, status, limit, cursor)
         )
         return data
+
+    async def bulk(
+        self,
+        action: BulkAction,
+        ids: Sequence[str] | None = None,
+        status: StatusName | None = None,
+    ) -> list[BulkResult]:
+        data = await self._api.send(_http.bulk_call(self.name, action, ids, status))
+        return _http.bulk_results(data)
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r} at {self._api.url}>"

@@ -41,7 +41,15 @@ from ._errors import (
     WorkflowError,
 )
 from ._serde import unstructure
-from ._types import CreateOptions, ErrorInfo, InstanceStatus, check_id
+from ._types import (
+    BulkResult,
+    CreateOptions,
+    ErrorInfo,
+    InstanceStatus,
+    StepRef,
+    check_bulk,
+    check_id,
+)
 
 __all__ = [
     "Call",
@@ -50,14 +58,18 @@ __all__ = [
     "Work",
     "action_call",
     "batch_ids",
+    "bulk_call",
+    "bulk_results",
     "create_batch_call",
     "create_call",
+    "delete_call",
     "error_from",
     "event_call",
     "instance_path",
     "instances_path",
     "list_call",
     "one",
+    "restart_call",
     "result_polls",
     "status_call",
     "status_from",
@@ -276,6 +288,36 @@ def status_call(instance: str) -> Call:
 def action_call(instance: str, action: str) -> Call:
     """``pause``, ``resume``, ``terminate`` or ``restart``: sent once, never retried."""
     return Call("POST", f"{instance}/{action}")
+
+
+def restart_call(instance: str, from_step: object) -> Call:
+    """A restart, from the start or from a step (checked before anything is sent)."""
+    if from_step is None:
+        return action_call(instance, "restart")
+    ref = StepRef.parse(from_step)
+    return Call("POST", f"{instance}/restart", {"from": ref.to_json()})
+
+
+def delete_call(instance: str) -> Call:
+    """``DELETE`` an instance: a repeat finds it gone (404), so it is not retried."""
+    return Call("DELETE", instance)
+
+
+def bulk_call(workflow: str, action: object, ids: object, status: object) -> Call:
+    """A bulk action, checked before anything is sent."""
+    checked_action, id_list, checked_status = check_bulk(
+        action, list(ids) if isinstance(ids, Sequence) and not isinstance(ids, str) else ids, status
+    )
+    body: dict[str, Any] = {"action": checked_action}
+    if id_list is not None:
+        body["ids"] = id_list
+    else:
+        body["status"] = checked_status
+    return Call("POST", f"{instances_path(workflow)}/actions", body)
+
+
+def bulk_results(data: Mapping[str, Any]) -> list[BulkResult]:
+    return [BulkResult.from_json(r) for r in data["results"]]
 
 
 def event_call(instance: str, type: str, payload: Any) -> Call:

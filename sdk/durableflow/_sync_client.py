@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from . import _http
 from ._http import Call, HostSettings
-from ._types import CreateOptions, InstanceStatus
+from ._types import BulkAction, BulkResult, CreateOptions, InstanceStatus, StatusName, StepRef
 
 if TYPE_CHECKING:
     import httpx
@@ -154,9 +154,22 @@ class SyncWorkflowInstance:
         """
         self._api.send(_http.action_call(self._path, "terminate"))
 
-    def restart(self) -> None:
-        """Clear its history and run it again from the start, with the same params."""
-        self._api.send(_http.action_call(self._path, "restart"))
+    def restart(self, from_step: StepRef | dict[str, Any] | None = None) -> None:
+        """Run it again with the same params: from the start, or from ``from_step``
+        (see :meth:`durableflow.WorkflowInstance.restart`).
+
+        Raises:
+            ValidationError: ``from_step`` is malformed or not in the instance's history.
+        """
+        self._api.send(_http.restart_call(self._path, from_step))
+
+    def delete(self) -> None:
+        """Delete it and everything stored for it; its id can be used again.
+
+        Raises:
+            NotFoundError: No such instance.
+        """
+        self._api.send(_http.delete_call(self._path))
 
     def send_event(self, *, type: str, payload: Any = None) -> None:
         """Deliver an event; the first ``wait_for_event`` for ``type`` takes it."""
@@ -225,6 +238,21 @@ class SyncWorkflow(Generic[P]):
         """One page of instances, newest first: ``{"instances": [...], "next_cursor"}``."""
         data: dict[str, Any] = self._api.send(_http.list_call(self.name, status, limit, cursor))
         return data
+
+    def bulk(
+        self,
+        action: BulkAction,
+        ids: Sequence[str] | None = None,
+        status: StatusName | None = None,
+    ) -> list[BulkResult]:
+        """Apply ``action`` to up to 1,000 instances, by ``ids`` or by ``status``; one
+        result per instance (see :meth:`durableflow.Workflow.bulk`)."""
+        data = self._api.send(_http.bulk_call(self.name, action, ids, status))
+        return _http.bulk_results(data)
+
+    def delete_batch(self, ids: Sequence[str]) -> list[str]:
+        """Delete up to 1,000 instances; returns the ids that were deleted."""
+        return [r.id for r in self.bulk("delete", ids=ids) if r.result == "applied"]
 
     def __repr__(self) -> str:
         return f"<SyncWorkflow {self.name!r} at {self._api.url}>"

@@ -12,14 +12,21 @@ from ._config import ResolvedStepConfig
 from ._errors import ValidationError
 
 __all__ = [
+    "BULK_ACTIONS",
+    "MAX_BULK",
     "STATUSES",
+    "BulkAction",
+    "BulkResult",
     "CreateOptions",
     "ErrorInfo",
     "InstanceStatus",
     "StatusName",
     "StepContext",
+    "StepRef",
+    "StepRefType",
     "WorkflowEvent",
     "WorkflowStepEvent",
+    "check_bulk",
     "check_id",
     "check_step_name",
 ]
@@ -118,6 +125,133 @@ class CreateOptions(Generic[ParamsT]):
 
     id: str | None = None
     params: ParamsT | None = None
+
+
+StepRefType: TypeAlias = Literal["do", "sleep", "wait_for_event"]
+_STEP_REF_TYPES: tuple[StepRefType, ...] = get_args(StepRefType)
+
+
+@attrs.frozen
+class StepRef:
+    """A step of an instance's history, as ``restart(from_step=...)`` names it.
+
+    The ``count``-th step called ``name`` of kind ``type`` in the order the steps started
+    (Cloudflare's ``{name, count, type}``).
+
+    Attributes:
+        name: The step's name.
+        count: Which occurrence of that name (1-based).
+        type: ``"do"``, ``"sleep"`` or ``"wait_for_event"``.
+    """
+
+    name: str
+    count: int = 1
+    type: StepRefType = "do"
+
+    @classmethod
+    def parse(cls, value: object, *, where: str = "from_step") -> StepRef:
+        """A ``StepRef`` from itself or a ``{"name", "count"?, "type"?}`` dict.
+
+        Raises:
+            ValidationError: Something else, an unknown key, or a bad field (naming it).
+        """
+        if isinstance(value, StepRef):
+            fields: dict[str, Any] = attrs.asdict(value)
+        elif isinstance(value, dict):
+            unknown = sorted(set(value) - {"name", "count", "type"})
+            if unknown:
+                raise ValidationError(f"unknown key(s) in {where}: {', '.join(unknown)}")
+            if "name" not in value:
+                raise ValidationError(f"{where} needs a 'name'")
+            fields = {"count": 1, "type": "do", **value}
+        else:
+            raise ValidationError(
+                f"{where} must be a StepRef or a dict with name, count and type, "
+                f"not {type(value).__name__}"
+            )
+        name, count, kind = fields["name"], fields["count"], fields["type"]
+        try:
+            check_step_name(name)
+        except ValidationError as exc:
+            raise ValidationError(f"{where}.name: {exc.message}") from None
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValidationError(f"{where}.count must be a whole number >= 1, not {count!r}")
+        if kind not in _STEP_REF_TYPES:
+            raise ValidationError(
+                f"{where}.type must be one of {', '.join(_STEP_REF_TYPES)}, not {kind!r}"
+            )
+        return cls(name, count, kind)
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"name", "count", "type"}``."""
+        return {"name": self.name, "count": self.count, "type": self.type}
+
+    def __str__(self) -> str:
+        return f"{self.type} step {self.name!r} (#{self.count})"
+
+
+BulkAction: TypeAlias = Literal["pause", "resume", "terminate", "restart", "delete"]
+BULK_ACTIONS: tuple[BulkAction, ...] = get_args(BulkAction)
+#: The most instances one bulk action (or ``delete_batch``) touches.
+MAX_BULK = 1000
+
+
+@attrs.frozen
+class BulkResult:
+    """What a bulk action did to one instance.
+
+    Attributes:
+        id: The instance's id.
+        result: ``"applied"`` or ``"skipped"``.
+        reason: Why it was skipped (``None`` when applied).
+        status: The instance's status afterwards (``None`` once deleted or unknown).
+    """
+
+    id: str
+    result: Literal["applied", "skipped"]
+    reason: str | None = None
+    status: StatusName | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The HTTP API's shape of one result."""
+        return {"id": self.id, "result": self.result, "reason": self.reason, "status": self.status}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BulkResult:
+        """One result of the HTTP API's answer."""
+        return cls(data["id"], data["result"], data.get("reason"), data.get("status"))
+
+
+def check_bulk(
+    action: object, ids: object, status: object
+) -> tuple[BulkAction, list[str] | None, StatusName | None]:
+    """Validate a bulk request: an action, and exactly one of ``ids`` and ``status``.
+
+    Repeated ids are kept once, in their first place.
+
+    Raises:
+        ValidationError: Naming what is wrong.
+    """
+    if action not in BULK_ACTIONS:
+        raise ValidationError(f"unknown bulk action {action!r} (one of {', '.join(BULK_ACTIONS)})")
+    if (ids is None) == (status is None):
+        raise ValidationError("give either 'ids' or 'status' (exactly one of them)")
+    if status is not None:
+        if status not in STATUSES:
+            raise ValidationError(f"unknown status {status!r} (one of {', '.join(STATUSES)})")
+        return action, None, status
+    if isinstance(ids, str | bytes) or not isinstance(ids, list | tuple):
+        raise ValidationError(f"'ids' must be a list of instance ids, not {type(ids).__name__}")
+    if not ids:
+        raise ValidationError("'ids' is empty: give at least one instance id")
+    if len(ids) > MAX_BULK:
+        raise ValidationError(f"a bulk action takes at most {MAX_BULK} ids, not {len(ids)}")
+    for index, id in enumerate(ids):
+        try:
+            check_id(id)
+        except ValidationError as exc:
+            raise ValidationError(f"ids[{index}]: {exc.message}") from None
+    return action, list(dict.fromkeys(ids)), None
 
 
 _ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")  # always fullmatch: "$" allows "\n"

@@ -3,8 +3,8 @@
 Run workflows in-process on a real (temporary) SQLite file, with a virtual clock so that a
 ``step.sleep("1 day")`` passes in milliseconds, and change what one instance sees: mock a
 step's result or error, force a step or event timeout, inject events, skip sleeps and
-retry delays. It offers what Cloudflare's ``introspectWorkflowInstance`` offers, in
-Python spelling::
+retry delays. It offers what Cloudflare's ``introspectWorkflowInstance`` and
+``introspectWorkflow`` offer, in Python spelling::
 
     async with WorkflowTestEnvironment({"ORDERS": OrderWorkflow}) as env:
         probe = env.introspect("order-1")
@@ -13,6 +13,11 @@ Python spelling::
         await env.workflow(OrderWorkflow).create(id="order-1", params=Order(...))
         await probe.wait_for_status("complete")
         assert await probe.get_output() == {...}
+
+    with env.introspect_workflow(OrderWorkflow) as orders:  # every instance created next
+        orders.modify_all(lambda m: m.disable_sleeps())
+        await env.workflow(OrderWorkflow).create(params=Order(...))
+        [probe] = orders.get()
 
 Time is virtual by default: it stands still while the test runs and jumps to the next
 timer while the test waits on the kit (``wait_for_status``, ``wait_for_step_result``,
@@ -24,8 +29,9 @@ sleeping.
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -37,9 +43,22 @@ from ._binding import Workflow, WorkflowInstance
 from ._duration import Duration, to_seconds
 from ._entrypoint import WorkflowEntrypoint
 from ._errors import ValidationError
-from ._types import CreateOptions, ErrorInfo, InstanceStatus, StatusName
+from ._types import (
+    BulkAction,
+    BulkResult,
+    CreateOptions,
+    ErrorInfo,
+    InstanceStatus,
+    StatusName,
+    StepRef,
+)
 
-__all__ = ["InstanceIntrospector", "WorkflowTestEnvironment"]
+__all__ = [
+    "InstanceIntrospector",
+    "InstanceModifier",
+    "WorkflowIntrospector",
+    "WorkflowTestEnvironment",
+]
 
 ParamsT = TypeVar("ParamsT")
 
@@ -64,6 +83,8 @@ class _TestRuntime(Protocol):
     async def wait_for_step(
         self, workflow: str, id: str, name: str, count: int, timeout: float
     ) -> dict[str, Any]: ...
+    async def run_mark(self, workflow: str, id: str) -> tuple[int, int] | None: ...
+    async def event_counts(self, workflow: str, id: str) -> dict[str, int]: ...
 
 
 def _load_runtime(**options: Any) -> _TestRuntime:
@@ -84,22 +105,21 @@ class _StepMock:
     used: int = 0
 
 
-class InstanceIntrospector:
-    """Changes what one instance sees, and waits on what it does.
+class InstanceModifier:
+    """What an instance sees: mocked step results and errors, forced timeouts, mocked
+    events, disabled sleeps and retry delays (Cloudflare's ``WorkflowInstanceModifier``).
 
-    Get one from :meth:`WorkflowTestEnvironment.introspect`, set it up before creating
-    the instance, then create it with the same id.
+    Mocks hold across ``restart()`` of the instance: a mocked event the restarted run no
+    longer has (its wait was dropped with the history) is delivered again.
     """
 
-    def __init__(self, env: WorkflowTestEnvironment, workflow: str, instance_id: str) -> None:
-        self._env = env
-        self.workflow = workflow
-        self.instance_id = instance_id
+    def __init__(self) -> None:
         self._mocks: dict[str, list[_StepMock]] = {}
         self._no_sleeps = False
         self._no_retry_delays = False
         self._event_timeouts: set[str] = set()
-        self.pending_events: list[tuple[str, Any]] = []
+        #: ``(type, payload)`` of each mocked event, in the order they are delivered
+        self.mocked_events: list[tuple[str, Any]] = []
 
     # --- set-up --------------------------------------------------------------------
     def disable_sleeps(self) -> None:
@@ -130,8 +150,9 @@ class InstanceIntrospector:
         self._mocks.setdefault(name, []).append(_StepMock("timeout", None, count, times))
 
     def mock_event(self, type: str, payload: Any = None) -> None:
-        """Send this event to the instance as soon as it is created."""
-        self.pending_events.append((type, payload))
+        """Send this event to the instance as soon as it is created (and again after a
+        restart that dropped the wait that took it)."""
+        self.mocked_events.append((type, payload))
 
     def force_event_timeout(self, name: str) -> None:
         """``wait_for_event`` step ``name`` times out at once."""
@@ -160,6 +181,32 @@ class InstanceIntrospector:
     def event_timeout_forced(self, name: str) -> bool:
         """Used by the engine."""
         return name in self._event_timeouts
+
+    def _copy_into(self, other: InstanceModifier) -> None:
+        """Give ``other`` the same set-up, with fresh counts of used mocks."""
+        other._mocks = {
+            name: [attrs.evolve(m, used=0) for m in mocks] for name, mocks in self._mocks.items()
+        }
+        other._no_sleeps = self._no_sleeps
+        other._no_retry_delays = self._no_retry_delays
+        other._event_timeouts = set(self._event_timeouts)
+        other.mocked_events = list(self.mocked_events)
+
+
+class InstanceIntrospector(InstanceModifier):
+    """Changes what one instance sees, and waits on what it does.
+
+    Get one from :meth:`WorkflowTestEnvironment.introspect`, set it up before creating
+    the instance, then create it with the same id; or from
+    :meth:`WorkflowIntrospector.get` for the instances a workflow introspector saw created.
+    """
+
+    def __init__(self, env: WorkflowTestEnvironment, workflow: str, instance_id: str) -> None:
+        super().__init__()
+        self._env = env
+        self.workflow = workflow
+        self.instance_id = instance_id
+        self._delivered: tuple[int, int] | None = None  # the run the mocked events went to
 
     # --- observation -------------------------------------------------------------
     async def wait_for_status(
@@ -224,8 +271,11 @@ class _KitInstance(WorkflowInstance):
     async def terminate(self) -> None:
         await (await self._current()).terminate()
 
-    async def restart(self) -> None:
-        await (await self._current()).restart()
+    async def restart(self, from_step: StepRef | dict[str, Any] | None = None) -> None:
+        await (await self._current()).restart(from_step)
+
+    async def delete(self) -> None:
+        await (await self._current()).delete()
 
     async def send_event(self, *, type: str, payload: Any = None) -> None:
         await (await self._current()).send_event(type=type, payload=payload)
@@ -259,6 +309,58 @@ class _KitWorkflow(Workflow[Any]):
     async def get(self, id: str) -> WorkflowInstance:
         instance = await self._current().get(id)
         return _KitInstance(self._env, self._workflow, instance.id)
+
+    async def bulk(
+        self,
+        action: BulkAction,
+        ids: Sequence[str] | None = None,
+        status: StatusName | None = None,
+    ) -> list[BulkResult]:
+        return await self._current().bulk(action, ids=ids, status=status)
+
+
+class WorkflowIntrospector:
+    """Applies one set-up to every instance of a workflow created after it, and lists
+    them (Cloudflare's ``introspectWorkflow``).
+
+    Get one from :meth:`WorkflowTestEnvironment.introspect_workflow`; set it up with
+    :meth:`modify_all`; :meth:`dispose` it (or use it as a context manager) so that
+    instances created later are left alone.
+    """
+
+    def __init__(self, env: WorkflowTestEnvironment, workflow: str) -> None:
+        self._env = env
+        self.workflow = workflow
+        self._modifier = InstanceModifier()
+        self._instances: list[InstanceIntrospector] = []
+
+    def modify_all(
+        self, fn: Callable[[InstanceModifier], Awaitable[None] | None]
+    ) -> Awaitable[None] | None:
+        """Call ``fn`` with the modifier every instance created from now on gets a copy of
+        (each with its own counts of used mocks). ``fn`` may be async: then await this."""
+        outcome = fn(self._modifier)
+        return outcome if inspect.isawaitable(outcome) else None
+
+    def get(self) -> list[InstanceIntrospector]:
+        """The introspectors of the instances created since, in the order of creation."""
+        return list(self._instances)
+
+    def dispose(self) -> None:
+        """Stop applying the set-up to instances created from now on."""
+        self._env._workflow_probes.pop(self.workflow, None)
+
+    def _adopt(self, instance_id: str) -> InstanceIntrospector:
+        probe = InstanceIntrospector(self._env, self.workflow, instance_id)
+        self._modifier._copy_into(probe)
+        self._instances.append(probe)
+        return probe
+
+    def __enter__(self) -> WorkflowIntrospector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.dispose()
 
 
 class WorkflowTestEnvironment:
@@ -294,6 +396,7 @@ class WorkflowTestEnvironment:
         self._start = start.timestamp() if start is not None else None
         self._max_concurrency = max_concurrency
         self._introspectors: dict[tuple[str, str], InstanceIntrospector] = {}
+        self._workflow_probes: dict[str, WorkflowIntrospector] = {}
         self._runtime: _TestRuntime | None = None
 
     @property
@@ -329,6 +432,7 @@ class WorkflowTestEnvironment:
             start=self._start,
             max_concurrency=self._max_concurrency,
             hooks=self._hooks_for,
+            on_queued=self._adopt,
             on_created=self.deliver_mocked_events,
         )
         await runtime.start()
@@ -353,6 +457,14 @@ class WorkflowTestEnvironment:
 
     def _hooks_for(self, workflow: str, instance_id: str) -> InstanceIntrospector | None:
         return self._introspectors.get((workflow, instance_id))
+
+    def _adopt(self, workflow: str, instance_id: str) -> None:
+        """An instance was queued (created, resumed or restarted): a workflow
+        introspector takes it when no introspector has it yet."""
+        key = (workflow, instance_id)
+        probe = self._workflow_probes.get(workflow)
+        if probe is not None and key not in self._introspectors:
+            self._introspectors[key] = probe._adopt(instance_id)
 
     @property
     def env(self) -> Any:
@@ -395,14 +507,33 @@ class WorkflowTestEnvironment:
             self._introspectors[key] = InstanceIntrospector(self, name, instance_id)
         return self._introspectors[key]
 
+    def introspect_workflow(
+        self, workflow: type[WorkflowEntrypoint[Any, Any]] | str
+    ) -> WorkflowIntrospector:
+        """An introspector of every instance of ``workflow`` created from now on (until it
+        is disposed); a second call for the same workflow returns the same one."""
+        name = self._name(workflow)
+        if name not in self._workflow_probes:
+            self._workflow_probes[name] = WorkflowIntrospector(self, name)
+        return self._workflow_probes[name]
+
     async def deliver_mocked_events(self, workflow: str, instance_id: str) -> None:
-        """Send the events ``mock_event`` queued for an instance (done on its creation)."""
+        """Send the events ``mock_event`` set up for an instance: on its creation, and
+        after a restart those its history no longer holds (done by the kit)."""
         probe = self._introspectors.get((workflow, instance_id))
-        if probe is None:
+        if probe is None or not probe.mocked_events:
             return
-        events, probe.pending_events = probe.pending_events, []
-        for type, payload in events:
-            await self._runtime_or_fail().send_event(workflow, instance_id, type, payload)
+        runtime = self._runtime_or_fail()
+        mark = await runtime.run_mark(workflow, instance_id)
+        if mark is None or mark == probe._delivered:
+            return  # gone, or this run has them (a resume queues it too)
+        probe._delivered = mark
+        present = await runtime.event_counts(workflow, instance_id)
+        for type, payload in probe.mocked_events:
+            if present.get(type, 0) > 0:
+                present[type] -= 1  # still stored (pending, or taken by a kept step)
+                continue
+            await runtime.send_event(workflow, instance_id, type, payload)
 
     def now(self) -> datetime:
         """The environment's current time (virtual or real)."""

@@ -34,17 +34,22 @@ from ._step import WorkflowStep as WorkflowStep
 from ._sync_client import SyncClient as SyncClient
 from ._sync_client import SyncWorkflow as SyncWorkflow
 from ._sync_client import SyncWorkflowInstance as SyncWorkflowInstance
+from ._types import BulkAction as BulkAction
+from ._types import BulkResult as BulkResult
 from ._types import CreateOptions as CreateOptions
 from ._types import ErrorInfo as ErrorInfo
 from ._types import InstanceStatus as InstanceStatus
 from ._types import StatusName as StatusName
 from ._types import StepContext as StepContext
+from ._types import StepRef as StepRef
 from ._types import WorkflowEvent as WorkflowEvent
 from ._types import WorkflowStepEvent as WorkflowStepEvent
 
 __all__ = [
     "AuthenticationError",
     "Backoff",
+    "BulkAction",
+    "BulkResult",
     "Client",
     "CreateOptions",
     "Duration",
@@ -70,6 +75,7 @@ __all__ = [
     "StepConfigDict",
     "StepContext",
     "StepFailedError",
+    "StepRef",
     "StepTimeoutError",
     "StorageFullError",
     "StoreUnavailableError",

@@ -2,7 +2,7 @@ import abc
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
-from ._types import CreateOptions, InstanceStatus
+from ._types import BulkAction, BulkResult, CreateOptions, InstanceStatus, StatusName, StepRef
 
 __all__ = ["Workflow", "WorkflowInstance"]
 
@@ -19,7 +19,9 @@ class WorkflowInstance(abc.ABC):
     @abc.abstractmethod
     async def terminate(self) -> None: ...
     @abc.abstractmethod
-    async def restart(self) -> None: ...
+    async def restart(self, from_step: StepRef | dict[str, Any] | None = None) -> None: ...
+    @abc.abstractmethod
+    async def delete(self) -> None: ...
     @abc.abstractmethod
     async def send_event(self, *, type: str, payload: Any = None) -> None: ...
     @abc.abstractmethod
@@ -36,3 +38,11 @@ class Workflow(abc.ABC, Generic[_ParamsT]):
     ) -> list[WorkflowInstance]: ...
     @abc.abstractmethod
     async def get(self, id: str) -> WorkflowInstance: ...
+    @abc.abstractmethod
+    async def bulk(
+        self,
+        action: BulkAction,
+        ids: Sequence[str] | None = None,
+        status: StatusName | None = None,
+    ) -> list[BulkResult]: ...
+    async def delete_batch(self, ids: Sequence[str]) -> list[str]: ...

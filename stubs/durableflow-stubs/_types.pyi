@@ -6,14 +6,21 @@ import attrs
 from ._config import ResolvedStepConfig
 
 __all__ = [
+    "BULK_ACTIONS",
+    "MAX_BULK",
     "STATUSES",
+    "BulkAction",
+    "BulkResult",
     "CreateOptions",
     "ErrorInfo",
     "InstanceStatus",
     "StatusName",
     "StepContext",
+    "StepRef",
+    "StepRefType",
     "WorkflowEvent",
     "WorkflowStepEvent",
+    "check_bulk",
     "check_id",
     "check_step_name",
 ]
@@ -69,5 +76,33 @@ class CreateOptions(Generic[_ParamsT]):
     id: str | None = None
     params: _ParamsT | None = None
 
+StepRefType: TypeAlias = Literal["do", "sleep", "wait_for_event"]
+
+@attrs.frozen(order=False)
+class StepRef:
+    name: str
+    count: int = 1
+    type: StepRefType = "do"
+    @classmethod
+    def parse(cls, value: object, *, where: str = "from_step") -> StepRef: ...
+    def to_json(self) -> dict[str, Any]: ...
+
+BulkAction: TypeAlias = Literal["pause", "resume", "terminate", "restart", "delete"]
+BULK_ACTIONS: tuple[BulkAction, ...]
+MAX_BULK: int
+
+@attrs.frozen(order=False)
+class BulkResult:
+    id: str
+    result: Literal["applied", "skipped"]
+    reason: str | None = None
+    status: StatusName | None = None
+    def to_json(self) -> dict[str, Any]: ...
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BulkResult: ...
+
+def check_bulk(
+    action: object, ids: object, status: object
+) -> tuple[BulkAction, list[str] | None, StatusName | None]: ...
 def check_id(value: object, *, what: str = "instance id", max_length: int = 100) -> str: ...
 def check_step_name(value: object) -> str: ...

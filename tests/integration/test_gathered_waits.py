@@ -23,13 +23,13 @@ from durableflow import StepConfigDict, WorkflowEntrypoint, WorkflowEvent, Workf
 from durableflow.testing import WorkflowTestEnvironment
 from tests.helpers import eventually
 from tests.integration.conftest import (
-    PG_DSN,
     Api,
     HostFactory,
     HostProcess,
     _pg,
     copy_project,
-    require_postgres,
+    project_host,
+    storage_args,
 )
 
 WAITS_PROJECT = Path(__file__).with_name("waits_project")
@@ -394,28 +394,14 @@ async def test_gathered_sleeps_keep_their_deadlines_across_pause_and_resume() ->
 # --- real hosts over HTTP, on SQLite and PostgreSQL -------------------------------------
 
 
-def _storage_args(kind: str, schema: str) -> list[str]:
-    if kind == "sqlite":
-        return []
-    require_postgres(_pg("SELECT 1"))
-    separator = "&" if "?" in PG_DSN else "?"
-    return ["--storage", f"{PG_DSN}{separator}schema={schema}"]
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def waits_host(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[HostProcess]:
     """One host on the waits project, on SQLite and then on PostgreSQL (a fresh schema)."""
     project = copy_project(tmp_path_factory.mktemp("waits") / "project", WAITS_PROJECT)
-    schema = f"waits_{os.getpid()}_{time.monotonic_ns()}"
-    factory = HostFactory()
-    try:
-        yield factory.start(project, *_storage_args(request.param, schema))
-    finally:
-        factory.close()
-        if request.param == "postgres":
-            _pg(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    with project_host(request.param, project, "waits") as host:
+        yield host
 
 
 @pytest.fixture
@@ -514,7 +500,7 @@ async def test_kill_9_during_gathered_waits_loses_no_wait(
     """A host killed with SIGKILL while gathered waits pend (one already over) leaves each
     recorded once with its own deadline; a new host finishes them on time."""
     schema = f"waits_kill_{os.getpid()}_{time.monotonic_ns()}"
-    args = await asyncio.to_thread(_storage_args, kind, schema)  # _pg runs its own loop
+    args = await asyncio.to_thread(storage_args, kind, schema)  # _pg runs its own loop
     project = copy_project(tmp_path / "project", WAITS_PROJECT)
     try:
         host = hosts.start(project, *args)

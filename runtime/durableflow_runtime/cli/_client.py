@@ -15,6 +15,7 @@ import orjson
 from durableflow import ValidationError, WorkflowError
 from durableflow._client import _HttpApi
 from durableflow._duration import to_seconds
+from durableflow._types import BULK_ACTIONS, STATUSES
 
 from ..config import DEFAULT_CONFIG_NAME, TOKEN_ENV
 
@@ -130,6 +131,69 @@ def workflows_list(target: _Target) -> None:
             ],
         ),
     )
+
+
+@workflows.command("describe")
+@click.argument("name")
+@_client_options
+def workflows_describe(target: _Target, name: str) -> None:
+    """Show workflow NAME: class, binding, step defaults and instances per status."""
+    data = target.run(lambda api: api.request("GET", _path(name)))
+
+    def human() -> None:
+        known = ("name", "binding", "class_name", "module", "params_type", "defaults", "counts")
+        fields = [
+            ("workflow", data["name"]),
+            ("binding", data["binding"]),
+            ("class", f"{data.get('module', '')}.{data['class_name']}".lstrip(".")),
+            ("params", data.get("params_type")),
+            ("defaults", _short_json(data.get("defaults"))),
+        ]
+        # what other parts of the host add to the payload (versions, schedules, ...)
+        fields += [
+            (k, _short_json(v)) for k, v in data.items() if k not in (*known, "params_schema")
+        ]
+        for label, value in fields:
+            click.echo(f"{label:<9} {_cell(value)}")
+        counts = data.get("counts") or {}
+        click.echo()
+        if not counts:
+            click.echo("no instances")
+            return
+        _table(["status", "instances"], sorted(counts.items()))
+
+    target.emit(data, human)
+
+
+async def _delete_all(api: _HttpApi, name: str) -> int:
+    """Delete every stored instance of workflow ``name``, status by status; how many."""
+    deleted = 0
+    for status in STATUSES:
+        while True:
+            answer = await api.request(
+                "POST",
+                _path(name, "instances", "actions"),
+                body={"action": "delete", "status": status},
+            )
+            deleted += answer["applied"]
+            if not answer["more"] or not answer["applied"]:
+                break
+    return deleted
+
+
+@workflows.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_client_options
+def workflows_delete(target: _Target, name: str, yes: bool) -> None:
+    """Delete every stored instance of workflow NAME, in any status, with its history.
+
+    The workflow itself stays (it is defined by the config file and code).
+    """
+    if not yes:
+        click.confirm(f"delete every instance of workflow {name!r}?", abort=True, err=True)
+    deleted = target.run(lambda api: _delete_all(api, name), timeout=PRUNE_TIMEOUT)
+    target.emit({"deleted": deleted}, lambda: click.echo(f"deleted {deleted} instance(s)"))
 
 
 @main.command()
@@ -280,7 +344,107 @@ def _control_command(action: str) -> None:
 
 
 for _action in CONTROL_ACTIONS:
-    _control_command(_action)
+    if _action != "restart":
+        _control_command(_action)
+
+
+@instances.command("restart")
+@click.argument("name")
+@click.argument("instance_id", metavar="ID|latest")
+@click.option(
+    "--from-step",
+    "from_step",
+    default=None,
+    help="Restart from this step: keep the history before it, run it and what follows again.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --from-step: which occurrence of that name (default 1).",
+)
+@click.option(
+    "--type",
+    "step_type",
+    type=click.Choice(["do", "sleep", "wait_for_event"]),
+    default=None,
+    help="With --from-step: the step's kind (default do).",
+)
+@_client_options
+def instances_restart(
+    target: _Target,
+    name: str,
+    instance_id: str,
+    from_step: str | None,
+    count: int | None,
+    step_type: str | None,
+) -> None:
+    """Restart an instance of workflow NAME: from the start, or from a step."""
+    if from_step is None and (count is not None or step_type is not None):
+        raise click.UsageError("--count and --type go with --from-step")
+    body: dict[str, Any] | None = None
+    if from_step is not None:
+        body = {"from": {"name": from_step, "count": count or 1, "type": step_type or "do"}}
+
+    async def work(api: _HttpApi) -> Any:
+        resolved = await _resolve_id(api, name, instance_id)
+        return await api.request("POST", _path(name, "instances", resolved, "restart"), body=body)
+
+    data = target.run(work)
+    target.emit(data, lambda: click.echo(f"{data['id']}: {data['status']}"))
+
+
+@instances.command("delete")
+@click.argument("name")
+@click.argument("instance_id", metavar="ID|latest")
+@_client_options
+def instances_delete(target: _Target, name: str, instance_id: str) -> None:
+    """Delete an instance of workflow NAME with everything stored for it."""
+
+    async def work(api: _HttpApi) -> str:
+        resolved = await _resolve_id(api, name, instance_id)
+        await api.request("DELETE", _path(name, "instances", resolved))
+        return resolved
+
+    deleted = target.run(work)
+    target.emit({"id": deleted, "deleted": True}, lambda: click.echo(f"deleted {deleted}"))
+
+
+@instances.command("bulk")
+@click.argument("action", type=click.Choice(BULK_ACTIONS))
+@click.argument("name")
+@click.option("--id", "ids", multiple=True, help="An instance id (repeat it; at most 1000).")
+@click.option("--status", default=None, help="Every instance with this status (1000 per call).")
+@_client_options
+def instances_bulk(
+    target: _Target, action: str, name: str, ids: tuple[str, ...], status: str | None
+) -> None:
+    """Pause, resume, terminate, restart or delete many instances of workflow NAME.
+
+    Give the instances with --id (repeated) or --status; prints what happened to each.
+    """
+    if bool(ids) == (status is not None):
+        raise click.UsageError("give either --id (one or more) or --status")
+    body: dict[str, Any] = {"action": action}
+    if ids:
+        body["ids"] = list(ids)
+    else:
+        body["status"] = status
+    data = target.run(
+        lambda api: api.request("POST", _path(name, "instances", "actions"), body=body),
+        timeout=PRUNE_TIMEOUT,
+    )
+
+    def human() -> None:
+        _table(
+            ["id", "result", "status", "reason"],
+            [(r["id"], r["result"], r["status"], r["reason"]) for r in data["results"]],
+        )
+        click.echo(f"{data['applied']} applied, {data['skipped']} skipped", err=True)
+        if data["more"]:
+            click.echo(f"more instances are {status}: run it again", err=True)
+
+    target.emit(data, human)
 
 
 @instances.command("send-event")

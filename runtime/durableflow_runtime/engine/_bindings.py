@@ -6,7 +6,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from durableflow import CreateOptions, InstanceStatus, ValidationError, Workflow, WorkflowInstance
+from durableflow import (
+    BulkAction,
+    BulkResult,
+    CreateOptions,
+    InstanceStatus,
+    StatusName,
+    StepRef,
+    ValidationError,
+    Workflow,
+    WorkflowInstance,
+)
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -42,8 +52,11 @@ class EngineInstance(WorkflowInstance):
     async def terminate(self) -> None:
         await self._engine.control(self._workflow, self.id, "terminate")
 
-    async def restart(self) -> None:
-        await self._engine.control(self._workflow, self.id, "restart")
+    async def restart(self, from_step: StepRef | dict[str, Any] | None = None) -> None:
+        await self._engine.control(self._workflow, self.id, "restart", from_step=from_step)
+
+    async def delete(self) -> None:
+        await self._engine.delete(self._workflow, self.id)
 
     async def send_event(self, *, type: str, payload: Any = None) -> None:
         await self._engine.send_event(self._workflow, self.id, type, payload)
@@ -86,6 +99,15 @@ class EngineWorkflow(Workflow[Any]):
     async def get(self, id: str) -> WorkflowInstance:
         await self._engine.status(self.name, id)  # raises NotFoundError
         return EngineInstance(self._engine, self.name, id)
+
+    async def bulk(
+        self,
+        action: BulkAction,
+        ids: Sequence[str] | None = None,
+        status: StatusName | None = None,
+    ) -> list[BulkResult]:
+        results, _ = await self._engine.bulk(self.name, action, ids=ids, status=status)
+        return results
 
     def __repr__(self) -> str:
         return f"<EngineWorkflow {self.name!r}>"

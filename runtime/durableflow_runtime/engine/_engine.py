@@ -19,16 +19,18 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from durableflow import (
+    BulkResult,
     ErrorInfo,
     InstanceFailedError,
     InstanceStatus,
     InvalidParamsError,
+    InvalidTransitionError,
     LimitExceededError,
     NotFoundError,
     ValidationError,
 )
 from durableflow._serde import describe_structure_error, dumps, loads, structure, unstructure
-from durableflow._types import STATUSES, check_id
+from durableflow._types import MAX_BULK, STATUSES, BulkAction, StepRef, check_bulk, check_id
 
 from ..clock import Clock, RealClock
 from ..metrics import NO_OBSERVER, Observer  # observe: the hooks' interface
@@ -43,6 +45,9 @@ if TYPE_CHECKING:
 
 
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+
+#: Instances a bulk action steers at the same time.
+_BULK_CONCURRENCY = 32
 
 _ID_PREFIX = re.compile(r"[A-Za-z0-9_-]+")  # the characters of an instance id
 
@@ -262,14 +267,97 @@ class Engine:
         error = ErrorInfo(**row.error) if row.error else None
         return InstanceStatus(status=row.status, error=error, output=loads(row.output))
 
-    async def control(self, workflow: str, id: str, action: ControlAction) -> str:
-        """Pause, resume, terminate or restart; returns the new status."""
+    async def control(
+        self, workflow: str, id: str, action: ControlAction, *, from_step: object = None
+    ) -> str:
+        """Pause, resume, terminate or restart; returns the new status.
+
+        Args:
+            from_step: With ``restart``: the step to restart from (a ``StepRef`` or a
+                ``{"name", "count"?, "type"?}`` dict); ``None`` restarts from the start.
+
+        Raises:
+            NotFoundError, InvalidTransitionError, ValidationError (a bad ``from_step``).
+        """
         self.spec(workflow)
-        row = await self.store.control(workflow, id, action, self.clock.now())
+        now = self.clock.now()
+        if from_step is not None:
+            if action != "restart":
+                raise ValidationError(f"from_step goes with restart, not {action}")
+            ref = StepRef.parse(from_step)
+            row = await self.store.restart_from(workflow, id, ref, now)
+        else:
+            row = await self.store.control(workflow, id, action, now)
         self.scheduler.steer(workflow, id, action)
         self.notify(workflow, id, row.status)
         self.kick()
         return row.status
+
+    async def delete(self, workflow: str, id: str) -> None:
+        """Delete an instance and everything stored for it; a running activation stops.
+
+        Raises:
+            NotFoundError: No such instance.
+        """
+        self.spec(workflow)
+        if not await self.store.delete_instance(workflow, id):
+            raise NotFoundError(f"no instance {id!r} of workflow {workflow!r}")
+        self.scheduler.steer(workflow, id, "delete")
+        self.notify(workflow, id, None)
+        self.kick()
+
+    async def bulk(
+        self,
+        workflow: str,
+        action: object,
+        *,
+        ids: object = None,
+        status: object = None,
+    ) -> tuple[list[BulkResult], bool]:
+        """Apply a control action or ``delete`` to many instances, each on its own.
+
+        Args:
+            workflow: The workflow's name.
+            action: ``pause``, ``resume``, ``terminate``, ``restart`` or ``delete``.
+            ids: The instances' ids (at most 1,000), or
+            status: every instance in this status (the newest 1,000 of them).
+
+        Returns:
+            One result per instance, in order, and whether more instances have ``status``
+            than this call took.
+
+        Raises:
+            NotFoundError: Unknown workflow. ValidationError: a bad request.
+        """
+        self.spec(workflow)
+        checked_action, id_list, checked_status = check_bulk(action, ids, status)
+        more = False
+        if id_list is None:
+            rows, cursor = await self.list_instances(
+                workflow, status=checked_status, limit=MAX_BULK
+            )
+            id_list, more = [r.id for r in rows], cursor is not None
+        results: list[BulkResult] = []
+        # a few at a time: SQLite commits them in one group, PostgreSQL uses its pool
+        for start in range(0, len(id_list), _BULK_CONCURRENCY):
+            chunk = id_list[start : start + _BULK_CONCURRENCY]
+            results += await asyncio.gather(
+                *(self._apply(workflow, checked_action, i) for i in chunk)
+            )
+        return results, more
+
+    async def _apply(self, workflow: str, action: BulkAction, id: str) -> BulkResult:
+        try:
+            if action == "delete":
+                await self.delete(workflow, id)
+                return BulkResult(id, "applied")
+            after = await self.control(workflow, id, action)
+        except NotFoundError:
+            return BulkResult(id, "skipped", "not found")
+        except InvalidTransitionError as exc:
+            row = await self.store.get_instance(workflow, id)
+            return BulkResult(id, "skipped", exc.message, row.status if row else None)
+        return BulkResult(id, "applied", None, after)  # type: ignore[arg-type]
 
     async def send_event(self, workflow: str, id: str, type: str, payload: Any) -> None:
         """Deliver an event to an instance."""

@@ -76,7 +76,7 @@ class Scheduler:
 
     def steer(self, workflow: str, id: str, what: str) -> None:
         """Tell the instance's running activation, if any, of a change: ``pause``,
-        ``resume``, or ``terminate``/``restart``/``lost`` (which cancel it)."""
+        ``resume``, or ``terminate``/``restart``/``delete``/``lost`` (which cancel it)."""
         act = self.active.get((workflow, id))
         if act is None:
             return
@@ -84,7 +84,7 @@ class Scheduler:
             act.pause_requested = True
         elif what == "resume":
             act.pause_requested = False
-        elif what in ("terminate", "restart", "lost"):
+        elif what in ("terminate", "restart", "delete", "lost"):
             act.cancelled_for = what
             if act.task is not None:
                 act.task.cancel()
@@ -241,7 +241,7 @@ class Scheduler:
             outcome = "suspend"
         except asyncio.CancelledError:
             if act.cancelled_for is not None:
-                return  # terminated or restarted: the store already says so
+                return  # terminated, restarted or deleted: the store already says so
             raise
         except BaseExceptionGroup as group:  # asyncio.TaskGroup wraps what its tasks raise
             if group.subgroup(LeaseLost) is not None:

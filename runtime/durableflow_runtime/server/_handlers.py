@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from durableflow import InvalidParamsError, LimitExceededError, ValidationError
+from durableflow import InvalidParamsError, LimitExceededError, StepRef, ValidationError
 from durableflow._duration import to_seconds
 from durableflow._types import check_id
 
@@ -62,10 +62,13 @@ async def list_workflows(request: web.Request) -> web.Response:
 
 
 async def describe_workflow(request: web.Request) -> web.Response:
-    """``GET /api/workflows/{name}``: one workflow, with the JSON Schema of its params."""
+    """``GET /api/workflows/{name}``: one workflow, with the JSON Schema of its params and
+    how many instances it has in each status."""
     name = _workflow(request)
     [info] = [w for w in request.config_dict[SETTINGS_KEY].workflows if w["name"] == name]
-    return _json(info)
+    engine = _engine(request)
+    counts = await engine.store.instance_counts(engine.clock.now())
+    return _json({**info, "counts": {c.status: c.count for c in counts if c.workflow == name}})
 
 
 async def create_instance(request: web.Request) -> web.Response:
@@ -246,6 +249,48 @@ def _control(action: str) -> Handler:
     return handler
 
 
+async def restart_instance(request: web.Request) -> web.Response:
+    """``POST .../instances/{id}/restart`` body ``{"from"?: {"name", "count"?, "type"?}}``:
+    from the start, or from a step of the history."""
+    name = _workflow(request)
+    id = request.match_info["id"]
+    body = await _object_body(request, ("from",))
+    from_step = None
+    if body.get("from") is not None:
+        from_step = StepRef.parse(body["from"], where="'from'")
+    status = await _engine(request).control(name, id, "restart", from_step=from_step)
+    return _json({"id": id, "status": status})
+
+
+async def delete_instance(request: web.Request) -> web.Response:
+    """``DELETE /api/workflows/{name}/instances/{id}`` -> 204; 404 unknown."""
+    name = _workflow(request)
+    await _engine(request).delete(name, request.match_info["id"])
+    return web.Response(status=204)
+
+
+async def bulk_action(request: web.Request) -> web.Response:
+    """``POST /api/workflows/{name}/instances/actions`` body ``{"action", "ids"}`` or
+    ``{"action", "status"}`` -> 200 with one result per instance."""
+    name = _workflow(request)
+    body = await _object_body(request, ("action", "ids", "status"))
+    if "action" not in body:
+        raise ApiError(400, "invalid_request", "'action' is missing")
+    results, more = await _engine(request).bulk(
+        name, body["action"], ids=body.get("ids"), status=body.get("status")
+    )
+    applied = sum(1 for r in results if r.result == "applied")
+    return _json(
+        {
+            "action": body["action"],
+            "results": [r.to_json() for r in results],
+            "applied": applied,
+            "skipped": len(results) - applied,
+            "more": more,
+        }
+    )
+
+
 async def send_event(request: web.Request) -> web.Response:
     """``POST .../instances/{id}/events/{type}``: the body is the payload -> 202."""
     name = _workflow(request)
@@ -301,7 +346,11 @@ API_ROUTES: list[tuple[str, str, Handler]] = [
     *[
         ("POST", f"/api/workflows/{{name}}/instances/{{id}}/{action}", _control(action))
         for action in CONTROL_ACTIONS
+        if action != "restart"  # restart takes a body: its own handler
     ],
+    ("POST", "/api/workflows/{name}/instances/{id}/restart", restart_instance),
+    ("DELETE", "/api/workflows/{name}/instances/{id}", delete_instance),
+    ("POST", "/api/workflows/{name}/instances/actions", bulk_action),
     ("POST", "/api/workflows/{name}/instances/{id}/events/{type}", send_event),
     ("POST", "/api/instances/prune", prune_instances),
 ]

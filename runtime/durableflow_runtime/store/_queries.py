@@ -19,6 +19,8 @@ from typing import Any
 
 import attrs
 
+from durableflow._types import StepRef
+
 from ._rows import (
     EVENT_COLUMNS,
     INSTANCE_COLUMNS,
@@ -27,8 +29,16 @@ from ._rows import (
     like_prefix,
     not_found,
 )
-from .base import ControlAction
-from .transitions import Statement, control_statements, control_transition, numbered
+from .base import ControlAction, InstanceRow, StepRow
+from .transitions import (
+    INSTANCE_TABLES,
+    Statement,
+    control_statements,
+    control_transition,
+    dropped_steps,
+    numbered,
+    restart_from_statements,
+)
 
 __all__ = ["CLAIM_SET", "POSTGRES", "SQLITE", "Dialect", "Queries"]
 
@@ -122,6 +132,9 @@ class Queries:
         )
         self.steps_of_instance = d.sql(
             f"SELECT {STEP_COLUMNS} FROM steps WHERE instance = ? ORDER BY seq"
+        )
+        self.events_of_instance = d.sql(
+            f"SELECT {EVENT_COLUMNS}, consumed_by FROM events WHERE instance = ? ORDER BY seq"
         )
         self.next_run_at = "SELECT min(run_at) FROM instances WHERE run_at IS NOT NULL"
         #: Instances per workflow and status, and per workflow how many of them are due
@@ -235,3 +248,29 @@ class Queries:
         d = self.dialect
         statements = control_statements(effect, inst.key, now, d.lease_reset)
         return inst.key, [(d.sql(sql), args) for sql, args in statements]
+
+    def restart_from(
+        self, inst: InstanceRow, steps: list[StepRow], ref: StepRef, now: float
+    ) -> list[Statement]:
+        """The statements of a restart of ``inst`` (read with a row lock) from the step
+        ``ref`` of its history ``steps``.
+
+        Raises:
+            ValidationError: ``ref`` is not in the history.
+        """
+        control_transition(inst.status, "restart", inst.id)  # the same rules as a restart
+        dropped = dropped_steps(steps, ref, inst.id)
+        d = self.dialect
+        statements = restart_from_statements(inst.key, dropped, now, d.lease_reset)
+        return [(d.sql(sql), args) for sql, args in statements]
+
+    def delete_instance(self, key: int) -> list[Statement]:
+        """The statements that delete instance ``key`` and every row stored for it."""
+        d = self.dialect
+        return [
+            *[
+                (d.sql(f"DELETE FROM {table} WHERE {column} = ?"), (key,))
+                for table, column in INSTANCE_TABLES
+            ],
+            (d.sql("DELETE FROM instances WHERE key = ?"), (key,)),
+        ]

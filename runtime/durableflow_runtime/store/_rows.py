@@ -169,8 +169,8 @@ EVENT_COLUMNS = "seq, type, payload, created_at"
 
 
 def event_from_row(row: Sequence[Any]) -> EventRow:
-    """An :class:`EventRow` from a row of :data:`EVENT_COLUMNS`."""
-    return EventRow(row[0], row[1], _utf8(row[2]), row[3])
+    """An :class:`EventRow` from a row of :data:`EVENT_COLUMNS` (and ``consumed_by``)."""
+    return EventRow(row[0], row[1], _utf8(row[2]), row[3], row[4] if len(row) > 4 else None)
 
 
 def event_output(event: EventRow) -> bytes:

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 import attrs
 
-from durableflow._types import StatusName
+from durableflow._types import StatusName, StepRef
 
 from .transitions import FINAL_STATUSES as FINAL_STATUSES
 from .transitions import ControlAction as ControlAction
@@ -148,6 +148,8 @@ class EventRow:
     type: str
     payload: bytes | None
     created_at: float
+    #: ``"name#count"`` of the wait that took it (``load_events`` only; else ``None``)
+    consumed_by: str | None = None
 
 
 class Store(abc.ABC):
@@ -293,6 +295,30 @@ class Store(abc.ABC):
             NotFoundError: No such instance.
             InvalidTransitionError: The instance's state does not allow it.
         """
+
+    @abc.abstractmethod
+    async def restart_from(self, workflow: str, id: str, step: StepRef, now: float) -> InstanceRow:
+        """Restart from a step of the history: that step and every step started after it
+        are dropped with the events they consumed; the rest of the history and pending
+        events stay. Returns the row afterwards.
+
+        Raises:
+            NotFoundError: No such instance.
+            ValidationError: No such step in its history.
+        """
+
+    @abc.abstractmethod
+    async def delete_instance(self, workflow: str, id: str) -> bool:
+        """Delete an instance, in any status, with every row stored for it (see
+        ``transitions.INSTANCE_TABLES``); a running activation loses its lease.
+
+        Returns:
+            Whether there was such an instance.
+        """
+
+    @abc.abstractmethod
+    async def load_events(self, key: int) -> list[EventRow]:
+        """Every event stored for an instance, consumed or not, oldest first."""
 
     @abc.abstractmethod
     async def send_event(

@@ -28,24 +28,36 @@ requested, ``waitingForPause`` while steps still run); the end of ``run()`` take
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import attrs
 
-from durableflow import InvalidTransitionError
-from durableflow._types import StatusName
+from durableflow import InvalidTransitionError, ValidationError
+from durableflow._types import StatusName, StepRef
+
+if TYPE_CHECKING:
+    from .base import StepRow
 
 __all__ = [
     "CONTROL_ACTIONS",
     "FINAL_STATUSES",
+    "INSTANCE_TABLES",
     "ControlAction",
     "Effect",
     "Transition",
     "allowed_actions",
     "control_statements",
     "control_transition",
+    "dropped_steps",
     "numbered",
+    "restart_from_statements",
 ]
+
+#: Every table that stores something for an instance, with the column holding the
+#: instance's key: deleting an instance (``Store.delete_instance``, retention) deletes its
+#: rows from each of these, then the instance's own row. A new table is added here.
+INSTANCE_TABLES: tuple[tuple[str, str], ...] = (("steps", "instance"), ("events", "instance"))
+
 
 ControlAction: TypeAlias = Literal["pause", "resume", "terminate", "restart"]
 
@@ -184,6 +196,62 @@ def control_statements(
             (now, False, key),
         ),
     ]
+
+
+def dropped_steps(steps: list[StepRow], ref: StepRef, id: str) -> list[StepRow]:
+    """The steps a restart from ``ref`` drops: that step and every step started after it
+    (Cloudflare's rule), and a wait started before it that resolved after it (its
+    resolution is part of what is replayed after the restart point).
+
+    ``ref`` names the ``count``-th step called ``name`` of kind ``type`` in the order the
+    steps started, as Cloudflare counts it.
+
+    Raises:
+        ValidationError: No such step in the history (naming it).
+    """
+    ordered = sorted(steps, key=lambda s: s.seq)
+    same = [s for s in ordered if s.name == ref.name and s.type == ref.type]
+    if len(same) < ref.count:
+        raise ValidationError(
+            f"cannot restart instance {id!r} from {ref}: no such step in its history"
+            + (f" (it has {len(same)} by that name and type)" if same else "")
+        )
+    cut = same[ref.count - 1].seq
+    dropped = []
+    for s in ordered:
+        resolved = (s.config or {}).get("resolved_seq") if s.type != "do" else None
+        if s.seq >= cut or (isinstance(resolved, int) and resolved > cut):
+            dropped.append(s)
+    return dropped
+
+
+def restart_from_statements(
+    key: int, dropped: list[StepRow], now: float, lease_reset: str = ""
+) -> list[Statement]:
+    """The SQL (``?`` placeholders) of a restart from a step: the ``dropped`` steps go,
+    with the events they consumed; pending events and the rest of the history stay."""
+    statements: list[Statement] = []
+    for s in dropped:
+        statements.append(
+            (
+                "DELETE FROM steps WHERE instance = ? AND name = ? AND count = ?",
+                (key, s.name, s.count),
+            )
+        )
+        if s.type == "wait_for_event":
+            consumer = f"{s.name}#{s.count}"
+            statements.append(
+                ("DELETE FROM events WHERE instance = ? AND consumed_by = ?", (key, consumer))
+            )
+    statements.append(
+        (
+            "UPDATE instances SET status = 'queued', run_at = ?, wait_types = NULL,"
+            " pause_requested = ?, output = NULL, error = NULL, ended_at = NULL,"
+            f" epoch = epoch + 1, generation = generation + 1{lease_reset} WHERE key = ?",
+            (now, False, key),
+        )
+    )
+    return statements
 
 
 _PLACEHOLDER = re.compile(r"\?")

@@ -33,8 +33,8 @@ class Notifications(Connections):
     def subscribe(self, callback: Callable[[str, str, str], None]) -> None:
         """Be told ``(workflow, id, what)`` when another host changes an instance.
 
-        ``what`` is ``pause``, ``resume``, ``terminate`` or ``restart`` for an instance
-        this host may be running, and ``create``, ``wake``, ``poll`` or ``expired`` when
+        ``what`` is ``pause``, ``resume``, ``terminate``, ``restart`` or ``delete`` for an
+        instance this host may be running, and ``create``, ``wake``, ``poll`` or ``expired`` when
         something may have become runnable.
         """
         self._subscribers.append(callback)
@@ -88,7 +88,9 @@ class Notifications(Connections):
             return  # this host's engine acted on its own change already
         self.stats["notifications"] += 1
         key, epoch = msg.get("k"), msg.get("e")
-        if what in ("pause", "resume", "terminate", "restart") and key is not None:
+        if what == "delete" and key is not None:
+            self._held.pop(key, None)
+        elif what in ("pause", "resume", "terminate", "restart") and key is not None:
             held = self._held.get(key)
             if held is not None and epoch is not None:
                 if held.epoch > epoch:

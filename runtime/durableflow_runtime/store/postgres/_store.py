@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 import asyncpg
 
 from durableflow import StoreUnavailableError, ValidationError
+from durableflow._types import StepRef
 
 from .._queries import CLAIM_SET
 from .._rows import (
@@ -27,6 +28,7 @@ from .._rows import (
     instance_from_row,
     json_text,
     lease_of,
+    not_found,
     step_values,
     steps_by_instance,
     takes_events,
@@ -47,6 +49,7 @@ from ..base import (
     Store,
     redact_url,
 )
+from ..transitions import INSTANCE_TABLES
 from ._batch import Op, lost
 from ._connection import keep_session, transient
 from ._leases import LEASED, Leases
@@ -81,18 +84,21 @@ _STEPS = f"SELECT {STEP_COLUMNS}, host FROM steps WHERE instance = ANY($1::bigin
 # One statement, so one transaction. SKIP LOCKED: hosts pruning at the same time take
 # different instances and never wait on each other, nor on a control action holding an
 # instance's row (the row is re-checked once locked: a restarted instance is not finished).
-_DELETE_FINISHED = """
+_DELETE_FINISHED = (
+    """
 WITH doomed AS (
     SELECT key FROM instances
     WHERE ended_at < $1 AND status = ANY($2::text[]) AND ($3::text IS NULL OR workflow = $3)
     ORDER BY ended_at LIMIT $4 FOR UPDATE SKIP LOCKED
-), steps_gone AS (
-    DELETE FROM steps WHERE instance IN (SELECT key FROM doomed)
-), events_gone AS (
-    DELETE FROM events WHERE instance IN (SELECT key FROM doomed)
-)
+)"""
+    + "".join(
+        f", {table}_gone AS (DELETE FROM {table} WHERE {column} IN (SELECT key FROM doomed))"
+        for table, column in INSTANCE_TABLES
+    )
+    + """
 DELETE FROM instances WHERE key IN (SELECT key FROM doomed) RETURNING key
 """
+)
 
 _RECHECK_LOCKED = 0.05  # seconds before looking again at a due instance another host locks
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -488,11 +494,53 @@ class PostgresStore(Leases, Store):
             return after
 
         after = await self._transact(op)
+        self._after_control(after)
+        return after
+
+    def _after_control(self, after: InstanceRow) -> None:
         self._short_claim = None
         held = self._held.get(after.key)
         if held is not None and held.epoch < after.epoch:
             del self._held[after.key]  # this host's engine cancels the activation itself
+
+    async def restart_from(self, workflow: str, id: str, step: StepRef, now: float) -> InstanceRow:
+        async def op(conn: Any) -> InstanceRow:
+            row = await conn.fetchrow(Q.lock_instance_by_name, workflow, id)
+            if row is None:
+                raise not_found(workflow, id)
+            inst = instance_from_row(row)
+            steps = steps_by_instance(await conn.fetch(_STEPS, [inst.key]))
+            for sql, args in Q.restart_from(inst, steps.get(inst.key, []), step, now):
+                await conn.execute(sql, *args)
+            after = instance_from_row(await conn.fetchrow(Q.instance_by_key, inst.key))
+            await self._notify(conn, "restart", workflow, id, after.key, after.epoch)
+            return after
+
+        after = await self._transact(op)
+        self._after_control(after)
         return after
+
+    async def delete_instance(self, workflow: str, id: str) -> bool:
+        async def op(conn: Any) -> int | None:
+            row = await conn.fetchrow(Q.lock_status_by_name, workflow, id)
+            if row is None:
+                return None
+            for sql, args in Q.delete_instance(row[0]):
+                await conn.execute(sql, *args)
+            await self._notify(conn, "delete", workflow, id, row[0])
+            key: int = row[0]
+            return key
+
+        key = await self._transact(op)
+        if key is None:
+            return False
+        self._short_claim = None
+        self._held.pop(key, None)  # this host's engine cancels the activation itself
+        return True
+
+    async def load_events(self, key: int) -> list[EventRow]:
+        rows = await self._call(lambda conn: conn.fetch(Q.events_of_instance, key))
+        return [event_from_row(r) for r in rows]
 
     async def send_event(
         self, workflow: str, id: str, type: str, payload: bytes | None, now: float

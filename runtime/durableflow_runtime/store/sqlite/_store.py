@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlparse
 
 from durableflow import StoreUnavailableError
 from durableflow import ValidationError as _ValidationError
+from durableflow._types import StepRef
 
 from .._queries import CLAIM_SET, SQLITE, Queries
 from .._rows import (
@@ -27,6 +28,7 @@ from .._rows import (
     instance_from_row,
     json_text,
     lease_of,
+    not_found,
     step_values,
     steps_by_instance,
     takes_events,
@@ -428,6 +430,36 @@ class SqliteStore(GroupCommit, Store):
 
         return await self._write(op)
 
+    async def restart_from(self, workflow: str, id: str, step: StepRef, now: float) -> InstanceRow:
+        def op(conn: sqlite3.Connection) -> InstanceRow:
+            row = conn.execute(Q.lock_instance_by_name, (workflow, id)).fetchone()
+            if row is None:
+                raise not_found(workflow, id)
+            inst = instance_from_row(row)
+            steps = steps_by_instance(conn.execute(Q.steps_of_instance, (inst.key,)))
+            for sql, args in Q.restart_from(inst, steps.get(inst.key, []), step, now):
+                conn.execute(sql, args)
+            return instance_from_row(conn.execute(Q.instance_by_key, (inst.key,)).fetchone())
+
+        return await self._write(op)
+
+    async def delete_instance(self, workflow: str, id: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(Q.lock_status_by_name, (workflow, id)).fetchone()
+            if row is None:
+                return False
+            for sql, args in Q.delete_instance(row[0]):
+                conn.execute(sql, args)
+            return True
+
+        return await self._write(op)
+
+    async def load_events(self, key: int) -> list[EventRow]:
+        def op(conn: sqlite3.Connection) -> list[EventRow]:
+            return [event_from_row(r) for r in conn.execute(Q.events_of_instance, (key,))]
+
+        return await self._read(op)
+
     async def send_event(
         self, workflow: str, id: str, type: str, payload: bytes | None, now: float
     ) -> None:
@@ -461,11 +493,10 @@ class SqliteStore(GroupCommit, Store):
             if workflow is not None:
                 args.append(workflow)
             args.append(limit)
-            keys = [(r[0],) for r in conn.execute(sql, args)]
-            if keys:
-                conn.executemany("DELETE FROM steps WHERE instance = ?", keys)
-                conn.executemany("DELETE FROM events WHERE instance = ?", keys)
-                conn.executemany("DELETE FROM instances WHERE key = ?", keys)
+            keys = [r[0] for r in conn.execute(sql, args)]
+            for key in keys:
+                for statement, statement_args in Q.delete_instance(key):
+                    conn.execute(statement, statement_args)
             return len(keys)
 
         return await self._write(op)
