@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, assert_type
+from typing import Any, Literal, assert_type
 
 from durableflow import (
+    BulkResult,
     CreateOptions,
     ErrorInfo,
     InstanceStatus,
     StatusName,
+    StepRef,
     Workflow,
     WorkflowInstance,
 )
@@ -36,6 +38,16 @@ async def create_and_steer(orders: Workflow[OrderParams]) -> None:
     await instance.pause()
     await instance.terminate()
     await instance.restart()
+    await instance.restart(from_step=StepRef("charge card"))
+    await instance.restart(StepRef("approval", count=2, type="wait_for_event"))
+    await instance.restart(from_step={"name": "charge card", "count": 1, "type": "do"})
+    await instance.delete()
+    results = await orders.bulk("terminate", ids=["a", "b"])
+    assert_type(results, list[BulkResult])
+    assert_type(results[0].result, Literal["applied", "skipped"])
+    assert_type(results[0].reason, str | None)
+    assert_type(await orders.bulk("delete", status="errored"), list[BulkResult])
+    assert_type(await orders.delete_batch(["a"]), list[str])
     await instance.send_event(type="approved", payload={"ok": True})
     assert_type(await instance.result(timeout=5), Any)
 
@@ -56,6 +68,11 @@ async def must_fail(orders: Workflow[OrderParams], instance: WorkflowInstance) -
     finished = status.status == "completed"  # type: ignore[comparison-overlap]
     InstanceStatus(status="done")  # type: ignore[arg-type]
     wanted: StatusName = "Complete"  # type: ignore[assignment]
+    # Restart from a step kind that does not exist; a bulk action that does not exist.
+    StepRef("charge card", type="waitForEvent")  # type: ignore[arg-type]
+    await instance.restart(from_step="charge card")  # type: ignore[arg-type]
+    await orders.bulk("archive", ids=["a"])  # type: ignore[arg-type]
+    await orders.bulk("delete", status="done")  # type: ignore[arg-type]
     # send_event takes its type by keyword.
     await instance.send_event("approved")  # type: ignore[call-arg]
     # Bindings are abstract: the host makes them.

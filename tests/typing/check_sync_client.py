@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any, assert_type
 
 from durableflow import (
+    BulkResult,
     CreateOptions,
     InstanceStatus,
     SyncClient,
     SyncWorkflow,
+    StepRef,
     SyncWorkflowInstance,
     Workflow,
 )
@@ -35,6 +37,12 @@ def use_sync_client() -> None:
         instance.send_event(type="approved", payload={"ok": True})
         instance.terminate()
         instance.restart()
+        instance.restart(from_step=StepRef("ship", type="do"))
+        instance.restart({"name": "ship"})
+        assert_type(orders.bulk("delete", ids=["o1"]), list[BulkResult])
+        assert_type(orders.bulk("pause", status="waiting"), list[BulkResult])
+        assert_type(orders.delete_batch(["o1"]), list[str])
+        instance.delete()
         assert_type(instance.result(timeout=5), Any)
         assert_type(client.workflows(), list[dict[str, Any]])
     SyncClient("http://127.0.0.1:8787").close()
@@ -42,6 +50,9 @@ def use_sync_client() -> None:
 
 def must_fail() -> None:
     client = SyncClient("http://127.0.0.1:8787")
+    # An action a bulk call does not know; delete_batch takes ids, not instances.
+    client.workflow("x").bulk("archive", ids=["a"])  # type: ignore[arg-type]
+    client.workflow("x").delete_batch([client.workflow("x").get("a")])  # type: ignore[list-item]
     # The token is keyword-only.
     SyncClient("http://127.0.0.1:8787", "secret")  # type: ignore[call-arg]
     orders = client.workflow("order-processing", OrderParams)

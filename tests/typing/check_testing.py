@@ -7,7 +7,12 @@ from pathlib import Path
 from typing import Any, assert_type
 
 from durableflow import ErrorInfo, InstanceStatus, Workflow
-from durableflow.testing import InstanceIntrospector, WorkflowTestEnvironment
+from durableflow.testing import (
+    InstanceIntrospector,
+    InstanceModifier,
+    WorkflowIntrospector,
+    WorkflowTestEnvironment,
+)
 
 from ._models import OrderParams, OrderWorkflow, RefundParams
 
@@ -35,6 +40,16 @@ async def kit() -> None:
         await env.wait_until_idle()
         await env.wait_until_idle(timeout=1.5)
         assert_type(env.database, Path)
+        with env.introspect_workflow(OrderWorkflow) as all_orders:
+            assert_type(all_orders, WorkflowIntrospector)
+
+            def setup(m: InstanceModifier) -> None:
+                m.disable_sleeps()
+                m.mock_event("approval", {"approved": True})
+
+            all_orders.modify_all(setup)
+            all_orders.modify_all(lambda m: m.mock_step_result("charge card", 1))
+            assert_type(all_orders.get(), list[InstanceIntrospector])
     WorkflowTestEnvironment([OrderWorkflow], database="state.db")
 
 
@@ -50,5 +65,8 @@ async def must_fail(env: WorkflowTestEnvironment) -> None:
     await env.wait_until_idle(1.0)  # type: ignore[call-arg]
     # Only workflow classes can be run.
     WorkflowTestEnvironment({"ORDERS": OrderParams})  # type: ignore[dict-item]
+    # modify_all takes a function of the modifier.
+    env.introspect_workflow(OrderWorkflow).modify_all(probe)  # type: ignore[arg-type]
+    env.introspect_workflow(OrderParams)  # type: ignore[arg-type]
     # The database is read-only.
     env.database = Path("x")  # type: ignore[misc]
