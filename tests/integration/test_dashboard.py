@@ -824,6 +824,59 @@ ACTIONS = ["pause", "resume", "terminate", "restart"]
 
 @needs_chromium
 @pytest.mark.slow
+async def test_browser_bulk_actions_on_ticked_instances(
+    timeline_instance: HostProcess, page: Page
+) -> None:
+    """Ticking instances shows the action bar; a bulk pause, terminate and delete answer per
+    instance, skipped ones with the host's reason, and the list follows."""
+    host = timeline_instance
+    async with aiohttp.ClientSession() as session:
+        api = Api(session, host.url)
+        batch = {"instances": [{"id": i} for i in ("b-1", "b-2", "b-3")]}
+        await api.ok("POST", "/api/workflows/orders/instances/batch", batch, 201)
+        await api.wait_status("orders", "b-3", "waiting")
+        await api.ok("POST", "/api/workflows/orders/instances/b-3/terminate")
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await page.goto(host.url + "/dashboard#/workflows/orders")
+    await expect(rows_of(page)).to_have_count(4)
+    bar = page.locator("#bulk-bar")
+    await expect(bar).to_be_hidden()
+
+    def tick(id: str) -> Locator:
+        return page.locator(f'#instances tr[data-id="{id}"] input.pick')
+
+    await tick("b-1").check()
+    await tick("b-2").check()
+    await expect(bar).to_be_visible()
+    await expect(page.locator("#bulk-count")).to_have_text("2 selected")
+    assert page.url.endswith("#/workflows/orders")  # ticking a row does not open it
+    await bar.locator("[data-bulk=pause]").click()
+    await expect(page.locator("#bulk-message")).to_have_text("pause: 2 applied, 0 skipped")
+    await expect(page.locator('#instances tr[data-id="b-1"] .badge')).to_have_text("paused")
+    await expect(page.locator('#instances tr[data-id="b-2"] .badge')).to_have_text("paused")
+    await expect(bar).to_be_hidden()  # what was applied is let go
+
+    await tick("b-2").check()
+    await tick("b-3").check()
+    await bar.locator("[data-bulk=terminate]").click()
+    await expect(page.locator("#bulk-message")).to_have_text(
+        "terminate: 1 applied, 1 skipped (b-3: cannot terminate instance 'b-3': it is terminated)"
+    )
+    await expect(page.locator("#bulk-count")).to_have_text("1 selected")  # b-3 stays ticked
+
+    await page.check("#select-all")
+    await expect(page.locator("#bulk-count")).to_have_text("4 selected")
+    await tick("o-1").uncheck()
+    await expect(page.locator("#bulk-count")).to_have_text("3 selected")
+    await bar.locator("[data-bulk=delete]").click()
+    await expect(page.locator("#bulk-message")).to_have_text("delete: 3 applied, 0 skipped")
+    await expect(rows_of(page)).to_have_count(1)
+    assert await ids_of(page) == ["o-1"]
+    await expect(bar).to_be_hidden()
+
+
+@needs_chromium
+@pytest.mark.slow
 async def test_browser_asks_for_the_token(hosts: HostFactory, tmp_path: Path, page: Page) -> None:
     """On a host with a token the page asks for it, again when refused, then shows the data."""
     host = hosts.start(timeline_project(tmp_path / "project", server=f'token = "{TOKEN}"'))

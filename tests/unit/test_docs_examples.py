@@ -45,6 +45,7 @@ PAGES = [
     "retries.md",
     "sleeping-and-events.md",
     "testing.md",
+    "control.md",
     "cookbook.md",
     "migrate-cloudflare.md",
     "migrate-dbos.md",
