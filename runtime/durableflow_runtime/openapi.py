@@ -326,6 +326,7 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["action"],
         "additionalProperties": False,
         "description": "Exactly one of ids and status.",
+        "oneOf": [{"required": ["ids"]}, {"required": ["status"]}],
         "properties": {
             "action": {
                 "type": "string",

@@ -276,6 +276,9 @@ async def bulk_action(request: web.Request) -> web.Response:
     body = await _object_body(request, ("action", "ids", "status"))
     if "action" not in body:
         raise ApiError(400, "invalid_request", "'action' is missing")
+    for key in ("ids", "status"):
+        if key in body and body[key] is None:
+            raise ApiError(400, "invalid_request", f"'{key}' must not be null (leave it out)")
     results, more = await _engine(request).bulk(
         name, body["action"], ids=body.get("ids"), status=body.get("status")
     )
