@@ -20,6 +20,7 @@ from durableflow import (
     InstanceExistsError,
     InvalidTransitionError,
     NotFoundError,
+    StepRef,
     ValidationError,
     WorkflowEntrypoint,
     WorkflowEvent,
@@ -883,3 +884,54 @@ def test_shared_queries_are_constant_sql_on_postgresql() -> None:
         " AND consumed_by IS NULL GROUP BY type",
         (1, "a", "b"),
     )
+
+
+# --- restart from a step, delete ----------------------------------------------------------
+
+
+async def test_restart_from_drops_the_step_what_followed_and_the_events_they_took(
+    store: Store,
+) -> None:
+    """restart_from keeps the steps before the named one, drops it and every later step with
+    the events those took, keeps pending events, and fences the old lease."""
+    lease = await running(store)
+    await store.put_step(lease, step("reserve", 0, "complete", output=b'"r"'))
+    await store.send_event("wf", "a", "ok", b"1", T0 + 2)
+    await store.send_event("wf", "a", "ok", b"2", T0 + 3)
+    await store.send_event("wf", "a", "ok", b"3", T0 + 4)
+    assert await store.take_event(lease, step("first", 1, type="wait_for_event"), "ok", T0 + 5)
+    await store.put_step(lease, step("charge", 2, "failed", error={"name": "E", "message": "m"}))
+    assert await store.take_event(lease, step("second", 3, type="wait_for_event"), "ok", T0 + 6)
+
+    with pytest.raises(ValidationError, match="'charge'.*no such step"):
+        await store.restart_from("wf", "a", StepRef("charge", type="sleep"), T0 + 7)
+    with pytest.raises(NotFoundError):
+        await store.restart_from("wf", "nobody", StepRef("charge"), T0 + 7)
+    row = await store.restart_from("wf", "a", StepRef("charge"), T0 + 7)
+    assert (row.status, row.error, row.output, row.ended_at) == ("queued", None, None, None)
+    assert row.epoch > lease.epoch
+    steps = await store.load_steps(row.key)
+    assert [s.name for s in steps] == ["reserve", "first"]
+    events = await store.load_events(row.key)
+    assert [(e.payload, e.consumed_by) for e in events] == [(b"1", "first#1"), (b"3", None)]
+    with pytest.raises(LeaseLost):
+        await store.put_step(lease, step("late", 4))
+
+
+async def test_delete_instance_removes_every_row_and_frees_the_id(store: Store) -> None:
+    """delete_instance removes a running instance, its steps and its events, in one go;
+    the old lease can write nothing more, and the id starts afresh."""
+    lease = await running(store)
+    await store.put_step(lease, step("s", 0, "complete", output=b"1"))
+    await store.send_event("wf", "a", "t", b"1", T0 + 2)
+    assert await store.delete_instance("wf", "a") is True
+    assert await store.get_instance("wf", "a") is None
+    assert await store.load_steps(lease.key) == []
+    assert await store.load_events(lease.key) == []
+    assert await store.delete_instance("wf", "a") is False
+    with pytest.raises(LeaseLost):
+        await store.put_step(lease, step("late", 1))
+    await create(store, "a")
+    row = await store.get_instance("wf", "a")
+    assert row is not None and row.key != lease.key and row.status == "queued"
+    assert await store.load_steps(row.key) == []
