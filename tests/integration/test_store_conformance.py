@@ -903,7 +903,7 @@ async def test_restart_from_drops_the_step_what_followed_and_the_events_they_too
     await store.put_step(lease, step("charge", 2, "failed", error={"name": "E", "message": "m"}))
     assert await store.take_event(lease, step("second", 3, type="wait_for_event"), "ok", T0 + 6)
 
-    with pytest.raises(ValidationError, match="'charge'.*no such step"):
+    with pytest.raises(ValidationError, match=r"'charge'.*no such step"):
         await store.restart_from("wf", "a", StepRef("charge", type="sleep"), T0 + 7)
     with pytest.raises(NotFoundError):
         await store.restart_from("wf", "nobody", StepRef("charge"), T0 + 7)

@@ -9,9 +9,9 @@ from durableflow import (
     BulkResult,
     CreateOptions,
     InstanceStatus,
+    StepRef,
     SyncClient,
     SyncWorkflow,
-    StepRef,
     SyncWorkflowInstance,
     Workflow,
 )

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from durableflow import InvalidTransitionError
+from durableflow import InvalidTransitionError, StepRef, ValidationError
 from durableflow._types import STATUSES
 from durableflow_runtime.store.transitions import (
     FINAL_STATUSES,
     Transition,
     control_transition,
+    dropped_steps,
     numbered,
 )
 
@@ -56,3 +59,61 @@ def test_numbered_placeholders():
     assert numbered("UPDATE t SET a = ?, b = ? WHERE k = ?") == (
         "UPDATE t SET a = $1, b = $2 WHERE k = $3"
     )
+
+
+def _row(name: str, seq: int, type: str = "do", count: int = 1, resolved: int | None = None) -> Any:
+    from durableflow_runtime.store.base import StepRow
+
+    config = {"resolved_seq": resolved} if resolved is not None else None
+    return StepRow(name=name, count=count, seq=seq, type=type, status="complete", config=config)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("ref", "dropped"),
+    [
+        (StepRef("a"), ["a", "w", "b", "a#2", "s"]),
+        # the wait started before b but resolved after it: its resolution is replayed later
+        (StepRef("b"), ["w", "b", "a#2", "s"]),
+        (StepRef("a", count=2), ["a#2", "s"]),
+        (StepRef("s", type="sleep"), ["s"]),
+        (StepRef("w", type="wait_for_event"), ["w", "b", "a#2", "s"]),
+    ],
+)
+def test_a_restart_from_a_step_drops_it_and_what_started_after(
+    ref: StepRef, dropped: list[str]
+) -> None:
+    """dropped_steps counts occurrences per name and kind in start order, as Cloudflare."""
+    steps = [
+        _row("a", 0),
+        _row("w", 1, "wait_for_event", resolved=3),
+        _row("b", 2),
+        _row("a", 4, count=2),
+        _row("s", 5, "sleep", resolved=6),
+    ]
+    names = [
+        s.name + (f"#{s.count}" if s.count > 1 else "") for s in dropped_steps(steps, ref, "i")
+    ]
+    assert names == dropped
+
+
+def test_a_wait_resolved_after_the_restart_point_is_dropped() -> None:
+    """A wait started before the step but resolved after it goes with the later steps."""
+    steps = [_row("w", 0, "wait_for_event", resolved=2), _row("b", 1)]
+    assert [s.name for s in dropped_steps(steps, StepRef("b"), "i")] == ["w", "b"]
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        (StepRef("zzz"), "do step 'zzz' (#1): no such step"),
+        (StepRef("a", count=3), "(it has 2 by that name and type)"),
+        (StepRef("a", type="sleep"), "sleep step 'a' (#1)"),
+    ],
+)
+def test_a_step_not_in_the_history_is_named(ref: StepRef, message: str) -> None:
+    """A restart from a step that is not in the history names the step and the instance."""
+    steps = [_row("a", 0), _row("a", 1, count=2)]
+    with pytest.raises(ValidationError) as caught:
+        dropped_steps(steps, ref, "inst")
+    assert message in caught.value.message
+    assert "instance 'inst'" in caught.value.message
