@@ -3,6 +3,7 @@ SyncClient and CLI, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -185,6 +186,8 @@ async def test_delete_a_running_instance_abandons_its_attempt(
     await eventually(lambda: Path(params["started"]).exists(), message="the step started")
     status, _ = await api.call("DELETE", f"{base}/busy")
     assert status == 204
+    cancelled = Path(params["started"]).with_suffix(".cancelled")
+    await eventually(cancelled.exists, message="the in-flight attempt is cancelled")
     _touch(params["gate"])
     status, _ = await api.call("GET", f"{base}/busy")
     assert status == 404
@@ -394,3 +397,52 @@ async def test_restart_from_survives_a_kill_9(
         done = await api.wait_status("orders", "k9", "complete")
     assert done["output"] == ["reserved", "second", "charged", "shipped"]
     assert _ran(params) == ["reserve", "charge card", "ship", "charge card", "ship"]
+
+
+async def test_delete_on_one_host_stops_the_attempt_on_another(
+    hosts: HostFactory, tmp_path: Path
+) -> None:
+    """Two hosts on one PostgreSQL: a bulk delete sent to one host cancels the in-flight
+    attempts of the instances the other host runs, and the ids are gone on both."""
+    schema = f"control_mh_{os.getpid()}_{time.monotonic_ns()}"
+    args = await asyncio.to_thread(storage_args, "postgres", schema)
+    try:
+        first = hosts.start(copy_project(tmp_path / "one", PROJECT), *args)
+        second = hosts.start(copy_project(tmp_path / "two", PROJECT), *args)
+        base = "/api/workflows/blocker/instances"
+        ids = [f"m{n}" for n in range(8)]
+        started = {id: tmp_path / f"{id}.started" for id in ids}
+        async with aiohttp.ClientSession() as session:
+            api = Api(session, first.url)
+            other = Api(session, second.url)
+            for half, creator in ((ids[:4], api), (ids[4:], other)):  # each host runs some
+                batch = [
+                    {
+                        "id": id,
+                        "params": {"gate": str(tmp_path / "gate"), "started": str(started[id])},
+                    }
+                    for id in half
+                ]
+                await creator.ok("POST", f"{base}/batch", {"instances": batch}, status=201)
+            await eventually(
+                lambda: all(p.exists() for p in started.values()), message="every step started"
+            )
+            runners = set()
+            for id in ids:
+                detail = await api.ok("GET", f"{base}/{id}")
+                runners |= {s["host"] for s in detail["steps"]}
+            assert None not in runners and len(runners) == 2, runners
+            answer = await api.ok("POST", f"{base}/actions", {"action": "delete", "ids": ids})
+            assert answer["applied"] == len(ids)
+            await eventually(
+                lambda: all(p.with_suffix(".cancelled").exists() for p in started.values()),
+                message="every in-flight attempt is cancelled, on both hosts",
+            )
+            for id in ids:
+                for host_api in (api, other):
+                    status, _ = await host_api.call("GET", f"{base}/{id}")
+                    assert status == 404
+        for host in (first, second):
+            assert "Traceback" not in host.output()
+    finally:
+        await asyncio.to_thread(_pg, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -51,15 +51,20 @@ class CollectorWorkflow(WorkflowEntrypoint[Any, Any]):
 
 class BlockerWorkflow(WorkflowEntrypoint[Any, Any]):
     """A step that runs until the file params["gate"] exists; params["started"] is written
-    when it starts."""
+    when it starts, and the same path with the suffix .cancelled when it is cancelled."""
 
     async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> Any:
         gate = Path(event.payload["gate"])
 
         async def block() -> str:
-            Path(event.payload["started"]).write_text("started")  # noqa: ASYNC240
-            while not gate.exists():  # noqa: ASYNC110, ASYNC240
-                await asyncio.sleep(0.02)
+            started = Path(event.payload["started"])
+            started.write_text("started")  # noqa: ASYNC240
+            try:
+                while not gate.exists():  # noqa: ASYNC110, ASYNC240
+                    await asyncio.sleep(0.02)
+            except asyncio.CancelledError:
+                started.with_suffix(".cancelled").write_text("cancelled")
+                raise
             return "passed"
 
         return await step.do("block", block)
