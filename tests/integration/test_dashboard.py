@@ -824,6 +824,42 @@ ACTIONS = ["pause", "resume", "terminate", "restart"]
 
 @needs_chromium
 @pytest.mark.slow
+async def test_browser_restarts_from_a_step_and_deletes(
+    timeline_instance: HostProcess, page: Page
+) -> None:
+    """A step's detail restarts the instance from that step (the steps before it stay); the
+    Delete button deletes the instance and goes back to the list."""
+    host = timeline_instance
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    async with aiohttp.ClientSession() as session:
+        before = await Api(session, host.url).ok("GET", "/api/workflows/orders/instances/o-1")
+    await page.goto(host.url + "/dashboard#/workflows/orders/instances/o-1")
+    await expect(page.locator(".title-row .badge")).to_have_text("waiting")
+    await page.locator('.tl-row[data-step="cool down"]').click()
+    await page.locator('[data-restart-from] >> text="Restart from this step"').click()
+    await expect(page.locator("#action-message")).to_have_text(
+        "restart from “cool down”: now queued"
+    )
+    async with aiohttp.ClientSession() as session:
+        api = Api(session, host.url)
+        names = ["reserve stock", "charge card", "cool down", "wait for approval"]
+
+        async def waits_again() -> Any:
+            detail = await api.ok("GET", "/api/workflows/orders/instances/o-1")
+            return detail if [s["name"] for s in detail["steps"]] == names else None
+
+        detail = await eventually(waits_again, message="o-1 slept again and waits")
+        assert detail["steps"][:2] == before["steps"][:2]  # kept, not run again
+        assert detail["steps"][2]["started_at"] > before["steps"][2]["started_at"]
+    await page.click("#delete-instance")
+    await expect(page).to_have_url(re.compile(r"#/workflows/orders$"))
+    await expect(page.locator("#instances tbody")).to_have_text(
+        "No instance yet: create one with “New instance”."
+    )
+
+
+@needs_chromium
+@pytest.mark.slow
 async def test_browser_bulk_actions_on_ticked_instances(
     timeline_instance: HostProcess, page: Page
 ) -> None:
