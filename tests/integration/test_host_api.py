@@ -62,11 +62,16 @@ GREETING_SCHEMA = {
 
 async def test_workflows_serve_the_params_schema(api: Api) -> None:
     """Each workflow carries the JSON Schema of its params type (null without one), and
-    GET /api/workflows/{name} answers the same item, or 404."""
+    GET /api/workflows/{name} answers the same item with its instance counts, or 404."""
     listed = {w["name"]: w for w in (await api.ok("GET", BASE))["workflows"]}
     assert listed["echo"]["params_schema"] == GREETING_SCHEMA
     assert listed["waiter"]["params_schema"] is None
-    assert await api.ok("GET", f"{BASE}/echo") == listed["echo"]
+    one = await api.ok("GET", f"{BASE}/echo")
+    counts = one.pop("counts")
+    assert one == listed["echo"]
+    await api.ok("POST", f"{BASE}/echo/instances", {"params": {"name": "n"}}, status=201)
+    after = (await api.ok("GET", f"{BASE}/echo"))["counts"]
+    assert sum(after.values()) == sum(counts.values()) + 1
     status, answer = await api.call("GET", f"{BASE}/nope")
     assert status == 404 and answer["error"]["code"] == "not_found"
 
