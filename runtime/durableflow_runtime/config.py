@@ -50,7 +50,7 @@ from urllib.parse import unquote, urlparse
 
 import attrs
 
-from durableflow import ValidationError, WorkflowEntrypoint
+from durableflow import ResolvedStepConfig, ValidationError, WorkflowEntrypoint
 from durableflow._config import resolve_config
 from durableflow._duration import to_seconds
 from durableflow._types import check_id
@@ -100,7 +100,7 @@ LOG_FORMATS = ("text", "json")
 _ORIGIN = re.compile(
     r"https?://[A-Za-z0-9.\-]+(?::[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?"
 )
-_WORKFLOW_KEYS = ("name", "binding", "class_name", "retries", "timeout")
+_WORKFLOW_KEYS = ("name", "binding", "class_name", "retries", "timeout", "run_retries")
 
 
 class ConfigError(ValidationError):
@@ -167,6 +167,8 @@ class WorkflowConfig:
         class_name: The ``WorkflowEntrypoint`` subclass in ``main``.
         retries: Default retry policy of its steps (the dict form), if set.
         timeout: Default per-attempt timeout of its steps, if set.
+        run_retries: How often ``run()`` runs again when it raises (the dict form of
+            ``retries``: ``limit``, ``delay``, ``backoff``), if set.
     """
 
     name: str
@@ -174,6 +176,7 @@ class WorkflowConfig:
     class_name: str
     retries: Mapping[str, Any] | None = None
     timeout: str | int | float | None = None
+    run_retries: Mapping[str, Any] | None = None
 
 
 @attrs.frozen
@@ -456,11 +459,20 @@ def load_config(path: Path | None = None) -> Config:
         timeout = entry.get("timeout")
         if timeout is not None:
             _expect(timeout, (str, int, float), path, f"{where} timeout", "a duration")
+        run_retries = entry.get("run_retries")
+        if run_retries is not None:
+            _expect(run_retries, dict, path, f"{where} run_retries", "a table")
         workflow = WorkflowConfig(
-            name=name, binding=binding, class_name=class_name, retries=retries, timeout=timeout
+            name=name,
+            binding=binding,
+            class_name=class_name,
+            retries=retries,
+            timeout=timeout,
+            run_retries=run_retries,
         )
         try:
             _defaults(workflow)
+            _run_retries(workflow)
         except ValidationError as exc:
             raise ConfigError(f"{path}: {where}: {exc.message}") from None
         workflows.append(workflow)
@@ -617,6 +629,17 @@ def build_specs(
             cls=classes[workflow.name],
             binding=workflow.binding,
             defaults=_defaults(workflow),
+            run_retries=_run_retries(workflow),
         )
         for workflow in config.workflows
     ]
+
+
+def _run_retries(workflow: WorkflowConfig) -> ResolvedStepConfig | None:
+    """The workflow's ``run_retries`` policy, merged over the step retry defaults."""
+    if workflow.run_retries is None:
+        return None
+    try:
+        return resolve_config({"retries": dict(workflow.run_retries)})
+    except ValidationError as exc:
+        raise ValidationError(exc.message.replace("retries", "run_retries", 1)) from None

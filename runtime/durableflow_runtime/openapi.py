@@ -172,6 +172,43 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["started_at", "ended_at", "error"],
         "properties": {"started_at": _TIME, "ended_at": _TIME, "error": _ref("ErrorInfo")},
     },
+    "Rollback": {
+        "type": "object",
+        "required": [
+            "status",
+            "attempts",
+            "attempt_log",
+            "error",
+            "started_at",
+            "ended_at",
+            "wake_at",
+        ],
+        "properties": {
+            "status": {
+                "type": "string",
+                "enum": ["running", "retrying", "complete", "failed"],
+                "description": "failed: the handler exhausted its retries (the other "
+                "rollbacks ran on).",
+            },
+            "attempts": {"type": "integer"},
+            "attempt_log": {"type": "array", "items": _ref("Attempt")},
+            "error": _ref("ErrorInfo"),
+            "started_at": _TIME,
+            "ended_at": _TIME,
+            "wake_at": {**_TIME, "description": "When a pending retry of the handler is due."},
+        },
+    },
+    "TerminateOptions": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "rollback": {
+                "type": "boolean",
+                "description": "Run the rollback handlers of the instance's steps first "
+                "(status rollingBack), then end it terminated. Default false.",
+            },
+        },
+    },
     "Step": {
         "type": "object",
         "required": [
@@ -209,6 +246,11 @@ _SCHEMAS: dict[str, Any] = {
                 **_nullable({"type": "string"}),
                 "description": "The host that ran the latest attempt (several hosts share "
                 "a PostgreSQL store); null for sleeps and waits.",
+            },
+            "rollback": {
+                **_nullable(_ref("Rollback")),
+                "description": "The run of the step's rollback handler, once the instance "
+                "rolled back; null before, and for steps without a handler.",
             },
             "event_type": {
                 **_nullable({"type": "string"}),
@@ -249,11 +291,24 @@ _SCHEMAS: dict[str, Any] = {
                 "type": "array",
                 "items": {
                     "type": "string",
-                    "enum": ["pause", "resume", "terminate", "restart", "send_event"],
+                    "enum": [
+                        "pause",
+                        "resume",
+                        "terminate",
+                        "restart",
+                        "terminate_rollback",
+                        "send_event",
+                    ],
                 },
                 "description": "What the instance's status allows now: the control "
-                "actions the state rules accept (and that change something), and "
+                "actions the state rules accept (and that change something; "
+                'terminate_rollback is terminate with {"rollback": true}), and '
                 "send_event until the instance has ended.",
+            },
+            "run_retries": {
+                "type": "integer",
+                "description": "How many times run() ran again under the workflow's "
+                "run_retries policy.",
             },
         },
     },
@@ -486,18 +541,23 @@ _ID = _param("id", "path", "The instance's id.", {"type": "string"})
 
 
 def _control(action: str, what: str) -> dict[str, Any]:
-    return {
-        "post": {
-            "operationId": f"{action}Instance",
-            "summary": what,
-            "tags": ["instances"],
-            "parameters": [_NAME, _ID],
-            "responses": {
-                **_ok("200", "The instance's status afterwards.", "InstanceRef"),
-                **_writes("401", "404", "409"),
-            },
-        }
+    operation: dict[str, Any] = {
+        "operationId": f"{action}Instance",
+        "summary": what,
+        "tags": ["instances"],
+        "parameters": [_NAME, _ID],
+        "responses": {
+            **_ok("200", "The instance's status afterwards.", "InstanceRef"),
+            **_writes("401", "404", "409"),
+        },
     }
+    if action == "terminate":
+        operation["requestBody"] = {
+            "required": False,
+            "content": _json_content(_ref("TerminateOptions")),
+        }
+        operation["responses"].update(_writes("400"))
+    return {"post": operation}
 
 
 @functools.cache
@@ -693,7 +753,11 @@ def _document() -> dict[str, Any]:
             "pause", "Pause; a running step finishes first (waitingForPause)."
         ),
         "/api/workflows/{name}/instances/{id}/resume": _control("resume", "Resume a paused one."),
-        "/api/workflows/{name}/instances/{id}/terminate": _control("terminate", "Stop for good."),
+        "/api/workflows/{name}/instances/{id}/terminate": _control(
+            "terminate",
+            'Stop for good; with {"rollback": true}, run the rollback handlers of its '
+            "steps first (status rollingBack, then terminated).",
+        ),
         "/api/workflows/{name}/instances/{id}/restart": {
             "post": {
                 **_control("restart", "Run again: from the start, or from a step.")["post"],

@@ -47,11 +47,16 @@ class WorkflowInstance(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def terminate(self) -> None:
+    async def terminate(self, *, rollback: bool = False) -> None:
         """Stop it for good; no further step runs.
 
+        Args:
+            rollback: Run the rollback handlers of its steps first (status
+                ``rollingBack``), then end ``terminated``.
+
         Raises:
-            InvalidTransitionError: It has already ended.
+            InvalidTransitionError: It has already ended (or, with ``rollback``, is
+                already rolling back).
         """
 
     @abc.abstractmethod

@@ -167,8 +167,8 @@ class _HttpInstance(WorkflowInstance):
     async def resume(self) -> None:
         await self._api.send(_http.action_call(self._path, "resume"))
 
-    async def terminate(self) -> None:
-        await self._api.send(_http.action_call(self._path, "terminate"))
+    async def terminate(self, *, rollback: bool = False) -> None:
+        await self._api.send(_http.terminate_call(self._path, rollback))
 
     async def restart(self, from_step: StepRef | dict[str, Any] | None = None) -> None:
         await self._api.send(_http.restart_call(self._path, from_step))

@@ -320,6 +320,13 @@ def bulk_results(data: Mapping[str, Any]) -> list[BulkResult]:
     return [BulkResult.from_json(r) for r in data["results"]]
 
 
+def terminate_call(instance: str, rollback: bool) -> Call:
+    """``terminate``, with ``{"rollback": true}`` when rollbacks run first."""
+    if not rollback:
+        return action_call(instance, "terminate")
+    return Call("POST", f"{instance}/terminate", {"rollback": True})
+
+
 def event_call(instance: str, type: str, payload: Any) -> Call:
     check_id(type, what="event type")
     return Call("POST", f"{instance}/events/{_segment(type)}", unstructure(payload), True)

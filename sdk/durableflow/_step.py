@@ -13,15 +13,27 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
+
 from ._config import StepConfig
 from ._duration import Duration
 from ._errors import ValidationError
 from ._types import WorkflowStepEvent, check_id, check_step_name
 
-__all__ = ["StepCallback", "WorkflowStep"]
+__all__ = ["RollbackHandler", "StepCallback", "StepRollback", "WorkflowStep"]
 
 StepCallback = Callable[..., Awaitable[Any]]
 _ConfigArg = StepConfig | Mapping[str, Any] | None
+#: A rollback handler: an async callable taking one ``RollbackContext``.
+RollbackHandler = Callable[[Any], Awaitable[Any]]
+
+
+@attrs.frozen
+class StepRollback:
+    """What ``step.do(..., rollback=, rollback_config=)`` registers for the host."""
+
+    handler: RollbackHandler
+    config: _ConfigArg = None
 
 
 def _is_config(value: object) -> bool:
@@ -39,6 +51,9 @@ class WorkflowStep(abc.ABC):
         @step.do("fetch", config={"timeout": "1 minute"})            # decorator form
         async def fetch() -> int: ...
         value = await fetch()
+
+    Both forms take ``rollback=`` (an async handler of one ``RollbackContext``) and
+    ``rollback_config=`` (the handler's retries and timeout; default: the step's own).
     """
 
     def do(self, *args: Any, **kwargs: Any) -> Any:
@@ -54,13 +69,14 @@ class WorkflowStep(abc.ABC):
         """
         config_kw = kwargs.pop("config", None)
         name_kw = kwargs.pop("name", None)
+        rollback = _rollback(kwargs.pop("rollback", None), kwargs.pop("rollback_config", None))
         if kwargs:
             raise ValidationError(f"step.do() got unexpected keyword(s): {', '.join(kwargs)}")
         if args and callable(args[0]) and not isinstance(args[0], str):
             # bare decorator: @step.do
             if len(args) > 1 or name_kw is not None:
                 raise ValidationError("step.do(callback) takes no other positional argument")
-            return self._decorate(None, config_kw)(args[0])
+            return self._decorate(None, config_kw, rollback)(args[0])
         name: str | None = name_kw
         rest = args
         if rest:
@@ -68,41 +84,49 @@ class WorkflowStep(abc.ABC):
                 raise ValidationError("step.do() got the step name twice")
             name, rest = rest[0], rest[1:]
         if len(rest) == 0:
-            return self._decorate(name, config_kw)
+            return self._decorate(name, config_kw, rollback)
         if len(rest) == 1 and callable(rest[0]) and not _is_config(rest[0]):
-            return self._do_checked(name, config_kw, rest[0])
+            return self._do_checked(name, config_kw, rest[0], rollback)
         if len(rest) == 2 and _is_config(rest[0]) and callable(rest[1]):
             if config_kw is not None:
                 raise ValidationError("step.do() got the config twice")
-            return self._do_checked(name, rest[0], rest[1])
+            return self._do_checked(name, rest[0], rest[1], rollback)
         raise ValidationError(
             "step.do() takes (name, callback), (name, config, callback), "
             "or is used as a decorator: @step.do(name, config=...)"
         )
 
     def _decorate(
-        self, name: str | None, config: _ConfigArg
+        self, name: str | None, config: _ConfigArg, rollback: StepRollback | None
     ) -> Callable[[StepCallback], Callable[[], Awaitable[Any]]]:
         def decorator(func: StepCallback) -> Callable[[], Awaitable[Any]]:
             step_name = name if name is not None else getattr(func, "__name__", None)
 
             @functools.wraps(func)
             def run_step() -> Awaitable[Any]:
-                result: Awaitable[Any] = self._do_checked(step_name, config, func)
+                result: Awaitable[Any] = self._do_checked(step_name, config, func, rollback)
                 return result
 
             return run_step
 
         return decorator
 
-    def _do_checked(self, name: object, config: _ConfigArg, callback: StepCallback) -> Any:
+    def _do_checked(
+        self,
+        name: object,
+        config: _ConfigArg,
+        callback: StepCallback,
+        rollback: StepRollback | None = None,
+    ) -> Any:
         check_step_name(name)
         assert isinstance(name, str)
         if not _is_config(config):
             raise ValidationError(
                 f"step {name!r}: config must be a StepConfig or a dict, not {type(config).__name__}"
             )
-        return self._do(name, config, callback)
+        if rollback is None:
+            return self._do(name, config, callback)
+        return self._do(name, config, callback, rollback=rollback)
 
     async def sleep(self, name: str, duration: Duration) -> None:
         """Sleep durably; the instance is suspended and costs no memory meanwhile.
@@ -151,7 +175,14 @@ class WorkflowStep(abc.ABC):
         return await self._wait_for_event(name, type, timeout)
 
     @abc.abstractmethod
-    def _do(self, name: str, config: _ConfigArg, callback: StepCallback) -> Awaitable[Any]: ...
+    def _do(
+        self,
+        name: str,
+        config: _ConfigArg,
+        callback: StepCallback,
+        *,
+        rollback: StepRollback | None = None,
+    ) -> Awaitable[Any]: ...
 
     @abc.abstractmethod
     async def _sleep(self, name: str, duration: Duration | None, until: float | None) -> None: ...
@@ -160,3 +191,22 @@ class WorkflowStep(abc.ABC):
     async def _wait_for_event(
         self, name: str, type: str, timeout: Duration
     ) -> WorkflowStepEvent: ...
+
+
+def _rollback(handler: object, config: object) -> StepRollback | None:
+    """The rollback registration of a ``step.do`` call, checked."""
+    if handler is None:
+        if config is not None:
+            raise ValidationError("step.do(): rollback_config was given without rollback=")
+        return None
+    if not callable(handler):
+        raise ValidationError(
+            f"step.do(): rollback must be an async callable taking a RollbackContext, "
+            f"not {type(handler).__name__}"
+        )
+    if not _is_config(config):
+        raise ValidationError(
+            "step.do(): rollback_config must be a StepConfig or a dict, "
+            f"not {type(config).__name__}"
+        )
+    return StepRollback(handler, config)  # type: ignore[arg-type]

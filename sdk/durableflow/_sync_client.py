@@ -146,13 +146,16 @@ class SyncWorkflowInstance:
         """
         self._api.send(_http.action_call(self._path, "resume"))
 
-    def terminate(self) -> None:
+    def terminate(self, *, rollback: bool = False) -> None:
         """Stop it for good; no further step runs.
+
+        Args:
+            rollback: Run the rollback handlers of its steps first, then end ``terminated``.
 
         Raises:
             InvalidTransitionError: It has already ended.
         """
-        self._api.send(_http.action_call(self._path, "terminate"))
+        self._api.send(_http.terminate_call(self._path, rollback))
 
     def restart(self, from_step: StepRef | dict[str, Any] | None = None) -> None:
         """Run it again with the same params: from the start, or from ``from_step``

@@ -20,6 +20,7 @@ __all__ = [
     "CreateOptions",
     "ErrorInfo",
     "InstanceStatus",
+    "RollbackContext",
     "StatusName",
     "StepContext",
     "StepRef",
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 ParamsT = TypeVar("ParamsT")
+T = TypeVar("T")
 
 StatusName: TypeAlias = Literal[
     "queued",
@@ -42,6 +44,7 @@ StatusName: TypeAlias = Literal[
     "complete",
     "waiting",
     "waitingForPause",
+    "rollingBack",
     "unknown",
 ]
 STATUSES: tuple[StatusName, ...] = get_args(StatusName)
@@ -102,6 +105,25 @@ class ErrorInfo:
 
     name: str
     message: str
+
+
+@attrs.frozen
+class RollbackContext(Generic[T]):
+    """What a step's rollback handler receives when the instance is rolled back.
+
+    Attributes:
+        step: The context of the step being undone (its name, count, ``step_id``, the
+            attempt that ended it, and its resolved config).
+        output: The step's result, restored to its annotated type; ``None`` for a step
+            that had not completed (the step whose failure started the rollback, or a
+            step that was running when the instance was terminated).
+        error: What failed the instance (for ``terminate(rollback=True)``:
+            ``Terminated``).
+    """
+
+    step: StepContext
+    output: T
+    error: ErrorInfo
 
 
 @attrs.frozen

@@ -39,6 +39,7 @@ from ._types import BulkResult as BulkResult
 from ._types import CreateOptions as CreateOptions
 from ._types import ErrorInfo as ErrorInfo
 from ._types import InstanceStatus as InstanceStatus
+from ._types import RollbackContext as RollbackContext
 from ._types import StatusName as StatusName
 from ._types import StepContext as StepContext
 from ._types import StepRef as StepRef
@@ -69,6 +70,7 @@ __all__ = [
     "ResolvedStepConfig",
     "RetryConfig",
     "RetryConfigDict",
+    "RollbackContext",
     "SerializationError",
     "StatusName",
     "StepConfig",

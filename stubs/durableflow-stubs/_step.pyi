@@ -3,18 +3,29 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import Any, Protocol, TypeAlias, TypeVar, overload
 
+import attrs
+
 from ._config import StepConfig, StepConfigDict
 from ._duration import Duration
-from ._types import StepContext, WorkflowStepEvent
+from ._types import RollbackContext, StepContext, WorkflowStepEvent
 
-__all__ = ["StepCallback", "WorkflowStep"]
+__all__ = ["RollbackHandler", "StepCallback", "StepRollback", "WorkflowStep"]
 
 _T = TypeVar("_T")
 
 StepCallback: TypeAlias = Callable[..., Awaitable[Any]]
+RollbackHandler: TypeAlias = Callable[[Any], Awaitable[Any]]
 
 # What a step may be configured with: the attrs class or its dict form.
 _Config: TypeAlias = StepConfig | StepConfigDict
+
+# A rollback handler of a step whose result is a ``_T``.
+_Undo: TypeAlias = Callable[[RollbackContext[_T]], Awaitable[object]]
+
+@attrs.frozen(order=False)
+class StepRollback:
+    handler: RollbackHandler
+    config: StepConfig | Mapping[str, Any] | None = None
 
 class _StepDecorator(Protocol):
     """What ``@step.do("name")`` / ``@step.do()`` / ``@step.do(config=...)`` return."""
@@ -26,24 +37,61 @@ class _StepDecorator(Protocol):
         self, func: Callable[[StepContext], Awaitable[_T]], /
     ) -> Callable[[], Awaitable[_T]]: ...
 
+class _RollbackStepDecorator(Protocol[_T]):
+    """What ``@step.do("name", rollback=undo)`` returns: the function must return what
+    ``undo``'s ``RollbackContext`` holds."""
+
+    @overload
+    def __call__(self, func: Callable[[], Awaitable[_T]], /) -> Callable[[], Awaitable[_T]]: ...
+    @overload
+    def __call__(
+        self, func: Callable[[StepContext], Awaitable[_T]], /
+    ) -> Callable[[], Awaitable[_T]]: ...
+
 class WorkflowStep(abc.ABC):
-    # Call form: ``await step.do("name", callback)``.
+    # Call form: ``await step.do("name", callback)``; ``rollback`` gets the step's result.
     @overload
     def do(
-        self, name: str, callback: Callable[[], Awaitable[_T]], /
+        self,
+        name: str,
+        callback: Callable[[], Awaitable[_T]],
+        /,
+        *,
+        rollback: _Undo[_T] | None = None,
+        rollback_config: _Config | None = None,
     ) -> Coroutine[Any, Any, _T]: ...
     @overload
     def do(
-        self, name: str, callback: Callable[[StepContext], Awaitable[_T]], /
+        self,
+        name: str,
+        callback: Callable[[StepContext], Awaitable[_T]],
+        /,
+        *,
+        rollback: _Undo[_T] | None = None,
+        rollback_config: _Config | None = None,
     ) -> Coroutine[Any, Any, _T]: ...
     # Call form with a config: ``await step.do("name", {"timeout": "1 minute"}, callback)``.
     @overload
     def do(
-        self, name: str, config: _Config, callback: Callable[[], Awaitable[_T]], /
+        self,
+        name: str,
+        config: _Config,
+        callback: Callable[[], Awaitable[_T]],
+        /,
+        *,
+        rollback: _Undo[_T] | None = None,
+        rollback_config: _Config | None = None,
     ) -> Coroutine[Any, Any, _T]: ...
     @overload
     def do(
-        self, name: str, config: _Config, callback: Callable[[StepContext], Awaitable[_T]], /
+        self,
+        name: str,
+        config: _Config,
+        callback: Callable[[StepContext], Awaitable[_T]],
+        /,
+        *,
+        rollback: _Undo[_T] | None = None,
+        rollback_config: _Config | None = None,
     ) -> Coroutine[Any, Any, _T]: ...
     # Bare decorator: ``@step.do`` (the step is named after the function).
     @overload
@@ -52,6 +100,16 @@ class WorkflowStep(abc.ABC):
     def do(
         self, func: Callable[[StepContext], Awaitable[_T]], /
     ) -> Callable[[], Awaitable[_T]]: ...
+    # Decorator factory with a rollback: ``@step.do("name", rollback=undo)``.
+    @overload
+    def do(
+        self,
+        name: str | None = None,
+        *,
+        config: _Config | None = None,
+        rollback: _Undo[_T],
+        rollback_config: _Config | None = None,
+    ) -> _RollbackStepDecorator[_T]: ...
     # Decorator factory: ``@step.do("name")``, ``@step.do("name", config=...)``, ``@step.do()``.
     @overload
     def do(self, name: str | None = None, *, config: _Config | None = None) -> _StepDecorator: ...
@@ -67,6 +125,8 @@ class WorkflowStep(abc.ABC):
         name: str,
         config: StepConfig | Mapping[str, Any] | None,
         callback: StepCallback,
+        *,
+        rollback: StepRollback | None = None,
     ) -> Awaitable[Any]: ...
     @abc.abstractmethod
     async def _sleep(self, name: str, duration: Duration | None, until: float | None) -> None: ...

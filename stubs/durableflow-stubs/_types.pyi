@@ -14,6 +14,7 @@ __all__ = [
     "CreateOptions",
     "ErrorInfo",
     "InstanceStatus",
+    "RollbackContext",
     "StatusName",
     "StepContext",
     "StepRef",
@@ -26,6 +27,7 @@ __all__ = [
 ]
 
 _ParamsT = TypeVar("_ParamsT")
+_T = TypeVar("_T")
 
 StatusName: TypeAlias = Literal[
     "queued",
@@ -36,6 +38,7 @@ StatusName: TypeAlias = Literal[
     "complete",
     "waiting",
     "waitingForPause",
+    "rollingBack",
     "unknown",
 ]
 STATUSES: tuple[StatusName, ...]
@@ -64,6 +67,12 @@ class StepContext:
 class ErrorInfo:
     name: str
     message: str
+
+@attrs.frozen(order=False)
+class RollbackContext(Generic[_T]):
+    step: StepContext
+    output: _T
+    error: ErrorInfo
 
 @attrs.frozen(order=False)
 class InstanceStatus:

@@ -80,12 +80,24 @@ async def test_detail_lists_the_actions_its_status_allows(api: Api) -> None:
     """The detail's actions follow the state rules, and a wait names its event type."""
     await api.ok("POST", f"{BASE}/waiter/instances", {"id": "act-1"}, 201)
     detail = await api.wait_status("waiter", "act-1", "waiting")
-    assert detail["actions"] == ["pause", "terminate", "restart", "send_event"]
+    assert detail["actions"] == [
+        "pause",
+        "terminate",
+        "restart",
+        "terminate_rollback",
+        "send_event",
+    ]
     [wait] = detail["steps"]
     assert (wait["event_type"], wait["payload_schema"]) == ("go", None)
     await api.ok("POST", f"{BASE}/waiter/instances/act-1/pause")
     detail = await api.wait_status("waiter", "act-1", "paused")
-    assert detail["actions"] == ["resume", "terminate", "restart", "send_event"]
+    assert detail["actions"] == [
+        "resume",
+        "terminate",
+        "restart",
+        "terminate_rollback",
+        "send_event",
+    ]
     await api.ok("POST", f"{BASE}/waiter/instances/act-1/resume")
     await api.ok("POST", f"{BASE}/waiter/instances/act-1/events/go", {"ok": True}, 202)
     detail = await api.wait_status("waiter", "act-1", "complete")

@@ -15,6 +15,7 @@ from durableflow_runtime.server import (
     InstanceDetail,
     InstanceList,
     InstanceSummary,
+    Rollback,
     Step,
     iso,
 )
@@ -67,6 +68,7 @@ def _step() -> StepRow:
     [
         (Attempt, "Attempt"),
         (Step, "Step"),
+        (Rollback, "Rollback"),
         (InstanceDetail, "InstanceDetail"),
         (InstanceSummary, "InstanceSummary"),
         (InstanceList, "InstanceList"),
@@ -116,9 +118,11 @@ def test_the_instance_detail_json_is_the_shape_the_api_has_always_answered() -> 
                 "ended_at": "2026-01-01T00:00:01.750000Z",
                 "wake_at": None,
                 "host": "h1",
+                "rollback": None,
             }
         ],
         "actions": ["restart"],
+        "run_retries": 0,
     }
     assert orjson.dumps(detail.to_json()) == orjson.dumps(expected)
 

@@ -43,6 +43,7 @@ PAGES = [
     "concepts.md",
     "steps.md",
     "retries.md",
+    "rollback.md",
     "sleeping-and-events.md",
     "testing.md",
     "control.md",

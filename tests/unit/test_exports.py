@@ -24,6 +24,7 @@ EXPECTED = {
     "ResolvedStepConfig",
     "RetryConfig",
     "RetryConfigDict",
+    "RollbackContext",
     "SerializationError",
     "StatusName",
     "StepConfig",

@@ -20,7 +20,7 @@ from durableflow_runtime.store.transitions import (
 def test_every_status_and_action_has_a_rule():
     """Each (status, action) either transitions or is refused naming the status."""
     for status in STATUSES:
-        for action in ("pause", "resume", "terminate", "restart"):
+        for action in ("pause", "resume", "terminate", "restart", "terminate_rollback"):
             try:
                 result = control_transition(status, action, "i-1")
             except InvalidTransitionError as exc:
@@ -39,6 +39,10 @@ def test_every_status_and_action_has_a_rule():
         ("paused", "resume", "queued", "requeue"),
         ("waiting", "terminate", "terminated", "terminate"),
         ("complete", "restart", "queued", "restart"),
+        ("waiting", "terminate_rollback", "rollingBack", "roll_back"),
+        ("running", "terminate_rollback", "rollingBack", "roll_back"),
+        ("rollingBack", "terminate", "terminated", "terminate"),
+        ("rollingBack", "restart", "queued", "restart"),
     ],
 )
 def test_transitions(status, action, after, effect):
@@ -52,6 +56,13 @@ def test_an_ended_instance_can_only_restart(status):
     for action in ("pause", "resume", "terminate"):
         with pytest.raises(InvalidTransitionError):
             control_transition(status, action, "x")
+
+
+@pytest.mark.parametrize("action", ["pause", "resume", "terminate_rollback"])
+def test_a_rolling_back_instance_refuses_pause_resume_and_a_second_rollback(action):
+    """While rollingBack, pause (409 over HTTP), resume and terminate(rollback=True) are refused."""
+    with pytest.raises(InvalidTransitionError, match="rollingBack"):
+        control_transition("rollingBack", action, "x")
 
 
 def test_numbered_placeholders():

@@ -322,6 +322,24 @@ def instances_describe(target: _Target, name: str, instance_id: str) -> None:
                 for s in steps
             ],
         )
+        rollbacks = [s for s in steps if s.get("rollback")]
+        if rollbacks:
+            click.echo()
+            _table(
+                ["rollback of", "status", "attempts", "duration", "error", "next attempt"],
+                [
+                    (
+                        s["name"] if s.get("count", 1) == 1 else f"{s['name']} #{s['count']}",
+                        r["status"],
+                        r["attempts"],
+                        _duration(r["started_at"], r["ended_at"]),
+                        _error_text(r["error"], 60),
+                        r["wake_at"] if r["status"] == "retrying" else None,
+                    )
+                    for s in rollbacks
+                    for r in [s["rollback"]]
+                ],
+            )
 
     target.emit(data, human)
 
@@ -344,7 +362,7 @@ def _control_command(action: str) -> None:
 
 
 for _action in CONTROL_ACTIONS:
-    if _action != "restart":
+    if _action not in ("restart", "terminate"):
         _control_command(_action)
 
 
@@ -445,6 +463,29 @@ def instances_bulk(
             click.echo(f"more instances are {status}: run it again", err=True)
 
     target.emit(data, human)
+
+
+@instances.command("terminate")
+@click.argument("name")
+@click.argument("instance_id", metavar="ID|latest")
+@click.option(
+    "--rollback",
+    is_flag=True,
+    help="Run the rollback handlers of its steps first (status rollingBack).",
+)
+@_client_options
+def instances_terminate(target: _Target, name: str, instance_id: str, rollback: bool) -> None:
+    """Terminate an instance of workflow NAME."""
+
+    async def work(api: _HttpApi) -> Any:
+        resolved = await _resolve_id(api, name, instance_id)
+        path = _path(name, "instances", resolved, "terminate")
+        if rollback:
+            return await api.request("POST", path, body={"rollback": True}, send_body=True)
+        return await api.request("POST", path)
+
+    data = target.run(work)
+    target.emit(data, lambda: click.echo(f"{data['id']}: {data['status']}"))
 
 
 @instances.command("send-event")

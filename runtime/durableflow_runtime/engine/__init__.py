@@ -15,12 +15,14 @@ One module per job (docs/design.md draws the map):
 - ``_step``: the step object ``run()`` gets (``_EngineStep``), one method per phase.
 - ``_callbacks``: what a step callback wants (``ctx``) and returns (its type).
 - ``_records``: what the engine reads from and writes into the store's rows.
+- ``_rollback``: rollback handlers (``Undo``) and running them in reverse step order.
 - ``_bindings``: the in-process bindings (``Bindings``, ``EngineWorkflow``, ``EngineInstance``).
 """
 
 from ._bindings import Bindings, EngineInstance, EngineWorkflow
 from ._engine import Engine
 from ._records import InstanceRecord
+from ._rollback import rollback_record
 from ._scheduler import Scheduler
 from ._spec import RESERVED_INSTANCE_IDS, RETRY_AFTER, InstanceHooks, Limits, WorkflowSpec
 
@@ -36,4 +38,5 @@ __all__ = [
     "Limits",
     "Scheduler",
     "WorkflowSpec",
+    "rollback_record",
 ]

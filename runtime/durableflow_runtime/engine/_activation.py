@@ -21,6 +21,7 @@ from durableflow._serde import loads
 
 from ..store.base import Lease, StepRow, StepType
 from ._records import _event_timeout, _resolved_seq
+from ._rollback import Undo
 from ._spec import InstanceHooks, WorkflowSpec
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ class _Activation:
         history: list[StepRow],
         generation: int,
         pause_requested: bool,
+        collecting: bool = False,
     ) -> None:
         self.engine = engine
         self.spec = spec
@@ -132,6 +134,10 @@ class _Activation:
         self.fatal: BaseException | None = None
         self.cancelled_for: str | None = None
         self.task: asyncio.Task[Any] | None = None
+        # replay only to learn the rollback handlers (the instance is rolling back): every
+        # step or wait that would run or block stops that branch of run() instead
+        self.collecting = collecting
+        self.rollbacks: dict[tuple[str, int], Undo] = {}
         self.hooks: InstanceHooks | None = (
             engine.hooks_for(spec.name, lease.id) if engine.has_hooks else None
         )
@@ -139,7 +145,7 @@ class _Activation:
     # --- bookkeeping ---------------------------------------------------------------
     def check_stop(self) -> None:
         """Called before anything new runs: no new work once the activation is stopping."""
-        if self.stopping or self.pause_requested or self.engine.draining:
+        if self.stopping or self.pause_requested or self.engine.draining or self.collecting:
             if self.engine.draining and not self.pause_requested:
                 self.wake_times.append(self.engine.clock.now())
             self.stopping = True
@@ -230,6 +236,10 @@ class _Activation:
         self.order.append(step)
         return step
 
+    def register_rollback(self, undo: Undo) -> None:
+        """Keep a step's rollback handler: it runs if the instance rolls back."""
+        self.rollbacks[(undo.step.name, undo.step.count)] = undo
+
     # --- waits ------------------------------------------------------------------------
     def write_step(self, step: StepRow) -> None:
         """Queue a wait's row, not awaited. Unlike an attempt's start (``put_step_nowait``,
@@ -267,7 +277,8 @@ class _Activation:
         now = self.engine.clock.now()
         assert step.wake_at is not None
         if not (
-            self.at_frontier()
+            not self.collecting
+            and self.at_frontier()
             and (step.wake_at <= now or (self.hooks is not None and self.hooks.sleeps_disabled()))
             and not any(e.kind in ("sleep", "event", "retry") and not e.closed for e in self.parked)
         ):

@@ -49,8 +49,10 @@ class EngineInstance(WorkflowInstance):
     async def resume(self) -> None:
         await self._engine.control(self._workflow, self.id, "resume")
 
-    async def terminate(self) -> None:
-        await self._engine.control(self._workflow, self.id, "terminate")
+    async def terminate(self, *, rollback: bool = False) -> None:
+        await self._engine.control(
+            self._workflow, self.id, "terminate_rollback" if rollback else "terminate"
+        )
 
     async def restart(self, from_step: StepRef | dict[str, Any] | None = None) -> None:
         await self._engine.control(self._workflow, self.id, "restart", from_step=from_step)

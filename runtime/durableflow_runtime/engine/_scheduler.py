@@ -14,12 +14,22 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from durableflow import LimitExceededError, SerializationError, StoreUnavailableError, WorkflowEvent
+from durableflow import (
+    LimitExceededError,
+    NonDeterminismError,
+    NonRetryableError,
+    SerializationError,
+    StepFailedError,
+    StoreUnavailableError,
+    WorkflowEvent,
+)
 from durableflow._serde import dumps, loads, structure
 
-from ..store.base import Claimed, LeaseLost
+from ..store.base import Claimed, InstanceRow, LeaseLost, StepRow
+from ..store.transitions import TERMINATED_ERROR
 from ._activation import _Activation, _Suspend
 from ._records import _error_info
+from ._rollback import run_rollbacks
 from ._spec import RETRY_AFTER, WorkflowSpec
 from ._step import _EngineStep
 
@@ -84,7 +94,7 @@ class Scheduler:
             act.pause_requested = True
         elif what == "resume":
             act.pause_requested = False
-        elif what in ("terminate", "restart", "delete", "lost"):
+        elif what in ("terminate", "terminate_rollback", "restart", "delete", "lost"):
             act.cancelled_for = what
             if act.task is not None:
                 act.task.cancel()
@@ -180,12 +190,20 @@ class Scheduler:
         try:
             if previous is not None and not previous.done():
                 await asyncio.wait([previous])  # a cancelled activation of the same instance
-            act = _Activation(engine, spec, lease, work.steps, row.generation, row.pause_requested)
+            act = _Activation(
+                engine,
+                spec,
+                lease,
+                work.steps,
+                row.generation,
+                row.pause_requested,
+                collecting=row.status == "rollingBack",
+            )
             observed = engine.observer.activation_started(spec.name, lease.id, work)  # observe:
             self.active[key] = act
             engine.notify(lease.workflow, lease.id, "running")
             act.task = asyncio.current_task()
-            await self._drive(act, row.params, row.created_at)
+            await self._drive(act, row)
         except LeaseLost:
             pass
         except asyncio.CancelledError:
@@ -212,17 +230,17 @@ class Scheduler:
             self._running -= 1
             self.kick()
 
-    async def _drive(self, act: _Activation, params: bytes | None, created_at: float) -> None:
+    async def _drive(self, act: _Activation, row: InstanceRow) -> None:
         spec = act.spec
         lease = act.lease
         outcome: str
         output: Any = None
         error: BaseException | None = None
         try:
-            payload = structure(loads(params), spec.params_type)
+            payload = structure(loads(row.params), spec.params_type)
             event: WorkflowEvent[Any] = WorkflowEvent(
                 payload=payload,
-                timestamp=datetime.fromtimestamp(created_at, UTC),
+                timestamp=datetime.fromtimestamp(row.created_at, UTC),
                 instance_id=lease.id,
             )
             workflow = spec.cls(self.engine.env)
@@ -260,6 +278,10 @@ class Scheduler:
             await act.drained.wait()
         if act.broken is not None:
             raise act.broken
+        if act.collecting:  # run() was replayed to register the rollbacks to resume
+            act.stop_parked()
+            await self._roll_back(act, row.error or TERMINATED_ERROR, row.rollback_to)
+            return
         if act.fatal is not None:
             outcome, error = "errored", act.fatal
         if outcome == "suspend":
@@ -285,7 +307,62 @@ class Scheduler:
                 outcome, error = "errored", exc
                 data = None
         info = _error_info(error) if error is not None else None
+        if outcome == "errored" and info is not None:
+            if await self._retry_run(act, row, error, info):
+                return
+            if act.rollbacks:
+                await self.engine.store.begin_rollback(lease, info, "errored")
+                self.engine.notify(lease.workflow, lease.id, "rollingBack")
+                await self._roll_back(act, info, "errored")
+                return
         await self.engine.observer.commit(  # observe: commit latency
             self.engine.store.finish(lease, outcome, data, info, now)
         )
         self.engine.notify(lease.workflow, lease.id, outcome)
+
+    async def _roll_back(self, act: _Activation, error: dict[str, str], then: str | None) -> None:
+        """Run the rollbacks of a ``rollingBack`` instance, then end it as ``then``
+        (``errored`` with ``error``, or ``terminated``)."""
+        lease = act.lease
+        due = await run_rollbacks(act, error)
+        if due is not None:  # a handler's retry back-off: the instance waits, rolling back
+            await self.engine.store.suspend_rollback(lease, due)
+            return
+        status = "terminated" if then == "terminated" else "errored"
+        now = self.engine.clock.now()
+        await self.engine.store.finish(
+            lease, status, None, error if status == "errored" else None, now
+        )
+        self.engine.notify(lease.workflow, lease.id, status)
+
+    async def _retry_run(
+        self,
+        act: _Activation,
+        row: InstanceRow,
+        error: BaseException | None,
+        info: dict[str, str],
+    ) -> bool:
+        """Under the workflow's ``run_retries``, schedule ``run()`` to run again after the
+        back-off (its failed steps dropped from the history); whether it was."""
+        policy = act.spec.run_retries
+        if (
+            policy is None
+            or row.run_retries >= policy.limit
+            or isinstance(error, NonRetryableError | NonDeterminismError)
+            or (isinstance(error, StepFailedError) and error.error_name == "NonRetryableError")
+            or act.fatal is not None
+        ):
+            return False
+        now = self.engine.clock.now()
+        run_at = now + policy.delay_before_retry(row.run_retries + 1)
+        # the failed steps at the end of the history run again (with the waits run()
+        # left behind when it raised); one that run() caught before going on stays as
+        # it is (replay hands it the same failure)
+        dropped: list[StepRow] = []
+        for step in sorted(act.order, key=lambda s: s.seq, reverse=True):
+            if step.status not in ("failed", "cancelled"):
+                break
+            dropped.append(step)
+        await self.engine.store.retry_run(act.lease, run_at, info, dropped)
+        self.engine.notify(act.lease.workflow, act.lease.id, "waiting")
+        return True

@@ -35,12 +35,15 @@ class WorkflowSpec:
         cls: The ``WorkflowEntrypoint`` subclass.
         binding: The attribute under which ``env`` exposes its binding.
         defaults: Step config defaults for its steps.
+        run_retries: The workflow-level retry policy (``limit``, ``delay``, ``backoff``):
+            how often ``run()`` runs again from its history when it raises; ``None``: never.
     """
 
     name: str
     cls: type[WorkflowEntrypoint[Any, Any]]
     binding: str = ""
     defaults: ResolvedStepConfig = attrs.field(factory=ResolvedStepConfig)
+    run_retries: ResolvedStepConfig | None = None
 
     params_type: Any = attrs.field(init=False, eq=False)
 

@@ -28,11 +28,13 @@ from durableflow import (
 from durableflow._config import resolve_config
 from durableflow._duration import Duration, to_seconds
 from durableflow._serde import dumps, loads, structure
+from durableflow._step import StepRollback
 
 from ..store.base import StepRow
 from ._activation import ParkKind, _Activation, _future, _Parked
 from ._callbacks import _awaited, _NotAwaitable, _return_type, _UnresolvedReturn, _wants_ctx
 from ._records import _config_json, _error_info, _event_timeout, _failed, _step_event
+from ._rollback import Undo
 
 
 @attrs.define(eq=False)
@@ -63,15 +65,33 @@ class _EngineStep(WorkflowStep):
     def __init__(self, act: _Activation) -> None:
         self._act = act
 
-    def _do(self, name: str, config: Any, callback: Callable[..., Awaitable[Any]]) -> Any:
-        return self._run_do(name, config, callback)
+    def _do(
+        self,
+        name: str,
+        config: Any,
+        callback: Callable[..., Awaitable[Any]],
+        *,
+        rollback: StepRollback | None = None,
+    ) -> Any:
+        return self._run_do(name, config, callback, rollback)
 
     # --- step.do ----------------------------------------------------------------------
-    async def _run_do(self, name: str, config: Any, callback: Callable[..., Awaitable[Any]]) -> Any:
+    async def _run_do(
+        self,
+        name: str,
+        config: Any,
+        callback: Callable[..., Awaitable[Any]],
+        rollback: StepRollback | None = None,
+    ) -> Any:
         act = self._act
         # validate before the step takes its key, so a bad call leaves the history checks intact
         wants_ctx = _wants_ctx(callback)
         fresh_config = resolve_config(config, act.spec.defaults)
+        undo_config = (
+            resolve_config(rollback.config, act.spec.defaults)
+            if rollback is not None and rollback.config is not None
+            else None
+        )
         count, step = await act.enter(name, "do")
         result_type = _return_type(callback)
         back_off: float | None = None
@@ -80,16 +100,22 @@ class _EngineStep(WorkflowStep):
             step.config = _config_json(fresh_config)
             resolved = fresh_config
         elif step.status in ("complete", "failed"):
+            if rollback is not None:
+                act.register_rollback(Undo(step, rollback.handler, undo_config, result_type))
             return self._replay_do(step, result_type)
         else:  # an attempt was running or a retry was due when the last activation ended
             resolved = ResolvedStepConfig.from_json(step.config or {})
             back_off = step.wake_at if step.status == "retrying" else None
+            if rollback is not None:  # it started: its rollback runs (as Cloudflare's)
+                act.register_rollback(Undo(step, rollback.handler, undo_config, result_type))
         call = _DoCall(name, count, callback, wants_ctx, result_type, resolved, step)
         while True:
             if back_off is not None:
                 await self._back_off(call, back_off)
             act.check_stop()
             attempt, entry = self._begin_attempt(call)
+            if rollback is not None and attempt == 1:
+                act.register_rollback(Undo(step, rollback.handler, undo_config, result_type))
             act.begin()
             observer = act.engine.observer
             observed = observer.step_started(act.spec.name, act.lease.id, call.step)  # observe:

@@ -43,7 +43,7 @@ from ._handlers import (
     workflow_info,
 )
 from ._middlewares import _from_workflow_error, normalize_origin
-from ._models import Attempt, InstanceDetail, InstanceList, InstanceSummary, Step, iso
+from ._models import Attempt, InstanceDetail, InstanceList, InstanceSummary, Rollback, Step, iso
 from ._requests import MAX_JSON_DEPTH, check_json_depth
 
 __all__ = [
@@ -62,6 +62,7 @@ __all__ = [
     "InstanceDetail",
     "InstanceList",
     "InstanceSummary",
+    "Rollback",
     "Step",
     "_from_workflow_error",
     "build_app",

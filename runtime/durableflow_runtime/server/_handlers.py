@@ -241,7 +241,10 @@ def _control(action: str) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         name = _workflow(request)
         id = request.match_info["id"]
-        status = await _engine(request).control(name, id, action)  # type: ignore[arg-type]
+        what = action
+        if action == "terminate":
+            what = await _terminate_action(request)
+        status = await _engine(request).control(name, id, what)  # type: ignore[arg-type]
         return _json({"id": id, "status": status})
 
     handler.__name__ = f"{action}_instance"
@@ -292,6 +295,15 @@ async def bulk_action(request: web.Request) -> web.Response:
             "more": more,
         }
     )
+
+
+async def _terminate_action(request: web.Request) -> str:
+    """The action of ``POST .../terminate``: its optional body ``{"rollback": bool}``."""
+    body = await _object_body(request, ("rollback",))
+    rollback = body.get("rollback", False)
+    if not isinstance(rollback, bool):
+        raise ValidationError(f"'rollback' must be true or false, not {_json_type(rollback)}")
+    return "terminate_rollback" if rollback else "terminate"
 
 
 async def send_event(request: web.Request) -> web.Response:

@@ -18,11 +18,19 @@ import attrs
 
 from durableflow._serde import loads
 
-from ..engine import InstanceRecord
+from ..engine import InstanceRecord, rollback_record
 from ..store.base import InstanceRow, StepRow
 from ..store.transitions import allowed_actions
 
-__all__ = ["Attempt", "InstanceDetail", "InstanceList", "InstanceSummary", "Step", "iso"]
+__all__ = [
+    "Attempt",
+    "InstanceDetail",
+    "InstanceList",
+    "InstanceSummary",
+    "Rollback",
+    "Step",
+    "iso",
+]
 
 
 def iso(ts: float | None) -> str | None:
@@ -55,6 +63,38 @@ class Attempt:
 
 
 @attrs.frozen
+class Rollback:
+    """The rollback of a ``do`` step, once it started (schema ``Rollback``)."""
+
+    status: str
+    attempts: int
+    attempt_log: list[Attempt]
+    error: dict[str, str] | None
+    started_at: str | None
+    ended_at: str | None
+    wake_at: str | None
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Rollback:
+        """The rollback record a step row keeps (engine/_rollback.py)."""
+        return cls(
+            status=record.get("status", "running"),
+            attempts=int(record.get("attempts") or 0),
+            attempt_log=[Attempt.from_log(a) for a in record.get("attempt_log") or []],
+            error=record.get("error"),
+            started_at=iso(record.get("started_at")),
+            ended_at=iso(record.get("ended_at")),
+            wake_at=iso(record.get("wake_at")),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object, fields in wire order."""
+        data = attrs.asdict(self, recurse=False)
+        data["attempt_log"] = [a.to_json() for a in self.attempt_log]
+        return data
+
+
+@attrs.frozen
 class Step:
     """One step of an instance (schema ``Step``)."""
 
@@ -70,6 +110,8 @@ class Step:
     ended_at: str | None
     wake_at: str | None
     host: str | None
+    #: its rollback handler's run, once the instance rolled back (``do`` steps only)
+    rollback: Rollback | None
     #: ``wait_for_event`` steps only: the type waited for, and the JSON Schema of the
     #: payload a wait declares (``None``: it declares none; the wait's config holds it)
     event_type: str | None = None
@@ -79,6 +121,7 @@ class Step:
     def from_row(cls, step: StepRow) -> Step:
         """A step row of the history."""
         config = (step.config or {}) if step.type == "wait_for_event" else {}
+        record = rollback_record(step)
         return cls(
             name=step.name,
             count=step.count,
@@ -92,6 +135,7 @@ class Step:
             ended_at=iso(step.ended_at),
             wake_at=iso(step.wake_at),
             host=step.host,
+            rollback=Rollback.from_record(record) if record is not None else None,
             event_type=config.get("type"),
             payload_schema=config.get("payload_schema"),
         )
@@ -100,6 +144,7 @@ class Step:
         """The JSON object, fields in wire order (the wait's fields on waits only)."""
         data = attrs.asdict(self, recurse=False)
         data["attempt_log"] = [a.to_json() for a in self.attempt_log]
+        data["rollback"] = self.rollback.to_json() if self.rollback is not None else None
         if self.type != "wait_for_event":
             del data["event_type"], data["payload_schema"]
         return data
@@ -122,6 +167,8 @@ class InstanceDetail:
     steps: list[Step]
     #: what the status allows now, from the state rules (store/transitions.py)
     actions: list[str]
+    #: how many times ``run()`` ran again under the workflow's ``run_retries``
+    run_retries: int
 
     @classmethod
     def from_record(cls, record: InstanceRecord) -> InstanceDetail:
@@ -139,6 +186,7 @@ class InstanceDetail:
             ended_at=iso(row.ended_at),
             steps=[Step.from_row(s) for s in record.steps],
             actions=allowed_actions(row.status),
+            run_retries=row.run_retries,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -107,7 +107,8 @@ POSTGRES = Dialect(
 #: What a claim does to each row it takes (``?``: the time of the claim); a store with
 #: leases adds the lease's owner and expiry.
 CLAIM_SET = (
-    "status = CASE WHEN pause_requested THEN 'waitingForPause' ELSE 'running' END,"
+    "status = CASE WHEN status = 'rollingBack' THEN 'rollingBack'"
+    " WHEN pause_requested THEN 'waitingForPause' ELSE 'running' END,"
     " run_at = NULL, wait_types = NULL, epoch = epoch + 1, started_at = coalesce(started_at, ?)"
 )
 
@@ -156,6 +157,20 @@ class Queries:
         self.suspend_paused = d.sql(
             "UPDATE instances SET status = 'paused', run_at = NULL, wait_types = NULL,"
             f" pause_requested = {d.false}{d.lease_reset} WHERE key = ?"
+        )
+        #: A fenced instance starts rolling back: its error, the status it then ends with.
+        self.begin_rollback = d.sql(
+            "UPDATE instances SET status = 'rollingBack', error = ?, rollback_to = ? WHERE key = ?"
+        )
+        #: A fenced rolling-back instance waits for a rollback's retry.
+        self.suspend_rollback = d.sql(
+            f"UPDATE instances SET run_at = ?{d.lease_reset} WHERE key = ?"
+        )
+        #: One step leaves a history (a failed step before ``run()`` runs again).
+        self.delete_step = d.sql("DELETE FROM steps WHERE instance = ? AND name = ? AND count = ?")
+        #: ``run()`` will run again: one more retry counted, the last error kept.
+        self.retry_run = d.sql(
+            "UPDATE instances SET error = ?, run_retries = run_retries + 1 WHERE key = ?"
         )
         self.insert_event = d.sql(
             "INSERT INTO events (instance, type, payload, created_at) VALUES (?, ?, ?, ?)"

@@ -58,7 +58,7 @@ def _json(value: str | None) -> Any:
 
 INSTANCE_COLUMNS = (
     "key, workflow, id, status, params, output, error, created_at, started_at, ended_at, "
-    "run_at, epoch, generation, pause_requested, trace"
+    "run_at, epoch, generation, pause_requested, trace, rollback_to, run_retries"
 )
 """The columns :func:`instance_from_row` reads, in its order (both stores' schemas)."""
 
@@ -81,6 +81,8 @@ def instance_from_row(row: Sequence[Any]) -> InstanceRow:
         generation=row[12],
         pause_requested=bool(row[13]),
         trace=row[14],
+        rollback_to=row[15],
+        run_retries=row[16],
     )
 
 

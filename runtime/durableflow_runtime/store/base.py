@@ -98,6 +98,10 @@ class InstanceRow:
     generation: int
     pause_requested: bool
     trace: str | None = None
+    #: while ``rollingBack``: the status it ends with (``errored`` or ``terminated``)
+    rollback_to: str | None = None
+    #: how many times ``run()`` was run again under the workflow's ``run_retries``
+    run_retries: int = 0
 
 
 @attrs.define
@@ -274,6 +278,26 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    def begin_rollback(
+        self, lease: Lease, error: dict[str, str], rollback_to: str
+    ) -> asyncio.Future[None]:
+        """Mark the instance ``rollingBack`` with ``error`` (what failed it), to end as
+        ``rollback_to`` once its rollbacks ran; the lease stays held."""
+
+    @abc.abstractmethod
+    def suspend_rollback(self, lease: Lease, run_at: float) -> asyncio.Future[None]:
+        """Drop a ``rollingBack`` instance from memory until ``run_at`` (a rollback's
+        retry back-off); it stays ``rollingBack`` and the lease ends."""
+
+    @abc.abstractmethod
+    def retry_run(
+        self, lease: Lease, run_at: float, error: dict[str, str], dropped: Sequence[StepRow]
+    ) -> asyncio.Future[None]:
+        """Run the instance again at ``run_at`` (the workflow's ``run_retries``): the
+        ``dropped`` steps (those that failed) leave the history, ``run_retries`` counts
+        one more, ``error`` is kept as the last one; the lease ends."""
+
+    @abc.abstractmethod
     def finish(
         self,
         lease: Lease,
@@ -282,7 +306,7 @@ class Store(abc.ABC):
         error: dict[str, str] | None,
         now: float,
     ) -> asyncio.Future[None]:
-        """End the instance: ``complete`` or ``errored``."""
+        """End the instance: ``complete``, ``errored`` or (after a rollback) ``terminated``."""
 
     # --- control ----------------------------------------------------------------------
     @abc.abstractmethod

@@ -5,28 +5,36 @@ given status either is refused with :class:`InvalidTransitionError` or leads to 
 :class:`Transition`: the status afterwards and the :data:`Effect` a store applies to the
 row (which columns change is the store's business; which change happens is decided here).
 
-=================  ===============  =================  ===============  ==========
-status             pause            resume             terminate        restart
-=================  ===============  =================  ===============  ==========
-queued, waiting    paused (park)    refused            terminated       queued
-running            waitingForPause  refused            terminated       queued
+=================  ===============  =================  ===============  ==========  ==================
+status             pause            resume             terminate        restart     terminate_rollback
+=================  ===============  =================  ===============  ==========  ==================
+queued, waiting    paused (park)    refused            terminated       queued      rollingBack
+running            waitingForPause  refused            terminated       queued      rollingBack
                    (request_pause)
-waitingForPause    waitingForPause  running            terminated       queued
+waitingForPause    waitingForPause  running            terminated       queued      rollingBack
                    (request_pause)  (withdraw_pause)
-paused             paused (none)    queued (requeue)   terminated       queued
-unknown            paused (park)    refused            terminated       queued
-complete, errored  refused          refused            refused          queued
+paused             paused (none)    queued (requeue)   terminated       queued      rollingBack
+unknown            paused (park)    refused            terminated       queued      rollingBack
+rollingBack        refused          refused            terminated       queued      refused
+complete, errored  refused          refused            refused          queued      refused
 terminated
-=================  ===============  =================  ===============  ==========
+=================  ===============  =================  ===============  ==========  ==================
+
+``terminate_rollback`` is ``terminate(rollback=True)``: the instance becomes
+``rollingBack`` (effect ``roll_back``: its running activation loses its lease, and it is
+runnable at once), its rollback handlers run, then it is ``terminated``. A plain
+``terminate`` of a ``rollingBack`` instance stops its rollbacks where they are.
 
 The engine's own moves follow the same statuses: a claim takes ``queued``/``waiting`` to
-``running``; a suspension takes ``running`` to ``waiting`` (or ``paused`` when a pause was
-requested, ``waitingForPause`` while steps still run); the end of ``run()`` takes it to
-``complete`` or ``errored``.
+``running`` (a ``rollingBack`` instance stays ``rollingBack``); a suspension takes
+``running`` to ``waiting`` (or ``paused`` when a pause was requested, ``waitingForPause``
+while steps still run); the end of ``run()`` takes it to ``complete``, or to ``errored``
+(through ``rollingBack`` when steps registered rollback handlers).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
@@ -42,6 +50,7 @@ __all__ = [
     "CONTROL_ACTIONS",
     "FINAL_STATUSES",
     "INSTANCE_TABLES",
+    "TERMINATED_ERROR",
     "ControlAction",
     "Effect",
     "Transition",
@@ -59,7 +68,7 @@ __all__ = [
 INSTANCE_TABLES: tuple[tuple[str, str], ...] = (("steps", "instance"), ("events", "instance"))
 
 
-ControlAction: TypeAlias = Literal["pause", "resume", "terminate", "restart"]
+ControlAction: TypeAlias = Literal["pause", "resume", "terminate", "restart", "terminate_rollback"]
 
 Effect: TypeAlias = Literal[
     "none",  # nothing changes (pausing a paused instance)
@@ -69,7 +78,12 @@ Effect: TypeAlias = Literal[
     "requeue",  # runnable now
     "terminate",  # ended for good; a running activation loses its lease
     "restart",  # history cleared, runnable now; a running activation loses its lease
+    "roll_back",  # rollingBack, runnable now, then terminated; a running activation loses its lease
 ]
+
+#: The error a rollback handler receives when ``terminate(rollback=True)`` started it
+#: (what Cloudflare's local engine passes), shown as the instance's error meanwhile.
+TERMINATED_ERROR = {"name": "Terminated", "message": "Instance terminated during rollback"}
 
 FINAL_STATUSES: frozenset[StatusName] = frozenset({"complete", "errored", "terminated"})
 CONTROL_ACTIONS: tuple[ControlAction, ...] = ("pause", "resume", "terminate", "restart")
@@ -96,7 +110,7 @@ def control_transition(status: str, action: ControlAction, id: str) -> Transitio
     """
     final = status in FINAL_STATUSES
     if action == "pause":
-        if final:
+        if final or status == "rollingBack":
             raise InvalidTransitionError(f"cannot pause instance {id!r}: it is {status}")
         if status in ("running", "waitingForPause"):
             return Transition("waitingForPause", "request_pause")
@@ -115,19 +129,26 @@ def control_transition(status: str, action: ControlAction, id: str) -> Transitio
         return Transition("terminated", "terminate")
     if action == "restart":
         return Transition("queued", "restart")
+    if action == "terminate_rollback":
+        if final or status == "rollingBack":
+            raise InvalidTransitionError(
+                f"cannot terminate instance {id!r} with rollback: it is {status}"
+            )
+        return Transition("rollingBack", "roll_back")
     raise InvalidTransitionError(f"unknown action {action!r}")  # pragma: no cover
 
 
 def allowed_actions(status: str) -> list[str]:
     """What may be done to an instance in ``status``, read off :func:`control_transition`.
 
-    The control actions the table accepts and that change something (pausing a paused
+    The control actions the table accepts and that change something (with
+    ``terminate_rollback``: ``terminate(rollback=True)``) (pausing a paused
     instance is accepted but does nothing, so it is left out), then ``send_event`` while
     the instance has not ended (the stores refuse events to an ended one). The dashboard
     enables its buttons from this list, so the rules are written here only.
     """
     allowed: list[str] = []
-    for action in CONTROL_ACTIONS:
+    for action in (*CONTROL_ACTIONS, "terminate_rollback"):
         try:
             transition = control_transition(status, action, "")
         except InvalidTransitionError:
@@ -179,9 +200,18 @@ def control_statements(
         return [
             (
                 "UPDATE instances SET status = 'terminated', run_at = NULL, wait_types = NULL,"
-                f" pause_requested = ?, ended_at = ?, epoch = epoch + 1{lease_reset}"
-                " WHERE key = ?",
+                " pause_requested = ?, ended_at = ?, rollback_to = NULL,"
+                f" epoch = epoch + 1{lease_reset} WHERE key = ?",
                 (False, now, key),
+            )
+        ]
+    if effect == "roll_back":
+        return [
+            (
+                "UPDATE instances SET status = 'rollingBack', run_at = ?, wait_types = NULL,"
+                " pause_requested = ?, error = ?, rollback_to = 'terminated',"
+                f" epoch = epoch + 1{lease_reset} WHERE key = ?",
+                (now, False, json.dumps(TERMINATED_ERROR), key),
             )
         ]
     # restart: the history goes, events already consumed go with it, pending ones stay
@@ -191,7 +221,8 @@ def control_statements(
         (
             "UPDATE instances SET status = 'queued', run_at = ?, wait_types = NULL,"
             " pause_requested = ?, output = NULL, error = NULL, started_at = NULL,"
-            f" ended_at = NULL, epoch = epoch + 1, generation = generation + 1{lease_reset}"
+            " ended_at = NULL, rollback_to = NULL, run_retries = 0, epoch = epoch + 1,"
+            f" generation = generation + 1{lease_reset}"
             " WHERE key = ?",
             (now, False, key),
         ),
@@ -247,6 +278,7 @@ def restart_from_statements(
         (
             "UPDATE instances SET status = 'queued', run_at = ?, wait_types = NULL,"
             " pause_requested = ?, output = NULL, error = NULL, ended_at = NULL,"
+            " rollback_to = NULL, run_retries = 0,"
             f" epoch = epoch + 1, generation = generation + 1{lease_reset} WHERE key = ?",
             (now, False, key),
         )

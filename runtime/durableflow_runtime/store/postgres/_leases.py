@@ -20,7 +20,7 @@ log = logging.getLogger("durableflow.postgres")
 __all__ = ["LEASED", "Leases"]
 
 #: The statuses of an instance that holds a lease.
-LEASED = "('running', 'waitingForPause')"
+LEASED = "('running', 'waitingForPause', 'rollingBack')"
 
 # Renewal goes through the writer, so it never waits on (or skips) a row lock the writer
 # holds. Per held lease: renewed?, pause asked?, and the epoch and status as they were.
@@ -100,7 +100,7 @@ class Leases(GroupCommit):
                 del self._held[lease.key]
                 self.stats["leases_lost"] += 1
                 self._emit(lease.workflow, lease.id, "terminate")
-            elif status not in ("running", "waitingForPause"):
+            elif status not in ("running", "waitingForPause", "rollingBack"):
                 del self._held[lease.key]  # it suspended or finished in this same batch
             # else: changed by a transaction that committed while this one waited for the
             # row; the next renewal sees what it did

@@ -75,6 +75,16 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE instances ADD COLUMN trace text;
     """,
+    # 4: rollback: the status a rolling-back instance ends with (errored, terminated), and
+    # how many times run() was retried under the workflow's run_retries; a rolling-back
+    # instance holds a lease too
+    """
+    ALTER TABLE instances ADD COLUMN rollback_to text;
+    ALTER TABLE instances ADD COLUMN run_retries integer NOT NULL DEFAULT 0;
+    DROP INDEX instances_leased;
+    CREATE INDEX instances_leased ON instances (lease_expires)
+        WHERE status IN ('running', 'waitingForPause', 'rollingBack');
+    """,
 ]
 
 

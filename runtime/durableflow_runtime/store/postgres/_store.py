@@ -467,6 +467,49 @@ class PostgresStore(Leases, Store):
         self._enqueue(Op("call", lease, future, fn=op, releases=True))
         return future
 
+    def begin_rollback(
+        self, lease: Lease, error: dict[str, str], rollback_to: str
+    ) -> asyncio.Future[None]:
+        async def op(conn: Any) -> None:
+            await self._fence(conn, lease)
+            await conn.execute(Q.begin_rollback, json_text(error), rollback_to, lease.key)
+
+        future: asyncio.Future[None] = self._future()
+        self._enqueue(Op("call", lease, future, fn=op))
+        return future
+
+    def suspend_rollback(self, lease: Lease, run_at: float) -> asyncio.Future[None]:
+        async def op(conn: Any) -> None:
+            await self._fence(conn, lease)
+            await conn.execute(Q.suspend_rollback, run_at, lease.key)
+
+        future: asyncio.Future[None] = self._future()
+        self._enqueue(Op("call", lease, future, fn=op, releases=True))
+        return future
+
+    def retry_run(
+        self, lease: Lease, run_at: float, error: dict[str, str], dropped: Sequence[StepRow]
+    ) -> asyncio.Future[None]:
+        async def op(conn: Any) -> None:
+            paused = await self._fence(conn, lease)
+            await conn.executemany(
+                Q.delete_step, [(lease.key, step.name, step.count) for step in dropped]
+            )
+            await conn.execute(Q.retry_run, json_text(error), lease.key)
+            if paused:
+                await conn.execute(Q.suspend_paused, lease.key)
+            else:
+                await conn.execute(
+                    "UPDATE instances SET status = 'waiting', run_at = $1, wait_types = NULL,"
+                    " owner = NULL, lease_expires = NULL WHERE key = $2",
+                    run_at,
+                    lease.key,
+                )
+
+        future: asyncio.Future[None] = self._future()
+        self._enqueue(Op("call", lease, future, fn=op, releases=True))
+        return future
+
     def finish(
         self,
         lease: Lease,

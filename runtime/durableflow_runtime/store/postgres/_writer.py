@@ -50,7 +50,7 @@ RETURNING s.instance, s.name, s.count
 _FINISH = """
 UPDATE instances i SET status = v.status, output = v.output, error = v.error,
     ended_at = v.ended_at, run_at = NULL, wait_types = NULL, pause_requested = false,
-    owner = NULL, lease_expires = NULL
+    rollback_to = NULL, owner = NULL, lease_expires = NULL
 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::float8[])
     AS v(key, epoch, status, output, error, ended_at)
 WHERE i.key = v.key AND i.epoch = v.epoch

@@ -70,6 +70,12 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE instances ADD COLUMN trace TEXT;
     """,
+    # 4: rollback: the status a rolling-back instance ends with (errored, terminated), and
+    # how many times run() was retried under the workflow's run_retries
+    """
+    ALTER TABLE instances ADD COLUMN rollback_to TEXT;
+    ALTER TABLE instances ADD COLUMN run_retries INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

@@ -77,7 +77,7 @@ _PUT_STEP_FENCED = _PUT_STEP + " WHERE (SELECT epoch FROM instances WHERE key = 
 
 _FINISH = (
     "UPDATE instances SET status = ?, output = ?, error = ?, ended_at = ?, run_at = NULL,"
-    " wait_types = NULL, pause_requested = 0 WHERE key = ? AND epoch = ?"
+    " wait_types = NULL, pause_requested = 0, rollback_to = NULL WHERE key = ? AND epoch = ?"
 )
 
 
@@ -398,6 +398,42 @@ class SqliteStore(GroupCommit, Store):
                     (run_at, lease.key),
                 )
             return "waiting"
+
+        return self._write(op, lease)
+
+    def begin_rollback(
+        self, lease: Lease, error: dict[str, str], rollback_to: str
+    ) -> asyncio.Future[None]:
+        def op(conn: sqlite3.Connection) -> None:
+            self._fence(conn, lease)
+            conn.execute(Q.begin_rollback, (json_text(error), rollback_to, lease.key))
+
+        return self._write(op, lease)
+
+    def suspend_rollback(self, lease: Lease, run_at: float) -> asyncio.Future[None]:
+        def op(conn: sqlite3.Connection) -> None:
+            self._fence(conn, lease)
+            conn.execute(Q.suspend_rollback, (run_at, lease.key))
+
+        return self._write(op, lease)
+
+    def retry_run(
+        self, lease: Lease, run_at: float, error: dict[str, str], dropped: Sequence[StepRow]
+    ) -> asyncio.Future[None]:
+        def op(conn: sqlite3.Connection) -> None:
+            paused = self._fence(conn, lease)
+            conn.executemany(
+                Q.delete_step, [(lease.key, step.name, step.count) for step in dropped]
+            )
+            conn.execute(Q.retry_run, (json_text(error), lease.key))
+            if paused:
+                conn.execute(Q.suspend_paused, (lease.key,))
+            else:
+                conn.execute(
+                    "UPDATE instances SET status = 'waiting', run_at = ?, wait_types = NULL"
+                    " WHERE key = ?",
+                    (run_at, lease.key),
+                )
 
         return self._write(op, lease)
 

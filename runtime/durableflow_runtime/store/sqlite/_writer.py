@@ -55,6 +55,7 @@ def recover(conn: sqlite3.Connection, now: float) -> None:
     conn.execute(
         "UPDATE instances SET status = 'queued', run_at = ? WHERE status = 'running'", (now,)
     )
+    conn.execute("UPDATE instances SET run_at = ? WHERE status = 'rollingBack'", (now,))
 
 
 class GroupCommit(FileGuard):
@@ -118,11 +119,13 @@ class GroupCommit(FileGuard):
         def op(conn: sqlite3.Connection) -> None:
             now = time.time()
             for lease in stranded.values():
+                # a rolling-back instance stays so (it cannot have a pause requested)
                 conn.execute(
-                    "UPDATE instances SET status = CASE WHEN pause_requested THEN 'paused'"
-                    " ELSE 'queued' END, run_at = CASE WHEN pause_requested THEN NULL"
-                    " ELSE ? END, pause_requested = 0, epoch = epoch + 1"
-                    " WHERE key = ? AND epoch = ? AND status IN ('running', 'waitingForPause')",
+                    "UPDATE instances SET status = CASE WHEN status = 'rollingBack'"
+                    " THEN 'rollingBack' WHEN pause_requested THEN 'paused' ELSE 'queued' END,"
+                    " run_at = CASE WHEN pause_requested THEN NULL ELSE ? END,"
+                    " pause_requested = 0, epoch = epoch + 1 WHERE key = ? AND epoch = ?"
+                    " AND status IN ('running', 'waitingForPause', 'rollingBack')",
                     (now, lease.key, lease.epoch),
                 )
 
