@@ -4,6 +4,7 @@ runs the handlers before ``terminated``."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from durableflow import (
@@ -82,3 +83,31 @@ async def test_terminate_with_rollback_in_the_kit() -> None:
         await instance.terminate(rollback=True)
         await probe.wait_for_status("terminated")
         assert UNDONE == ["refund 300", "hotel h-1 (Instance terminated during rollback)"]
+
+
+class Gathered(WorkflowEntrypoint[Any, Any]):
+    async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> Any:
+        async def undo(ctx: RollbackContext[str]) -> None:
+            UNDONE.append(ctx.step.name)
+
+        async def slow() -> str:
+            await asyncio.sleep(0.05)  # ends last, started first
+            return "slow"
+
+        async def fast() -> str:
+            return "fast"
+
+        await asyncio.gather(
+            step.do("first", slow, rollback=undo), step.do("second", fast, rollback=undo)
+        )
+        raise RuntimeError("after both")
+
+
+async def test_gathered_steps_roll_back_in_reverse_start_order() -> None:
+    """Steps run with asyncio.gather roll back in reverse order of start, not of end."""
+    UNDONE.clear()
+    async with WorkflowTestEnvironment({"G": Gathered}) as env:
+        probe = env.introspect("g-1")
+        await env.workflow(Gathered).create(id="g-1")
+        await probe.wait_for_status("errored")
+    assert UNDONE == ["second", "first"]
