@@ -454,6 +454,81 @@ _SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "StreamChunk": {
+        "type": "object",
+        "description": "One chunk of a stream: the data of an SSE event, a line of NDJSON.",
+        "required": ["index", "data", "encoding", "step", "attempt", "time"],
+        "properties": {
+            "index": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "0-based position in the stream; the SSE event id.",
+            },
+            "data": {
+                "description": "What the step wrote: a JSON value (a str stays a string), "
+                "or base64 text of bytes when encoding is base64."
+            },
+            "encoding": {"type": "string", "enum": ["json", "base64"]},
+            "step": {"type": "string", "description": "The step that wrote it."},
+            "attempt": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "Its attempt (a retried attempt's chunks stay).",
+            },
+            "time": {"type": "string", "format": "date-time"},
+        },
+    },
+    "StreamInfo": {
+        "type": "object",
+        "required": ["name", "chunks", "bytes"],
+        "properties": {
+            "name": {"type": "string"},
+            "chunks": {"type": "integer", "minimum": 0},
+            "bytes": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Stored size of its chunks (bytes as base64 text).",
+            },
+        },
+    },
+    "StreamList": {
+        "type": "object",
+        "required": ["streams"],
+        "properties": {"streams": {"type": "array", "items": _ref("StreamInfo")}},
+    },
+    "LogEntry": {
+        "type": "object",
+        "required": ["seq", "time", "level", "message", "fields", "step", "attempt"],
+        "properties": {
+            "seq": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "Position in the instance's log; pages go by it.",
+            },
+            "time": {"type": "string", "format": "date-time"},
+            "level": {"type": "string", "enum": ["debug", "info", "warning", "error"]},
+            "message": {"type": "string"},
+            "fields": {"type": "object", "description": "The keyword fields given with it."},
+            "step": _nullable(
+                {"type": "string", "description": "The step that logged it (null: run())."}
+            ),
+            "attempt": _nullable({"type": "integer", "minimum": 1}),
+        },
+    },
+    "LogPage": {
+        "type": "object",
+        "required": ["logs", "next_after"],
+        "properties": {
+            "logs": {"type": "array", "items": _ref("LogEntry")},
+            "next_after": _nullable(
+                {
+                    "type": "integer",
+                    "description": "The `after` of the next page; null when this page "
+                    "reached the end of what is logged so far.",
+                }
+            ),
+        },
+    },
     "Pruned": {
         "type": "object",
         "required": ["deleted"],
@@ -518,6 +593,9 @@ def _instance_links(id_expression: str) -> dict[str, Any]:
         "TerminateInstance": "terminateInstance",
         "RestartInstance": "restartInstance",
         "SendEvent": "sendEvent",
+        # not readStream: it answers only when the instance ends (a wait may take hours)
+        "ListStreams": "listStreams",
+        "InstanceLogs": "instanceLogs",
     }
     parameters = {"name": "$request.path.name", "id": id_expression}
     return {
@@ -807,6 +885,102 @@ def _document() -> dict[str, Any]:
                         "202", "Stored; delivered when the instance waits for it.", "EventAccepted"
                     ),
                     **_writes("400", "401", "404", "409", "413"),
+                },
+            }
+        },
+        "/api/workflows/{name}/instances/{id}/streams": {
+            "get": {
+                "operationId": "listStreams",
+                "summary": "The instance's streams, with their sizes.",
+                "tags": ["streams"],
+                "parameters": [_NAME, _ID],
+                "responses": {
+                    **_ok("200", "The streams, by name.", "StreamList"),
+                    **_errors("401", "404"),
+                },
+            }
+        },
+        "/api/workflows/{name}/instances/{id}/streams/{stream}": {
+            "get": {
+                "operationId": "readStream",
+                "summary": "Read a stream as Server-Sent Events, or as JSON lines.",
+                "description": "Sends the chunks from index `from` (or after `Last-Event-ID`, "
+                "which wins) on, then each new chunk as a step writes it, and ends when the "
+                "instance has ended and every chunk was sent, or when the host shuts down. "
+                "As `text/event-stream`, each chunk is an event whose `id` is its index and "
+                "whose `data` is a StreamChunk; the last event is `event: end` with "
+                '`{"status"}`. With `Accept: application/x-ndjson`, each line is a '
+                "StreamChunk.",
+                "tags": ["streams"],
+                "parameters": [
+                    _NAME,
+                    _ID,
+                    _param(
+                        "stream",
+                        "path",
+                        "The stream's name (`default` when the step gave none).",
+                        {"type": "string", "pattern": _ID_PATTERN, "maxLength": 64},
+                    ),
+                    _param(
+                        "from",
+                        "query",
+                        "The index of the first chunk to send (default 0).",
+                        {"type": "integer", "minimum": 0},
+                    ),
+                    _param(
+                        "Last-Event-ID",
+                        "header",
+                        "The index of the last chunk a reconnecting reader got: sending "
+                        "resumes after it.",
+                        {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                    ),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The stream, until the instance ends.",
+                        "content": {
+                            "text/event-stream": {
+                                "schema": {
+                                    "type": "string",
+                                    "description": "Events whose data is a StreamChunk.",
+                                }
+                            },
+                            "application/x-ndjson": {
+                                "schema": {
+                                    "type": "string",
+                                    "description": "One StreamChunk per line.",
+                                }
+                            },
+                        },
+                    },
+                    **_errors("400", "401", "404"),
+                },
+            }
+        },
+        "/api/workflows/{name}/instances/{id}/logs": {
+            "get": {
+                "operationId": "instanceLogs",
+                "summary": "One page of the instance's log (ctx.log and step.log), oldest first.",
+                "tags": ["logs"],
+                "parameters": [
+                    _NAME,
+                    _ID,
+                    _param(
+                        "after",
+                        "query",
+                        "Only entries with a seq above this (default 0: from the start).",
+                        {"type": "integer", "minimum": 0},
+                    ),
+                    _param(
+                        "limit",
+                        "query",
+                        "Entries per page, 1 to 1000 (default 100).",
+                        {"type": "integer", "minimum": 1, "maximum": 1000},
+                    ),
+                ],
+                "responses": {
+                    **_ok("200", "The page.", "LogPage"),
+                    **_errors("400", "401", "404"),
                 },
             }
         },

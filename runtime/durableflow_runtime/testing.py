@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from durableflow import InstanceStatus, Workflow, WorkflowEntrypoint
+from durableflow._output import StreamChunk, check_stream_name
 from durableflow._serde import loads
 
 from .clock import RealClock, VirtualClock
 from .engine import Engine, InstanceHooks, WorkflowSpec
+from .engine._output import chunk_of
 from .server import InstanceDetail
 from .store.sqlite import SqliteStore
 
@@ -159,6 +161,12 @@ class TestRuntime:
 
     async def describe(self, workflow: str, id: str) -> dict[str, Any]:
         return InstanceDetail.from_record(await self.engine.describe(workflow, id)).to_json()
+
+    async def read_stored_chunks(self, workflow: str, id: str, stream: str) -> list[StreamChunk]:
+        check_stream_name(stream)
+        key = await self.engine._key_of(workflow, id)
+        rows = await self.engine.store.read_chunks(key, stream, 0, 1 << 30)
+        return [chunk_of(row) for row in rows]
 
     def _jumping(self) -> contextlib.AbstractContextManager[None]:
         if isinstance(self.clock, VirtualClock):

@@ -33,6 +33,7 @@ from ._errors import (
     ValidationError,
     WorkflowError,
 )
+from ._output import LogEntry, LogLevel, StreamChunk, StreamWriter
 from ._step import WorkflowStep
 from ._sync_client import SyncClient, SyncWorkflow, SyncWorkflowInstance
 from ._types import (
@@ -67,6 +68,8 @@ __all__ = [
     "InvalidParamsError",
     "InvalidTransitionError",
     "LimitExceededError",
+    "LogEntry",
+    "LogLevel",
     "NonDeterminismError",
     "NonRetryableError",
     "NotFoundError",
@@ -84,6 +87,8 @@ __all__ = [
     "StepTimeoutError",
     "StorageFullError",
     "StoreUnavailableError",
+    "StreamChunk",
+    "StreamWriter",
     "SyncClient",
     "SyncWorkflow",
     "SyncWorkflowInstance",

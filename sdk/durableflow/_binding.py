@@ -7,9 +7,10 @@ by ``durableflow.Client``.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Generic, TypeVar
 
+from ._output import LogEntry, StreamChunk
 from ._types import BulkAction, BulkResult, CreateOptions, InstanceStatus, StatusName, StepRef
 
 __all__ = ["Workflow", "WorkflowInstance"]
@@ -98,6 +99,21 @@ class WorkflowInstance(abc.ABC):
             InstanceFailedError: It ended ``errored`` or ``terminated``.
             TimeoutError: It did not end within ``timeout``.
         """
+
+    @abc.abstractmethod
+    def stream(self, name: str = "default", start: int = 0) -> AsyncIterator[StreamChunk]:
+        """Read one of the instance's streams: ``async for chunk in instance.stream("tokens")``.
+
+        Yields the chunks stored from index ``start`` on, then each new one as a step
+        writes it, and ends once the instance has ended and every chunk was read.
+
+        Raises:
+            NotFoundError: No such instance. ValidationError: a bad name or start.
+        """
+
+    @abc.abstractmethod
+    async def logs(self) -> list[LogEntry]:
+        """The instance's log so far, oldest entry first."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id!r}>"

@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 import aiohttp
 
 from . import _http
 from ._binding import Workflow, WorkflowInstance
-from ._http import Call, HostSettings
+from ._http import NDJSON, Call, HostSettings, StreamCursor
+from ._output import LogEntry, StreamChunk
 from ._types import BulkAction, BulkResult, CreateOptions, InstanceStatus, StatusName, StepRef
 
 __all__ = ["Client"]
@@ -138,6 +139,32 @@ class _HttpApi:
             raise self.settings.timed_out(call) from None
         return self.settings.answer(status, raw, url)
 
+    async def follow(self, cursor: StreamCursor) -> AsyncIterator[StreamChunk]:
+        """A stream's chunks as JSON lines; reconnects from the first chunk not yet read
+        after a dropped connection (``retries`` times in a row at most), and ends when the
+        host ends the answer for good (the instance ended)."""
+        url = self.url + cursor.path
+        failures = 0
+        # no total timeout: a stream lasts as long as its instance
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.settings.timeout)
+        while True:
+            try:
+                async with self._get_session().get(
+                    url, params=cursor.query(), headers={"Accept": NDJSON}, timeout=timeout
+                ) as response:
+                    if response.status != 200:
+                        self.settings.answer(response.status, await response.read(), url)
+                    async for data in response.content.iter_any():
+                        for chunk in cursor.feed(data):
+                            failures = 0
+                            yield chunk
+                return
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                failures += 1
+                if failures > self.settings.retries:
+                    raise self.settings.unreachable(exc) from None
+                await asyncio.sleep(self.settings.backoff(failures))
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -181,6 +208,20 @@ class _HttpInstance(WorkflowInstance):
 
     async def result(self, timeout: float | None = None) -> Any:
         return await self._api.drive(_http.result_polls(self._workflow, self.id, timeout))
+
+    async def stream(self, name: str = "default", start: int = 0) -> AsyncIterator[StreamChunk]:
+        cursor = StreamCursor(self._path, name, start)
+        while True:
+            async for chunk in self._api.follow(cursor):
+                yield chunk
+            # the host ends the answer when the instance ended, or when it shuts down
+            if (await self.status()).status in _http.FINAL_STATUSES:
+                return
+            await asyncio.sleep(self._api.settings.backoff(1))
+
+    async def logs(self) -> list[LogEntry]:
+        entries: list[LogEntry] = await self._api.drive(_http.logs_pages(self._path))
+        return entries
 
 
 class _HttpWorkflow(Workflow[P]):

@@ -40,6 +40,13 @@ from ._errors import (
     ValidationError,
     WorkflowError,
 )
+from ._output import (
+    LogEntry,
+    StreamChunk,
+    check_stream_name,
+    chunk_from_json,
+    log_from_json,
+)
 from ._serde import unstructure
 from ._types import (
     BulkResult,
@@ -52,9 +59,11 @@ from ._types import (
 )
 
 __all__ = [
+    "NDJSON",
     "Call",
     "Calls",
     "HostSettings",
+    "StreamCursor",
     "Work",
     "action_call",
     "batch_ids",
@@ -68,6 +77,7 @@ __all__ = [
     "instance_path",
     "instances_path",
     "list_call",
+    "logs_pages",
     "one",
     "restart_call",
     "result_polls",
@@ -472,3 +482,56 @@ def result_polls(workflow: str, id: str, timeout: float | None) -> Calls:
                 f"instance {id!r} of workflow {workflow!r} did not end within "
                 f"{timeout:g}s (it is {data.get('status')})"
             )
+
+
+NDJSON = "application/x-ndjson"
+FINAL_STATUSES = frozenset({"complete", "errored", "terminated"})
+#: Log entries per request when a client reads a whole log.
+LOG_PAGE = 1000
+
+
+def logs_pages(instance: str) -> Calls:
+    """The pages behind ``instance.logs()``: every entry so far, oldest first."""
+    entries: list[LogEntry] = []
+    after = 0
+    while True:
+        data = yield Call(
+            "GET", instance + "/logs", query={"after": str(after), "limit": str(LOG_PAGE)}
+        )
+        entries.extend(log_from_json(item) for item in data["logs"])
+        if data.get("next_after") is None:
+            return entries
+        after = int(data["next_after"])
+
+
+class StreamCursor:
+    """Reading a stream over HTTP as JSON lines, without I/O: where to (re)connect, and
+    the chunks in the bytes received. A client reconnects from :attr:`next_index` after
+    a dropped connection, so no chunk is lost or repeated.
+
+    Raises:
+        ValidationError: A bad stream name or start.
+    """
+
+    def __init__(self, instance: str, name: str, start: int) -> None:
+        check_stream_name(name)
+        given: object = start  # untyped callers may pass anything
+        if isinstance(given, bool) or not isinstance(given, int) or given < 0:
+            raise ValidationError(f"start must be a chunk index >= 0, not {start!r}")
+        self.path = f"{instance}/streams/{_segment(name)}"
+        self.next_index = start
+        self._buffer = b""
+
+    def query(self) -> dict[str, str]:
+        """The query of the next connection: from the first chunk not yet read."""
+        self._buffer = b""  # a partial line of a dropped connection is read again
+        return {"from": str(self.next_index)}
+
+    def feed(self, data: bytes) -> list[StreamChunk]:
+        """The chunks completed by ``data``."""
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        chunks = [chunk_from_json(orjson.loads(line)) for line in lines if line.strip()]
+        if chunks:
+            self.next_index = chunks[-1].index + 1
+        return chunks

@@ -18,6 +18,7 @@ import attrs
 from ._config import StepConfig
 from ._duration import Duration
 from ._errors import ValidationError
+from ._output import LogLevel, check_level
 from ._types import WorkflowStepEvent, check_id, check_step_name
 
 __all__ = ["RollbackHandler", "StepCallback", "StepRollback", "WorkflowStep"]
@@ -173,6 +174,28 @@ class WorkflowStep(abc.ABC):
         check_step_name(name)
         check_id(type, what="event type")
         return await self._wait_for_event(name, type, timeout)
+
+    def log(self, message: str, /, *, level: str = "info", **fields: Any) -> None:
+        """Add an entry to the instance's log from ``run()`` itself.
+
+        Recorded once per execution: ``run()`` replays from its start on every
+        activation, and a replay does not log again (an entry is keyed by its position in
+        the history). The entry also goes to the ``durableflow.workflow`` Python logger.
+
+        Args:
+            message: The message.
+            level: ``debug``, ``info`` (default), ``warning`` or ``error``.
+            **fields: JSON-representable values stored with it.
+
+        Raises:
+            ValidationError: A bad level or message.
+        """
+        if not isinstance(message, str):
+            raise ValidationError(f"a log message must be a str, not {type(message).__name__}")
+        self._log(check_level(level), message, fields)
+
+    @abc.abstractmethod
+    def _log(self, level: LogLevel, message: str, fields: dict[str, Any]) -> None: ...
 
     @abc.abstractmethod
     def _do(

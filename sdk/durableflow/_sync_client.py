@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from . import _http
-from ._http import Call, HostSettings
+from ._http import NDJSON, Call, HostSettings, StreamCursor
+from ._output import LogEntry, StreamChunk
 from ._types import BulkAction, BulkResult, CreateOptions, InstanceStatus, StatusName, StepRef
 
 if TYPE_CHECKING:
@@ -98,6 +99,30 @@ class _SyncHttpApi:
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             raise self.settings.unreachable(exc) from None
         return self.settings.answer(response.status_code, response.content, url)
+
+    def follow(self, cursor: StreamCursor) -> Iterator[StreamChunk]:
+        """A stream's chunks as JSON lines: ``Client``'s reader, blocking (see there)."""
+        httpx = self._httpx
+        url = self.url + cursor.path
+        failures = 0
+        timeout = httpx.Timeout(self.settings.timeout, read=None)  # a stream lasts long
+        while True:
+            try:
+                with self._client.stream(
+                    "GET", url, params=cursor.query(), headers={"Accept": NDJSON}, timeout=timeout
+                ) as response:
+                    if response.status_code != 200:
+                        self.settings.answer(response.status_code, response.read(), url)
+                    for data in response.iter_raw():
+                        for chunk in cursor.feed(data):
+                            failures = 0
+                            yield chunk
+                return
+            except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                failures += 1
+                if failures > self.settings.retries:
+                    raise self.settings.unreachable(exc) from None
+                time.sleep(self.settings.backoff(failures))
 
     def close(self) -> None:
         self._client.close()
@@ -189,6 +214,28 @@ class SyncWorkflowInstance:
             TimeoutError: It did not end within ``timeout``.
         """
         return self._api.drive(_http.result_polls(self._workflow, self.id, timeout))
+
+    def stream(self, name: str = "default", start: int = 0) -> Iterator[StreamChunk]:
+        """Read one of the instance's streams: ``for chunk in instance.stream("tokens")``.
+
+        Yields the chunks stored from index ``start`` on, then each new one as a step
+        writes it (blocking meanwhile), and ends once the instance has ended.
+
+        Raises:
+            NotFoundError: No such instance. ValidationError: a bad name or start.
+        """
+        cursor = StreamCursor(self._path, name, start)
+        while True:
+            yield from self._api.follow(cursor)
+            # the host ends the answer when the instance ended, or when it shuts down
+            if self.status().status in _http.FINAL_STATUSES:
+                return
+            time.sleep(self._api.settings.backoff(1))
+
+    def logs(self) -> list[LogEntry]:
+        """The instance's log so far, oldest entry first."""
+        entries: list[LogEntry] = self._api.drive(_http.logs_pages(self._path))
+        return entries
 
     def __repr__(self) -> str:
         return f"<SyncWorkflowInstance {self.id!r}>"

@@ -10,6 +10,7 @@ import attrs
 
 from ._config import ResolvedStepConfig
 from ._errors import ValidationError
+from ._output import OutputSink, StreamWriter, check_level, check_stream_name
 
 __all__ = [
     "BULK_ACTIONS",
@@ -97,6 +98,46 @@ class StepContext:
     count: int
     step_id: str
     config: ResolvedStepConfig
+    _sink: OutputSink | None = attrs.field(default=None, repr=False, eq=False, kw_only=True)
+
+    def stream(self, name: str = "default") -> StreamWriter:
+        """A writer on one of the instance's streams, for this attempt.
+
+        ``await ctx.stream("tokens").write(chunk)`` appends a chunk that readers
+        (``instance.stream("tokens")``, ``GET .../streams/tokens``) see at once. Chunks
+        are durable and ordered per stream; each is marked with this step and attempt.
+
+        Raises:
+            ValidationError: A bad stream name, or a context the host did not make.
+        """
+        check_stream_name(name)
+        return self._output().stream(name)
+
+    def log(self, message: str, /, *, level: str = "info", **fields: Any) -> None:
+        """Add an entry to the instance's log, marked with this step and attempt.
+
+        Each attempt logs what it logs (a retried step logs again); the entry also goes
+        to the ``durableflow.workflow`` Python logger.
+
+        Args:
+            message: The message.
+            level: ``debug``, ``info`` (default), ``warning`` or ``error``.
+            **fields: JSON-representable values stored with it.
+
+        Raises:
+            ValidationError: A bad level or message.
+        """
+        if not isinstance(message, str):
+            raise ValidationError(f"a log message must be a str, not {type(message).__name__}")
+        self._output().log(check_level(level), message, fields)
+
+    def _output(self) -> OutputSink:
+        if self._sink is None:
+            raise ValidationError(
+                f"step {self.name!r}: this StepContext was not made by a host, so it has "
+                "no streams and no log"
+            )
+        return self._sink
 
 
 @attrs.frozen

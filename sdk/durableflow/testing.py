@@ -31,7 +31,7 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 import tempfile
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -43,6 +43,7 @@ from ._binding import Workflow, WorkflowInstance
 from ._duration import Duration, to_seconds
 from ._entrypoint import WorkflowEntrypoint
 from ._errors import ValidationError
+from ._output import LogEntry, StreamChunk
 from ._types import (
     BulkAction,
     BulkResult,
@@ -85,6 +86,9 @@ class _TestRuntime(Protocol):
     ) -> dict[str, Any]: ...
     async def run_mark(self, workflow: str, id: str) -> tuple[int, int] | None: ...
     async def event_counts(self, workflow: str, id: str) -> dict[str, int]: ...
+    async def read_stored_chunks(
+        self, workflow: str, id: str, stream: str
+    ) -> list[StreamChunk]: ...
 
 
 def _load_runtime(**options: Any) -> _TestRuntime:
@@ -247,6 +251,19 @@ class InstanceIntrospector(InstanceModifier):
         steps: list[dict[str, Any]] = detail["steps"]
         return steps
 
+    async def _instance(self) -> WorkflowInstance:
+        return await self._env._runtime_or_fail().binding(self.workflow).get(self.instance_id)
+
+    async def get_logs(self) -> list[LogEntry]:
+        """The instance's log so far (``ctx.log`` and ``step.log`` entries), oldest first."""
+        return await (await self._instance()).logs()
+
+    async def get_stream(self, name: str = "default") -> list[StreamChunk]:
+        """The chunks of one of the instance's streams written so far (no waiting)."""
+        return await self._env._runtime_or_fail().read_stored_chunks(
+            self.workflow, self.instance_id, name
+        )
+
 
 class _KitInstance(WorkflowInstance):
     """An instance handle that follows the environment across engine restarts."""
@@ -279,6 +296,13 @@ class _KitInstance(WorkflowInstance):
 
     async def send_event(self, *, type: str, payload: Any = None) -> None:
         await (await self._current()).send_event(type=type, payload=payload)
+
+    async def stream(self, name: str = "default", start: int = 0) -> AsyncIterator[StreamChunk]:
+        async for chunk in (await self._current()).stream(name, start):
+            yield chunk
+
+    async def logs(self) -> list[LogEntry]:
+        return await (await self._current()).logs()
 
     async def result(self, timeout: float | None = None) -> Any:
         # wait through the kit so that virtual time jumps meanwhile, then read the outcome

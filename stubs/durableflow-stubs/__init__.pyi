@@ -30,6 +30,10 @@ from ._errors import StorageFullError as StorageFullError
 from ._errors import StoreUnavailableError as StoreUnavailableError
 from ._errors import ValidationError as ValidationError
 from ._errors import WorkflowError as WorkflowError
+from ._output import LogEntry as LogEntry
+from ._output import LogLevel as LogLevel
+from ._output import StreamChunk as StreamChunk
+from ._output import StreamWriter as StreamWriter
 from ._step import WorkflowStep as WorkflowStep
 from ._sync_client import SyncClient as SyncClient
 from ._sync_client import SyncWorkflow as SyncWorkflow
@@ -64,6 +68,8 @@ __all__ = [
     "InvalidParamsError",
     "InvalidTransitionError",
     "LimitExceededError",
+    "LogEntry",
+    "LogLevel",
     "NonDeterminismError",
     "NonRetryableError",
     "NotFoundError",
@@ -81,6 +87,8 @@ __all__ = [
     "StepTimeoutError",
     "StorageFullError",
     "StoreUnavailableError",
+    "StreamChunk",
+    "StreamWriter",
     "SyncClient",
     "SyncWorkflow",
     "SyncWorkflowInstance",

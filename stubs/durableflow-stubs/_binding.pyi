@@ -1,7 +1,8 @@
 import abc
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Generic, TypeVar
 
+from ._output import LogEntry, StreamChunk
 from ._types import BulkAction, BulkResult, CreateOptions, InstanceStatus, StatusName, StepRef
 
 __all__ = ["Workflow", "WorkflowInstance"]
@@ -26,6 +27,10 @@ class WorkflowInstance(abc.ABC):
     async def send_event(self, *, type: str, payload: Any = None) -> None: ...
     @abc.abstractmethod
     async def result(self, timeout: float | None = None) -> Any: ...
+    @abc.abstractmethod
+    def stream(self, name: str = "default", start: int = 0) -> AsyncIterator[StreamChunk]: ...
+    @abc.abstractmethod
+    async def logs(self) -> list[LogEntry]: ...
 
 class Workflow(abc.ABC, Generic[_ParamsT]):
     @abc.abstractmethod

@@ -7,6 +7,7 @@ import attrs
 
 from ._config import StepConfig, StepConfigDict
 from ._duration import Duration
+from ._output import LogLevel
 from ._types import RollbackContext, StepContext, WorkflowStepEvent
 
 __all__ = ["RollbackHandler", "StepCallback", "StepRollback", "WorkflowStep"]
@@ -118,7 +119,10 @@ class WorkflowStep(abc.ABC):
     async def wait_for_event(
         self, name: str, type: str, *, timeout: Duration = "24 hours"
     ) -> WorkflowStepEvent: ...
-    # The host implements these three.
+    def log(self, message: str, /, *, level: LogLevel = "info", **fields: Any) -> None: ...
+    # The host implements these.
+    @abc.abstractmethod
+    def _log(self, level: LogLevel, message: str, fields: dict[str, Any]) -> None: ...
     @abc.abstractmethod
     def _do(
         self,

@@ -1,6 +1,7 @@
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Generic, TypeVar, overload
 
+from ._output import LogEntry, StreamChunk
 from ._types import BulkAction, BulkResult, CreateOptions, InstanceStatus, StatusName, StepRef
 
 __all__ = ["SyncClient", "SyncWorkflow", "SyncWorkflowInstance"]
@@ -18,6 +19,8 @@ class SyncWorkflowInstance:
     def delete(self) -> None: ...
     def send_event(self, *, type: str, payload: Any = None) -> None: ...
     def result(self, timeout: float | None = None) -> Any: ...
+    def stream(self, name: str = "default", start: int = 0) -> Iterator[StreamChunk]: ...
+    def logs(self) -> list[LogEntry]: ...
 
 class SyncWorkflow(Generic[_P]):
     name: str

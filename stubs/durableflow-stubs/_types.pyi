@@ -4,6 +4,7 @@ from typing import Any, Generic, Literal, TypeAlias, TypeVar
 import attrs
 
 from ._config import ResolvedStepConfig
+from ._output import LogLevel, OutputSink, StreamWriter
 
 __all__ = [
     "BULK_ACTIONS",
@@ -62,6 +63,10 @@ class StepContext:
     count: int
     step_id: str
     config: ResolvedStepConfig
+    _sink: OutputSink | None = attrs.field(default=None, kw_only=True)
+    def stream(self, name: str = "default") -> StreamWriter: ...
+    def log(self, message: str, /, *, level: LogLevel = "info", **fields: Any) -> None: ...
+    def _output(self) -> OutputSink: ...
 
 @attrs.frozen(order=False)
 class ErrorInfo:

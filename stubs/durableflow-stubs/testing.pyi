@@ -7,6 +7,7 @@ from typing import Any, TypeVar, overload
 from ._binding import Workflow
 from ._duration import Duration
 from ._entrypoint import WorkflowEntrypoint
+from ._output import LogEntry, StreamChunk
 from ._types import ErrorInfo, InstanceStatus, StatusName
 
 __all__ = [
@@ -55,6 +56,8 @@ class InstanceIntrospector(InstanceModifier):
     async def get_output(self) -> Any: ...
     async def get_error(self) -> ErrorInfo | None: ...
     async def get_steps(self) -> list[dict[str, Any]]: ...
+    async def get_logs(self) -> list[LogEntry]: ...
+    async def get_stream(self, name: str = "default") -> list[StreamChunk]: ...
 
 class WorkflowIntrospector:
     workflow: str

@@ -46,6 +46,8 @@ PAGES = [
     "rollback.md",
     "sleeping-and-events.md",
     "testing.md",
+    "streams.md",
+    "instance-logs.md",
     "control.md",
     "cookbook.md",
     "migrate-cloudflare.md",

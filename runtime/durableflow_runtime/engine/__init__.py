@@ -16,6 +16,7 @@ One module per job (docs/design.md draws the map):
 - ``_callbacks``: what a step callback wants (``ctx``) and returns (its type).
 - ``_records``: what the engine reads from and writes into the store's rows.
 - ``_rollback``: rollback handlers (``Undo``) and running them in reverse step order.
+- ``_output``: streams and logs (``StepOutput``, ``step.log``'s replay rule, the readers).
 - ``_bindings``: the in-process bindings (``Bindings``, ``EngineWorkflow``, ``EngineInstance``).
 """
 

@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 import attrs
 
 from durableflow import LimitExceededError, NonDeterminismError, WorkflowStepEvent
+from durableflow._output import LogLevel
 from durableflow._serde import loads
 
 from ..store.base import Lease, StepRow, StepType
+from ._output import log_entry
 from ._records import _event_timeout, _resolved_seq
 from ._rollback import Undo
 from ._spec import InstanceHooks, WorkflowSpec
@@ -102,6 +104,8 @@ class _Activation:
         self.order = history
         self.visited: set[tuple[str, int]] = set()
         self.counts: dict[str, int] = {}
+        self.entered = 0  # steps run() has entered: where its step.log calls are
+        self.run_logs: dict[int, int] = {}  # step.log calls made at each such position
         # The history as a sequence of events: each step's start (its seq) and each wait's
         # resolution (its resolved_seq). Replay hands a recorded resolution back only when
         # every event before it has been replayed, so waits resolve in their recorded order.
@@ -177,6 +181,7 @@ class _Activation:
             self.branched = True
         count = self.counts.get(name, 0) + 1
         self.counts[name] = count
+        self.entered += 1
         key = (name, count)
         step = self.history.get(key)
         if step is not None:
@@ -590,6 +595,16 @@ class _Activation:
             f"got no further, but the history goes on with {what}; the workflow code "
             "changed incompatibly or is not deterministic"
         )
+
+    def run_log(self, level: LogLevel, message: str, fields: dict[str, Any]) -> None:
+        """``step.log`` in ``run()``: recorded once per execution (see ``_output``)."""
+        position = self.entered
+        n = self.run_logs.get(position, 0)
+        self.run_logs[position] = n + 1
+        if not self.at_frontier():
+            return  # replaying: an earlier activation logged it
+        key = f"{self.generation}:{position}:{n}"
+        log_entry(self, level, message, fields, step=None, attempt=None, run_key=key)
 
     def step_id(self, name: str, count: int) -> str:
         raw = f"{self.spec.name}\x00{self.lease.id}\x00{self.generation}\x00{name}\x00{count}"

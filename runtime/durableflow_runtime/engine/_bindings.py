@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from durableflow import (
@@ -17,6 +17,9 @@ from durableflow import (
     Workflow,
     WorkflowInstance,
 )
+from durableflow._output import LogEntry, StreamChunk
+
+from ._output import chunk_of, entry_of
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -65,6 +68,19 @@ class EngineInstance(WorkflowInstance):
 
     async def result(self, timeout: float | None = None) -> Any:
         return await self._engine.result(self._workflow, self.id, timeout)
+
+    async def stream(self, name: str = "default", start: int = 0) -> AsyncIterator[StreamChunk]:
+        async for row in self._engine.read_stream(self._workflow, self.id, name, start):
+            yield chunk_of(row)
+
+    async def logs(self) -> list[LogEntry]:
+        entries: list[LogEntry] = []
+        while True:
+            after = entries[-1].seq if entries else 0
+            rows = await self._engine.logs(self._workflow, self.id, after=after, limit=1000)
+            entries.extend(entry_of(r) for r in rows)
+            if len(rows) < 1000:
+                return entries
 
 
 class EngineWorkflow(Workflow[Any]):

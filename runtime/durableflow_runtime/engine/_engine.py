@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,13 +29,16 @@ from durableflow import (
     NotFoundError,
     ValidationError,
 )
+from durableflow._output import check_stream_name
 from durableflow._serde import describe_structure_error, dumps, loads, structure, unstructure
 from durableflow._types import MAX_BULK, STATUSES, BulkAction, StepRef, check_bulk, check_id
 
 from ..clock import Clock, RealClock
 from ..metrics import NO_OBSERVER, Observer  # observe: the hooks' interface
+from ..store._output import ChunkRow, LogRow, StreamInfo
 from ..store.base import FINAL_STATUSES, FINISHED, ControlAction, InstanceRow, NewInstance, Store
 from ._bindings import Bindings, EngineWorkflow
+from ._output import StreamHub, read_stream
 from ._records import InstanceRecord
 from ._scheduler import Scheduler
 from ._spec import RESERVED_INSTANCE_IDS, InstanceHooks, Limits, WorkflowSpec
@@ -114,6 +117,7 @@ class Engine:
         self._hooks: Callable[[str, str], InstanceHooks | None] | None = None
         self.scheduler = Scheduler(self)
         self._listeners: list[Callable[[str, str, str | None], None]] = []
+        self.stream_hub = StreamHub()  # chunks written here, handed to readers here
         self._started = False
         self.observer: Observer = NO_OBSERVER  # observe: the host installs metrics/tracing
 
@@ -170,6 +174,9 @@ class Engine:
 
     def _remote_change(self, workflow: str, id: str, what: str) -> None:
         """Another host changed an instance (or this host's lease on it was lost)."""
+        if what == "stream":  # a chunk for readers: nothing to steer or to claim
+            self.notify(workflow, id, None)
+            return
         self.scheduler.steer(workflow, id, what)
         self.notify(workflow, id, None)  # waiters re-read the instance
         self.kick()
@@ -511,6 +518,39 @@ class Engine:
             statuses=FINISHED if status is None else (status,),
             workflow=workflow,
         )
+
+    # --- streams and logs ---------------------------------------------------------------
+    async def _key_of(self, workflow: str, id: str) -> int:
+        self.spec(workflow)
+        row = await self.store.get_instance(workflow, id)
+        if row is None:
+            raise NotFoundError(f"no instance {id!r} of workflow {workflow!r}")
+        return row.key
+
+    def read_stream(
+        self, workflow: str, id: str, stream: str, start: int = 0
+    ) -> AsyncIterator[ChunkRow]:
+        """The stored chunks of a stream from index ``start`` on, then each new one as it
+        is written, until the instance has ended.
+
+        Raises:
+            NotFoundError: Unknown workflow or instance. ValidationError: a bad name or start.
+        """
+        check_stream_name(stream)
+        given: object = start  # untyped callers may pass anything
+        if isinstance(given, bool) or not isinstance(given, int) or given < 0:
+            raise ValidationError(f"start must be a chunk index >= 0, not {start!r}")
+        return read_stream(self, workflow, id, stream, start)
+
+    async def streams(self, workflow: str, id: str) -> list[StreamInfo]:
+        """The instance's streams with their sizes."""
+        return await self.store.list_streams(await self._key_of(workflow, id))
+
+    async def logs(
+        self, workflow: str, id: str, *, after: int = 0, limit: int = 100
+    ) -> list[LogRow]:
+        """Up to ``limit`` log entries of the instance after ``seq`` ``after``, oldest first."""
+        return await self.store.read_logs(await self._key_of(workflow, id), after, limit)
 
     async def describe(self, workflow: str, id: str) -> InstanceRecord:
         """Everything known about an instance: its row and its steps.

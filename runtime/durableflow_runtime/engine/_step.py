@@ -27,12 +27,14 @@ from durableflow import (
 )
 from durableflow._config import resolve_config
 from durableflow._duration import Duration, to_seconds
+from durableflow._output import LogLevel
 from durableflow._serde import dumps, loads, structure
 from durableflow._step import StepRollback
 
 from ..store.base import StepRow
 from ._activation import ParkKind, _Activation, _future, _Parked
 from ._callbacks import _awaited, _NotAwaitable, _return_type, _UnresolvedReturn, _wants_ctx
+from ._output import StepOutput
 from ._records import _config_json, _error_info, _event_timeout, _failed, _step_event
 from ._rollback import Undo
 
@@ -74,6 +76,9 @@ class _EngineStep(WorkflowStep):
         rollback: StepRollback | None = None,
     ) -> Any:
         return self._run_do(name, config, callback, rollback)
+
+    def _log(self, level: LogLevel, message: str, fields: dict[str, Any]) -> None:
+        self._act.run_log(level, message, fields)
 
     # --- step.do ----------------------------------------------------------------------
     async def _run_do(
@@ -186,14 +191,19 @@ class _EngineStep(WorkflowStep):
             async with timer:
                 if outcome is None:
                     if call.wants_ctx:
+                        output = StepOutput(act, name, attempt)
                         ctx = StepContext(
                             attempt=attempt,
                             name=name,
                             count=call.count,
                             step_id=act.step_id(name, call.count),
                             config=call.config,
+                            sink=output,
                         )
-                        return await _awaited(name, call.callback(ctx)), None
+                        try:
+                            return await _awaited(name, call.callback(ctx)), None
+                        finally:
+                            output.close()
                     return await _awaited(name, call.callback()), None
                 if outcome[0] == "result":
                     return outcome[1], None

@@ -21,6 +21,7 @@ from ..schema import json_schema
 from ..store.base import FINAL_STATUSES
 from ._base import SETTINGS_KEY, ApiError, Handler, _json
 from ._models import InstanceDetail, InstanceList
+from ._output import OUTPUT_ROUTES
 from ._requests import (
     _ABSENT,
     _body,
@@ -367,6 +368,7 @@ API_ROUTES: list[tuple[str, str, Handler]] = [
     ("DELETE", "/api/workflows/{name}/instances/{id}", delete_instance),
     ("POST", "/api/workflows/{name}/instances/actions", bulk_action),
     ("POST", "/api/workflows/{name}/instances/{id}/events/{type}", send_event),
+    *OUTPUT_ROUTES,
     ("POST", "/api/instances/prune", prune_instances),
 ]
 """Every route the host serves besides the user's, as (method, path, handler)."""

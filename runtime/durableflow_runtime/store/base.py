@@ -19,10 +19,12 @@ import attrs
 
 from durableflow._types import StatusName, StepRef
 
+from ._output import ChunkRow, LogRow, NewChunk, NewLog, StreamInfo
 from .transitions import FINAL_STATUSES as FINAL_STATUSES
 from .transitions import ControlAction as ControlAction
 
 __all__ = [
+    "ChunkRow",
     "Claimed",
     "ControlAction",
     "EventRow",
@@ -30,11 +32,15 @@ __all__ = [
     "InstanceRow",
     "Lease",
     "LeaseLost",
+    "LogRow",
+    "NewChunk",
     "NewInstance",
+    "NewLog",
     "StepRow",
     "StepStatus",
     "StepType",
     "Store",
+    "StreamInfo",
     "open_store",
 ]
 
@@ -308,6 +314,31 @@ class Store(abc.ABC):
     ) -> asyncio.Future[None]:
         """End the instance: ``complete``, ``errored`` or (after a rollback) ``terminated``."""
 
+    # --- streams and logs (see ._output) -----------------------------------------------
+    @abc.abstractmethod
+    def append_chunk(self, lease: Lease, chunk: NewChunk) -> asyncio.Future[int]:
+        """Append a chunk to one of the instance's streams; its index.
+
+        Raises (through the future):
+            LeaseLost: The lease is no longer current.
+        """
+
+    @abc.abstractmethod
+    def append_log(self, lease: Lease, entry: NewLog) -> asyncio.Future[None]:
+        """Append a log entry; one whose ``run_key`` is stored already is ignored."""
+
+    @abc.abstractmethod
+    async def read_chunks(self, key: int, stream: str, start: int, limit: int) -> list[ChunkRow]:
+        """Up to ``limit`` chunks of a stream from index ``start`` on, in order."""
+
+    @abc.abstractmethod
+    async def read_logs(self, key: int, after: int, limit: int) -> list[LogRow]:
+        """Up to ``limit`` log entries with ``seq`` above ``after``, in order."""
+
+    @abc.abstractmethod
+    async def list_streams(self, key: int) -> list[StreamInfo]:
+        """The instance's streams, by name, with their sizes."""
+
     # --- control ----------------------------------------------------------------------
     @abc.abstractmethod
     async def control(
@@ -369,7 +400,7 @@ class Store(abc.ABC):
 
         An instance goes when its status is one of ``statuses`` (all finished ones), it
         ended before ``ended_before`` and, with ``workflow``, it is of that workflow; its
-        steps and events go with it. Hosts sharing a store may call this at the same time:
+        steps, events, stream chunks and log entries go with it. Hosts sharing a store may call this at the same time:
         each instance is deleted once and none waits on another's batch.
 
         Returns:

@@ -65,7 +65,12 @@ __all__ = [
 #: Every table that stores something for an instance, with the column holding the
 #: instance's key: deleting an instance (``Store.delete_instance``, retention) deletes its
 #: rows from each of these, then the instance's own row. A new table is added here.
-INSTANCE_TABLES: tuple[tuple[str, str], ...] = (("steps", "instance"), ("events", "instance"))
+INSTANCE_TABLES: tuple[tuple[str, str], ...] = (
+    ("steps", "instance"),
+    ("events", "instance"),
+    ("stream_chunks", "instance"),
+    ("instance_logs", "instance"),
+)
 
 
 ControlAction: TypeAlias = Literal["pause", "resume", "terminate", "restart", "terminate_rollback"]

@@ -29,7 +29,7 @@ class Op:
         fn: Callable[[Any], Awaitable[Any]] | None = None,
         releases: bool = False,
     ) -> None:
-        self.kind = kind  # "step" | "finish" | "suspend" | "call"
+        self.kind = kind  # "step" | "finish" | "suspend" | "chunk" | "log" | "call"
         self.lease = lease
         self.future = future
         self.step = step
@@ -50,17 +50,27 @@ NO_LEASE = Lease("", "", -1, 0)
 class Round:
     """Writes of different instances applied together: one statement per kind."""
 
-    __slots__ = ("calls", "finishes", "steps", "suspends")
+    __slots__ = ("calls", "chunks", "finishes", "logs", "steps", "suspends")
 
     def __init__(self) -> None:
         self.steps: list[Op] = []
         self.finishes: list[Op] = []
         self.suspends: list[Op] = []
+        # at most one of each instance per round (only step writes share a segment), so a
+        # chunk's index can be computed per row of one statement
+        self.chunks: list[Op] = []
+        self.logs: list[Op] = []
         self.calls: list[Op] = []
 
     def statements(self) -> int:
         """How many statements the round takes; a call takes several."""
-        grouped = bool(self.steps) + bool(self.finishes) + bool(self.suspends)
+        grouped = (
+            bool(self.steps)
+            + bool(self.finishes)
+            + bool(self.suspends)
+            + bool(self.chunks)
+            + bool(self.logs)
+        )
         return grouped + 2 * len(self.calls)
 
 
@@ -95,6 +105,10 @@ def plan(batch: list[Op]) -> list[Round]:
                 round.finishes.extend(seg)
             elif kind == "suspend":
                 round.suspends.extend(seg)
+            elif kind == "chunk":
+                round.chunks.extend(seg)
+            elif kind == "log":
+                round.logs.extend(seg)
             else:
                 round.calls.extend(seg)
     return rounds

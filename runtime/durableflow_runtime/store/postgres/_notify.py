@@ -34,8 +34,9 @@ class Notifications(Connections):
         """Be told ``(workflow, id, what)`` when another host changes an instance.
 
         ``what`` is ``pause``, ``resume``, ``terminate``, ``restart`` or ``delete`` for an
-        instance this host may be running, and ``create``, ``wake``, ``poll`` or ``expired`` when
-        something may have become runnable.
+        instance this host may be running, ``create``, ``wake``, ``poll`` or ``expired`` when
+        something may have become runnable, and ``stream`` when a step appended a chunk to
+        one of the instance's streams.
         """
         self._subscribers.append(callback)
 
@@ -100,12 +101,17 @@ class Notifications(Connections):
                     del self._held[key]
         self._emit(workflow, id, what)
 
+    def _notice(self, what: str, workflow: str, id: str, key: int = 0, epoch: int = 0) -> str:
+        """The payload of a notification from this host."""
+        notice = {"h": self.host_id, "w": workflow, "i": id, "a": what, "k": key, "e": epoch}
+        return orjson.dumps(notice).decode()
+
     async def _notify(
         self, conn: Any, what: str, workflow: str, id: str, key: int = 0, epoch: int = 0
     ) -> None:
         """Tell the other hosts, when ``conn``'s transaction commits."""
-        notice = {"h": self.host_id, "w": workflow, "i": id, "a": what, "k": key, "e": epoch}
-        await conn.execute("SELECT pg_notify($1, $2)", self.channel, orjson.dumps(notice).decode())
+        notice = self._notice(what, workflow, id, key, epoch)
+        await conn.execute("SELECT pg_notify($1, $2)", self.channel, notice)
 
     async def _poll(self) -> None:
         while True:

@@ -85,6 +85,33 @@ MIGRATIONS: list[str] = [
     CREATE INDEX instances_leased ON instances (lease_expires)
         WHERE status IN ('running', 'waitingForPause', 'rollingBack');
     """,
+    # 5: streams written by steps, and instance logs
+    """
+    CREATE TABLE stream_chunks (
+        instance bigint NOT NULL,
+        stream text NOT NULL,
+        idx integer NOT NULL,
+        step text NOT NULL,
+        attempt integer NOT NULL,
+        encoding text NOT NULL,
+        data text NOT NULL,
+        created_at double precision NOT NULL,
+        PRIMARY KEY (instance, stream, idx)
+    );
+    CREATE TABLE instance_logs (
+        seq bigserial PRIMARY KEY,
+        instance bigint NOT NULL,
+        level text NOT NULL,
+        message text NOT NULL,
+        fields text NOT NULL,
+        step text,
+        attempt integer,
+        created_at double precision NOT NULL,
+        run_key text,
+        UNIQUE (instance, run_key)
+    );
+    CREATE INDEX instance_logs_by_instance ON instance_logs (instance, seq);
+    """,
 ]
 
 

@@ -19,7 +19,19 @@ import asyncpg
 from durableflow import StoreUnavailableError, ValidationError
 from durableflow._types import StepRef
 
-from .._queries import CLAIM_SET
+from .._output import (
+    READ_CHUNKS,
+    READ_LOGS,
+    STREAMS_OF,
+    ChunkRow,
+    LogRow,
+    NewChunk,
+    NewLog,
+    StreamInfo,
+    chunk_args,
+    log_args,
+)
+from .._queries import CLAIM_SET, POSTGRES
 from .._rows import (
     INSTANCE_COLUMNS,
     STEP_COLUMNS,
@@ -99,6 +111,10 @@ WITH doomed AS (
 DELETE FROM instances WHERE key IN (SELECT key FROM doomed) RETURNING key
 """
 )
+
+_READ_CHUNKS = POSTGRES.sql(READ_CHUNKS)
+_READ_LOGS = POSTGRES.sql(READ_LOGS)
+_STREAMS_OF = POSTGRES.sql(STREAMS_OF)
 
 _RECHECK_LOCKED = 0.05  # seconds before looking again at a due instance another host locks
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -522,6 +538,31 @@ class PostgresStore(Leases, Store):
         args = (status, text(output), json_text(error), now)
         self._enqueue(Op("finish", lease, future, args=args, releases=True))
         return future
+
+    # --- streams and logs -------------------------------------------------------------
+    def append_chunk(self, lease: Lease, chunk: NewChunk) -> asyncio.Future[int]:
+        notice = self._notice("stream", lease.workflow, lease.id)
+        args = (*chunk_args(chunk), self.channel, notice)
+        future: asyncio.Future[int] = self._future()
+        self._enqueue(Op("chunk", lease, future, args=args))
+        return future
+
+    def append_log(self, lease: Lease, entry: NewLog) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = self._future()
+        self._enqueue(Op("log", lease, future, args=log_args(entry)))
+        return future
+
+    async def read_chunks(self, key: int, stream: str, start: int, limit: int) -> list[ChunkRow]:
+        rows = await self._call(lambda conn: conn.fetch(_READ_CHUNKS, key, stream, start, limit))
+        return [ChunkRow(*r) for r in rows]
+
+    async def read_logs(self, key: int, after: int, limit: int) -> list[LogRow]:
+        rows = await self._call(lambda conn: conn.fetch(_READ_LOGS, key, after, limit))
+        return [LogRow(*r) for r in rows]
+
+    async def list_streams(self, key: int) -> list[StreamInfo]:
+        rows = await self._call(lambda conn: conn.fetch(_STREAMS_OF, key))
+        return [StreamInfo(r[0], r[1], r[2] or 0) for r in rows]
 
     # --- control ----------------------------------------------------------------------
     async def control(

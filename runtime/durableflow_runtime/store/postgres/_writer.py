@@ -72,6 +72,46 @@ RETURNING i.key, i.status
 """
 
 
+# Stream chunks and log entries of several instances, one row each, fenced like the
+# steps; each chunk tells the other hosts' readers at commit (NOTIFY).
+_APPEND_CHUNKS = """
+WITH v AS (
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::int[],
+        $6::text[], $7::text[], $8::float8[], $9::text[], $10::text[])
+        AS v(key, epoch, stream, step, attempt, encoding, data, created_at, channel, notice)
+), fenced AS (
+    SELECT v.* FROM v JOIN instances i ON i.key = v.key AND i.epoch = v.epoch
+    FOR NO KEY UPDATE OF i
+), appended AS (
+    INSERT INTO stream_chunks (instance, stream, idx, step, attempt, encoding, data, created_at)
+    SELECT f.key, f.stream, coalesce((SELECT max(c.idx) + 1 FROM stream_chunks c
+        WHERE c.instance = f.key AND c.stream = f.stream), 0),
+        f.step, f.attempt, f.encoding, f.data, f.created_at
+    FROM fenced f
+    RETURNING instance, idx
+)
+SELECT a.instance, a.idx, pg_notify(f.channel, f.notice)
+FROM appended a JOIN fenced f ON f.key = a.instance
+"""
+
+_APPEND_LOGS = """
+WITH v AS (
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+        $6::text[], $7::int[], $8::float8[], $9::text[])
+        AS v(key, epoch, level, message, fields, step, attempt, created_at, run_key)
+), fenced AS (
+    SELECT v.* FROM v JOIN instances i ON i.key = v.key AND i.epoch = v.epoch
+    FOR NO KEY UPDATE OF i
+), appended AS (
+    INSERT INTO instance_logs (instance, level, message, fields, step, attempt, created_at,
+        run_key)
+    SELECT key, level, message, fields, step, attempt, created_at, run_key FROM fenced
+    ON CONFLICT (instance, run_key) DO NOTHING
+)
+SELECT key, NULL FROM fenced
+"""
+
+
 class GroupCommit(Notifications):
     """The write path of :class:`PostgresStore` (which sets the state)."""
 
@@ -239,6 +279,10 @@ class GroupCommit(Notifications):
             await self._update_many(conn, _FINISH, round.finishes, outcomes)
         if round.suspends:
             await self._update_many(conn, _SUSPEND, round.suspends, outcomes)
+        if round.chunks:
+            await self._update_many(conn, _APPEND_CHUNKS, round.chunks, outcomes)
+        if round.logs:
+            await self._update_many(conn, _APPEND_LOGS, round.logs, outcomes)
         for op in round.calls:
             assert op.fn is not None
             try:

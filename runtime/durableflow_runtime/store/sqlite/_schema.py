@@ -76,6 +76,33 @@ MIGRATIONS: list[str] = [
     ALTER TABLE instances ADD COLUMN rollback_to TEXT;
     ALTER TABLE instances ADD COLUMN run_retries INTEGER NOT NULL DEFAULT 0;
     """,
+    # 5: streams written by steps, and instance logs
+    """
+    CREATE TABLE stream_chunks (
+        instance INTEGER NOT NULL,
+        stream TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        step TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        encoding TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (instance, stream, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE instance_logs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        instance INTEGER NOT NULL,
+        level TEXT NOT NULL,
+        message TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        step TEXT,
+        attempt INTEGER,
+        created_at REAL NOT NULL,
+        run_key TEXT,
+        UNIQUE (instance, run_key)
+    );
+    CREATE INDEX instance_logs_by_instance ON instance_logs (instance, seq);
+    """,
 ]
 
 

@@ -19,6 +19,20 @@ from durableflow import StoreUnavailableError
 from durableflow import ValidationError as _ValidationError
 from durableflow._types import StepRef
 
+from .._output import (
+    APPEND_CHUNK,
+    APPEND_LOG,
+    READ_CHUNKS,
+    READ_LOGS,
+    STREAMS_OF,
+    ChunkRow,
+    LogRow,
+    NewChunk,
+    NewLog,
+    StreamInfo,
+    chunk_args,
+    log_args,
+)
 from .._queries import CLAIM_SET, SQLITE, Queries
 from .._rows import (
     INSTANCE_COLUMNS,
@@ -452,6 +466,44 @@ class SqliteStore(GroupCommit, Store):
                 raise LeaseLost(f"{lease.workflow}/{lease.id}")
 
         return self._write(op, lease)
+
+    # --- streams and logs -------------------------------------------------------------
+    def append_chunk(self, lease: Lease, chunk: NewChunk) -> asyncio.Future[int]:
+        args = (*chunk_args(chunk), lease.key, lease.epoch)
+
+        def op(conn: sqlite3.Connection) -> int:
+            row = conn.execute(APPEND_CHUNK, args).fetchone()
+            if row is None:
+                raise LeaseLost(f"{lease.workflow}/{lease.id}")
+            return int(row[0])
+
+        return self._write(op, lease)
+
+    def append_log(self, lease: Lease, entry: NewLog) -> asyncio.Future[None]:
+        args = (*log_args(entry), lease.key, lease.epoch)
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(APPEND_LOG, args)
+
+        return self._write(op, lease)
+
+    async def read_chunks(self, key: int, stream: str, start: int, limit: int) -> list[ChunkRow]:
+        def op(conn: sqlite3.Connection) -> list[ChunkRow]:
+            return [ChunkRow(*r) for r in conn.execute(READ_CHUNKS, (key, stream, start, limit))]
+
+        return await self._read(op)
+
+    async def read_logs(self, key: int, after: int, limit: int) -> list[LogRow]:
+        def op(conn: sqlite3.Connection) -> list[LogRow]:
+            return [LogRow(*r) for r in conn.execute(READ_LOGS, (key, after, limit))]
+
+        return await self._read(op)
+
+    async def list_streams(self, key: int) -> list[StreamInfo]:
+        def op(conn: sqlite3.Connection) -> list[StreamInfo]:
+            return [StreamInfo(*r) for r in conn.execute(STREAMS_OF, (key,))]
+
+        return await self._read(op)
 
     # --- control ----------------------------------------------------------------------
     async def control(
