@@ -3,6 +3,7 @@ disconnect, chunks of retried attempts, the Client's reader, and readers on anot
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -316,3 +317,22 @@ async def test_a_step_context_writes_nothing_after_its_attempt(tmp_path: Path) -
         refused = await instance.result()
         assert len(refused) == 2 and all("has ended" in m for m in refused), refused
         assert [c async for c in instance.stream()] == []
+
+
+async def test_deleting_an_instance_ends_its_readers(streams_host: HostProcess) -> None:
+    """A reader of an instance that is deleted meanwhile gets the end of the stream (SSE:
+    an ``end`` event with a null status) and the Client's reader a NotFoundError."""
+    async with aiohttp.ClientSession(base_url=streams_host.url) as session:
+        id = await create(session, TALKER, {"params": {"first": 1, "then": 0}})
+        async with session.get(f"{TALKER}/{id}/streams/tokens") as response:
+            events = sse_events(response)
+            assert json.loads((await anext(events))["data"])["index"] == 0
+            async with durableflow.Client(streams_host.url) as client:
+                instance = await client.workflow("talker").get(id)
+                reader = instance.stream("tokens", start=1)
+                pending = asyncio.ensure_future(anext(reader))
+                await instance.delete()
+                with pytest.raises(durableflow.NotFoundError):
+                    await pending
+            end = await anext(events)
+            assert end["event"] == "end" and json.loads(end["data"]) == {"status": None}

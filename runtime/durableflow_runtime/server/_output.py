@@ -5,7 +5,8 @@ JSON lines when the client sends ``Accept: application/x-ndjson``. Each chunk is
 event whose ``id`` is the chunk's index, so a reconnecting ``EventSource`` resumes after
 the last chunk it got (``Last-Event-ID``); ``?from=N`` starts at index N. The answer ends
 when the instance has ended and every chunk was sent (an SSE reader then gets an ``end``
-event, so that a browser does not reconnect), or when the host shuts down.
+event, so that a browser does not reconnect; its status is ``null`` when the instance was
+deleted meanwhile), or when the host shuts down.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import orjson
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
+from durableflow import NotFoundError
 from durableflow._output import check_stream_name
 
 from ..store._output import ChunkRow, LogRow, StreamInfo
@@ -99,8 +101,8 @@ async def _until(
                 return
             try:
                 yield following.result()
-            except StopAsyncIteration:
-                return
+            except (StopAsyncIteration, NotFoundError):
+                return  # the end, or the instance was deleted meanwhile
     finally:
         stopper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -139,7 +141,10 @@ async def read_stream(request: web.Request) -> web.StreamResponse:
     try:
         async for row in chunks:
             await sse.send(orjson.dumps(chunk_json(row)).decode(), id=str(row.index))
-        status = (await engine.status(name, id)).status
+        try:
+            status: str | None = (await engine.status(name, id)).status
+        except NotFoundError:
+            status = None  # deleted while it was read
         await sse.send(orjson.dumps({"status": status}).decode(), event="end")
     finally:
         sse.stop_streaming()
