@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -529,7 +529,7 @@ class Engine:
 
     def read_stream(
         self, workflow: str, id: str, stream: str, start: int = 0
-    ) -> AsyncIterator[ChunkRow]:
+    ) -> AsyncGenerator[ChunkRow, None]:
         """The stored chunks of a stream from index ``start`` on, then each new one as it
         is written, until the instance has ended.
 

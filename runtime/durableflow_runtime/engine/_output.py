@@ -21,7 +21,7 @@ import asyncio
 import base64
 import collections
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -213,7 +213,7 @@ class StreamHub:
 
 async def read_stream(
     engine: Engine, workflow: str, id: str, stream: str, start: int
-) -> AsyncIterator[ChunkRow]:
+) -> AsyncGenerator[ChunkRow, None]:
     """The chunks of a stream from index ``start`` on, as they are written; ends when the
     instance has ended and every chunk was read.
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import orjson
@@ -86,7 +86,7 @@ def _start(request: web.Request) -> int:
 
 
 async def _until(
-    chunks: AsyncIterator[ChunkRow], stopping: asyncio.Event
+    chunks: AsyncGenerator[ChunkRow, None], stopping: asyncio.Event
 ) -> AsyncIterator[ChunkRow]:
     """``chunks`` until they end or the host starts to shut down."""
     stopper = asyncio.ensure_future(stopping.wait())
@@ -108,7 +108,7 @@ async def _until(
         with contextlib.suppress(asyncio.CancelledError):
             await stopper
         with contextlib.suppress(RuntimeError):
-            await chunks.aclose()  # type: ignore[attr-defined]
+            await chunks.aclose()
 
 
 async def list_streams(request: web.Request) -> web.Response:
