@@ -194,8 +194,9 @@ class WorkflowStep(abc.ABC):
             raise ValidationError(f"a log message must be a str, not {type(message).__name__}")
         self._log(check_level(level), message, fields)
 
-    @abc.abstractmethod
-    def _log(self, level: LogLevel, message: str, fields: dict[str, Any]) -> None: ...
+    def _log(self, level: LogLevel, message: str, fields: dict[str, Any]) -> None:
+        """Record a run-level log entry; the host's step object implements it."""
+        raise ValidationError("this step object was not made by a host: it has no log")
 
     @abc.abstractmethod
     def _do(
