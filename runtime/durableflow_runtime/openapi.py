@@ -125,14 +125,8 @@ _SCHEMAS: dict[str, Any] = {
                 "params type. The host still checks params with cattrs.",
             },
             "defaults": {
-                "type": "object",
-                "description": "Step config defaults (seconds).",
-                "properties": {
-                    "limit": {"type": "integer"},
-                    "delay": {"type": "number"},
-                    "backoff": {"type": "string", "enum": ["constant", "linear", "exponential"]},
-                    "timeout": {"type": "number"},
-                },
+                **_ref("ResolvedStepConfig"),
+                "description": "Step config defaults (durations in seconds).",
             },
             "counts": {
                 "type": "object",
@@ -140,6 +134,28 @@ _SCHEMAS: dict[str, Any] = {
                 "the workflow has in each status (statuses with none are left out).",
                 "additionalProperties": {"type": "integer", "minimum": 0},
             },
+        },
+    },
+    "ResolvedStepConfig": {
+        "type": "object",
+        "description": "A step config with every default applied, in the shape of "
+        "Cloudflare's ResolvedStepConfig; durations in seconds.",
+        "required": ["retries", "timeout", "sensitive"],
+        "properties": {
+            "retries": {
+                "type": "object",
+                "required": ["limit", "delay", "backoff"],
+                "properties": {
+                    "limit": {"type": "integer", "minimum": 0},
+                    "delay": {
+                        **_nullable({"type": "number", "minimum": 0}),
+                        "description": "null when the delay is a function",
+                    },
+                    "backoff": {"type": "string", "enum": ["constant", "linear", "exponential"]},
+                },
+            },
+            "timeout": {"type": "number", "exclusiveMinimum": 0},
+            "sensitive": _nullable({"type": "string", "enum": ["output"]}),
         },
     },
     "WorkflowList": {
@@ -234,7 +250,10 @@ _SCHEMAS: dict[str, Any] = {
             },
             "attempts": {"type": "integer"},
             "attempt_log": {"type": "array", "items": _ref("Attempt")},
-            "output": {"description": "The step's result (any JSON value)."},
+            "output": {
+                "description": "The step's result (any JSON value); the string "
+                '"[redacted]" for a step configured with sensitive="output".'
+            },
             "error": _ref("ErrorInfo"),
             "started_at": _TIME,
             "ended_at": _TIME,

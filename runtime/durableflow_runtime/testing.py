@@ -218,7 +218,8 @@ class TestRuntime:
         found: list[dict[str, Any]] = []
 
         async def done() -> bool:
-            detail = InstanceDetail.from_record(await self.engine.describe(workflow, id)).to_json()
+            record = await self.engine.describe(workflow, id)
+            detail = InstanceDetail.from_record(record, reveal=True).to_json()
             for step in detail["steps"]:
                 if (
                     step["name"] == name

@@ -1,8 +1,9 @@
 """``durableflow types``: write ``env.pyi``, the typed ``env`` of a project.
 
 The file declares ``class Env(Protocol)`` with one attribute per workflow binding, typed
-``Workflow[ParamsT]`` where ``ParamsT`` is what the workflow class binds in its
-``WorkflowEntrypoint[EnvT, ParamsT]`` base (``Workflow[Any]`` when it binds nothing), and
+``Workflow[ParamsT, OutputT]`` where ``ParamsT`` is what the workflow class binds in its
+``WorkflowEntrypoint[EnvT, ParamsT]`` base (``Any`` when it binds nothing) and ``OutputT``
+the return annotation of its ``run()`` (the in-process binding restores outputs to it), and
 the typed client accessors ``TypedClient`` / ``TypedSyncClient``, whose
 ``workflow(name)`` is overloaded on each workflow's name as a ``Literal``::
 
@@ -13,10 +14,10 @@ the typed client accessors ``TypedClient`` / ``TypedSyncClient``, whose
 
     from durableflow import SyncWorkflow, Workflow
 
-    from app import OrderParams
+    from app import OrderParams, Receipt
 
     class Env(Protocol):
-        ORDER_FLOW: Workflow[OrderParams]  # workflow 'order-processing' (app.OrderWorkflow)
+        ORDER_FLOW: Workflow[OrderParams, Receipt]  # workflow 'order-processing' (...)
 
     class TypedClient(Protocol):
         def workflow(self, name: Literal['order-processing']) -> Workflow[OrderParams]: ...
@@ -54,7 +55,7 @@ import click
 
 import durableflow
 from durableflow import ValidationError, WorkflowEntrypoint
-from durableflow._entrypoint import params_type
+from durableflow._entrypoint import output_type, params_type
 
 from .config import Config, ConfigError, load_config, load_workflow_classes
 
@@ -98,7 +99,7 @@ def _resolve(tp: object, site: _Site) -> object:
         return eval(source, namespace)  # the user's own annotation, in their own module
     except Exception as exc:
         raise TypegenError(
-            f"{site.where}: cannot resolve the params type {source!r} in module "
+            f"{site.where}: cannot resolve the {site.what} {source!r} in module "
             f"{site.module} ({type(exc).__name__}: {exc})"
         ) from None
 
@@ -109,6 +110,7 @@ class _Site:
 
     where: str
     module: str
+    what: str = "params type"
 
 
 # Gives the local name under which ``module`` offers the top-level ``name``.
@@ -152,12 +154,12 @@ def _reference(tp: object, site: _Site) -> tuple[str, str] | None:
     """``(module, qualified name)`` to import ``tp`` from; ``None`` for a builtin."""
     if isinstance(tp, typing.TypeVar):
         raise TypegenError(
-            f"{site.where}: the params type is the unbound type variable {tp.__name__}; "
-            "bind it in the class's WorkflowEntrypoint[EnvT, ParamsT] base"
+            f"{site.where}: the {site.what} is the unbound type variable {tp.__name__}; "
+            "bind it in the class's WorkflowEntrypoint[EnvT, ParamsT] base (or annotate run())"
         )
     if not isinstance(tp, type | typing.NewType):
         raise TypegenError(
-            f"{site.where}: cannot write the params type {tp!r} as an annotation (use a "
+            f"{site.where}: cannot write the {site.what} {tp!r} as an annotation (use a "
             "class, a builtin, a generic alias such as list[int], a union or a Literal)"
         )
     module: str = getattr(tp, "__module__", "")
@@ -166,12 +168,12 @@ def _reference(tp: object, site: _Site) -> tuple[str, str] | None:
         return None
     if "<locals>" in qualname:
         raise TypegenError(
-            f"{site.where}: the params type {module}.{qualname} is defined inside a function; "
+            f"{site.where}: the {site.what} {module}.{qualname} is defined inside a function; "
             "move it to module level so that env.pyi can import it"
         )
     if module in ("", "__main__"):
         raise TypegenError(
-            f"{site.where}: the params type {qualname} is defined in a script "
+            f"{site.where}: the {site.what} {qualname} is defined in a script "
             f"({module or 'unknown module'}), which env.pyi cannot import; move it to a module"
         )
     if module.startswith("durableflow.") and qualname in durableflow.__all__:
@@ -211,13 +213,20 @@ def generate_env_stub(
         TypegenError: A params type cannot be written as an annotation.
     """
     entries: list[tuple[str, object, _Site]] = []
+    outputs: list[tuple[object, _Site]] = []
     for workflow in config.workflows:
         cls = classes[workflow.name]
         where = f"workflow {workflow.name!r} ({cls.__module__}.{cls.__qualname__})"
         entries.append((workflow.binding, params_type(cls), _Site(where, cls.__module__)))
+        try:
+            output = output_type(cls)
+        except ValidationError as exc:
+            raise TypegenError(f"{where}: {exc}") from None
+        outputs.append((output, _Site(where, cls.__module__, "output type")))
     own = _Site("env.pyi", "durableflow")
     entries_and_own = [
         *((params, site) for _, params, site in entries),
+        *outputs,
         (durableflow.Workflow, own),
         (durableflow.SyncWorkflow, own),
         (Any, own),
@@ -267,9 +276,12 @@ def generate_env_stub(
         "",
     ]
     annotations = [_annotation(params, site, name) for _, params, site in entries]
-    for (binding, params, site), annotation in zip(entries, annotations, strict=True):
+    output_annotations = [_annotation(output, site, name) for output, site in outputs]
+    for (binding, params, site), annotation, out in zip(
+        entries, annotations, output_annotations, strict=True
+    ):
         note = site.where + (", no params type" if params is Any else "")
-        lines.append(f"    {binding}: {workflow_type}[{annotation}]  # {note}")
+        lines.append(f"    {binding}: {workflow_type}[{annotation}, {out}]  # {note}")
     by_name = [(w.name, a) for w, a in zip(config.workflows, annotations, strict=True)]
     lines += _client_protocol(config, by_name, name, sync=False)
     lines += _client_protocol(config, by_name, name, sync=True)
@@ -281,7 +293,9 @@ def _client_protocol(
 ) -> list[str]:
     """``TypedClient`` (or ``TypedSyncClient``): the client, with ``workflow(name)`` typed
     per workflow name. ``durableflow.Client`` (``SyncClient``) satisfies it structurally,
-    so ``client: TypedClient = Client(url)`` needs no cast; an unknown name is an error."""
+    so ``client: TypedClient = Client(url)`` needs no cast; an unknown name is an error.
+    Its bindings type the params only: a client restores an output to its type only when
+    given ``output_type``, so the output stays ``Any`` here rather than promise a type."""
     any_ = name("typing", "Any")
     kind = "SyncClient" if sync else "Client"
     binding = name("durableflow", "SyncWorkflow" if sync else "Workflow")
@@ -374,7 +388,7 @@ def main_types(config: Path | None, out: Path | None) -> int:
     help="Where to write env.pyi (default: beside the config).",
 )
 def types_command(config_path: Path | None, out: Path | None) -> None:
-    """Write env.pyi: the typed env (one Workflow[ParamsT] per binding) and typed clients for mypy."""
+    """Write env.pyi: the typed env (one Workflow[ParamsT, OutputT] per binding) and typed clients for mypy."""
     status = main_types(config_path, out)
     if status:
         sys.exit(status)

@@ -11,15 +11,23 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, Generic, TypeVar
 
 from ._output import LogEntry, StreamChunk
-from ._types import BulkAction, BulkResult, CreateOptions, InstanceStatus, StatusName, StepRef
+from ._types import (
+    BulkAction,
+    BulkResult,
+    CreateOptions,
+    InstanceStatus,
+    OutputT,
+    StatusName,
+    StepRef,
+)
 
 __all__ = ["Workflow", "WorkflowInstance"]
 
 ParamsT = TypeVar("ParamsT")
 
 
-class WorkflowInstance(abc.ABC):
-    """A handle on one instance of a workflow.
+class WorkflowInstance(abc.ABC, Generic[OutputT]):
+    """A handle on one instance of a workflow; ``OutputT`` is its workflow's output type.
 
     Attributes:
         id: The instance's id.
@@ -28,7 +36,7 @@ class WorkflowInstance(abc.ABC):
     id: str
 
     @abc.abstractmethod
-    async def status(self) -> InstanceStatus:
+    async def status(self) -> InstanceStatus[OutputT]:
         """The instance's status, error and output."""
 
     @abc.abstractmethod
@@ -89,8 +97,9 @@ class WorkflowInstance(abc.ABC):
         """Deliver an event; the first ``wait_for_event`` for ``type`` takes it."""
 
     @abc.abstractmethod
-    async def result(self, timeout: float | None = None) -> Any:
-        """Wait until the instance ends and return its output.
+    async def result(self, timeout: float | None = None) -> OutputT:
+        """Wait until the instance ends and return its output, restored to the workflow's
+        output type (the return annotation of ``run()``; attrs classes via cattrs).
 
         Args:
             timeout: Seconds to wait at most (``None``: no bound).
@@ -98,6 +107,7 @@ class WorkflowInstance(abc.ABC):
         Raises:
             InstanceFailedError: It ended ``errored`` or ``terminated``.
             TimeoutError: It did not end within ``timeout``.
+            SerializationError: The output does not structure into the output type.
         """
 
     @abc.abstractmethod
@@ -119,13 +129,17 @@ class WorkflowInstance(abc.ABC):
         return f"<{type(self).__name__} {self.id!r}>"
 
 
-class Workflow(abc.ABC, Generic[ParamsT]):
-    """A binding to one workflow: create instances and look them up."""
+class Workflow(abc.ABC, Generic[ParamsT, OutputT]):
+    """A binding to one workflow: create instances and look them up.
+
+    ``Workflow[ParamsT, OutputT]``: its params type and its output type (the return
+    annotation of its ``run()``); ``Workflow[ParamsT]`` leaves the output ``Any``.
+    """
 
     @abc.abstractmethod
     async def create(
         self, *, id: str | None = None, params: ParamsT | None = None
-    ) -> WorkflowInstance:
+    ) -> WorkflowInstance[OutputT]:
         """Create and start an instance.
 
         Args:
@@ -138,11 +152,13 @@ class Workflow(abc.ABC, Generic[ParamsT]):
         """
 
     @abc.abstractmethod
-    async def create_batch(self, batch: Sequence[CreateOptions[ParamsT]]) -> list[WorkflowInstance]:
+    async def create_batch(
+        self, batch: Sequence[CreateOptions[ParamsT]]
+    ) -> list[WorkflowInstance[OutputT]]:
         """Create up to 100 instances at once, all or nothing."""
 
     @abc.abstractmethod
-    async def get(self, id: str) -> WorkflowInstance:
+    async def get(self, id: str) -> WorkflowInstance[OutputT]:
         """A handle on an existing instance.
 
         Raises:

@@ -38,6 +38,7 @@ from ._types import BulkAction, BulkResult, CreateOptions, InstanceStatus, Statu
 __all__ = ["Client"]
 
 P = TypeVar("P")
+OutT = TypeVar("OutT")
 
 #: Bodies above this size are handed to aiohttp as a stream, not one bytes object.
 _LARGE_BODY = 512 * 1024
@@ -171,17 +172,19 @@ class _HttpApi:
             self._session = None
 
 
-class _HttpInstance(WorkflowInstance):
+class _HttpInstance(WorkflowInstance[OutT]):
     """A ``WorkflowInstance`` steered over HTTP."""
 
-    def __init__(self, api: _HttpApi, workflow: str, id: str) -> None:
+    def __init__(self, api: _HttpApi, workflow: str, id: str, output_type: Any = Any) -> None:
         self._api = api
         self._workflow = workflow
+        self._output_type = output_type
         self.id = id
         self._path = _http.instance_path(workflow, id)
 
-    async def status(self) -> InstanceStatus:
-        return _http.status_from(await self._api.send(_http.status_call(self._path)))
+    async def status(self) -> InstanceStatus[OutT]:
+        data = await self._api.send(_http.status_call(self._path))
+        return _http.status_from(data, self._output_type)
 
     async def describe(self) -> dict[str, Any]:
         """The instance's detail: params, output, error, times and every step."""
@@ -206,8 +209,10 @@ class _HttpInstance(WorkflowInstance):
     async def send_event(self, *, type: str, payload: Any = None) -> None:
         await self._api.send(_http.event_call(self._path, type, payload))
 
-    async def result(self, timeout: float | None = None) -> Any:
-        return await self._api.drive(_http.result_polls(self._workflow, self.id, timeout))
+    async def result(self, timeout: float | None = None) -> OutT:
+        polls = _http.result_polls(self._workflow, self.id, timeout, self._output_type)
+        output: OutT = await self._api.drive(polls)
+        return output
 
     async def stream(self, name: str = "default", start: int = 0) -> AsyncIterator[StreamChunk]:
         cursor = StreamCursor(self._path, name, start)
@@ -224,23 +229,29 @@ class _HttpInstance(WorkflowInstance):
         return entries
 
 
-class _HttpWorkflow(Workflow[P]):
+class _HttpWorkflow(Workflow[P, OutT]):
     """A ``Workflow`` binding over HTTP."""
 
-    def __init__(self, api: _HttpApi, name: str) -> None:
+    def __init__(self, api: _HttpApi, name: str, output_type: Any = Any) -> None:
         self._api = api
         self.name = name
+        self._output_type = output_type
 
-    async def create(self, *, id: str | None = None, params: P | None = None) -> WorkflowInstance:
+    def _instance(self, id: str) -> _HttpInstance[OutT]:
+        return _HttpInstance(self._api, self.name, id, self._output_type)
+
+    async def create(
+        self, *, id: str | None = None, params: P | None = None
+    ) -> WorkflowInstance[OutT]:
         data = await self._api.send(_http.create_call(self.name, id, params))
-        return _HttpInstance(self._api, self.name, data["id"])
+        return self._instance(data["id"])
 
-    async def create_batch(self, batch: Sequence[CreateOptions[P]]) -> list[WorkflowInstance]:
+    async def create_batch(self, batch: Sequence[CreateOptions[P]]) -> list[WorkflowInstance[OutT]]:
         data = await self._api.send(_http.create_batch_call(self.name, batch))
-        return [_HttpInstance(self._api, self.name, id) for id in _http.batch_ids(data)]
+        return [self._instance(id) for id in _http.batch_ids(data)]
 
-    async def get(self, id: str) -> WorkflowInstance:
-        instance = _HttpInstance(self._api, self.name, id)
+    async def get(self, id: str) -> WorkflowInstance[OutT]:
+        instance = self._instance(id)
         await instance.status()  # NotFoundError when there is no such instance
         return instance
 
@@ -305,22 +316,37 @@ class Client:
         )
 
     @overload
-    def workflow(self, name: str) -> Workflow[Any]: ...
+    def workflow(self, name: str) -> Workflow[Any, Any]: ...
 
     @overload
-    def workflow(self, name: str, params_type: type[P]) -> Workflow[P]: ...
+    def workflow(self, name: str, params_type: type[P]) -> Workflow[P, Any]: ...
 
-    def workflow(self, name: str, params_type: type[Any] | None = None) -> Workflow[Any]:
+    @overload
+    def workflow(
+        self, name: str, params_type: type[P] | None, output_type: type[OutT]
+    ) -> Workflow[P, OutT]: ...
+
+    @overload
+    def workflow(self, name: str, *, output_type: type[OutT]) -> Workflow[Any, OutT]: ...
+
+    def workflow(
+        self, name: str, params_type: Any = None, output_type: Any = None
+    ) -> Workflow[Any, Any]:
         """The binding of one workflow on the host.
 
         Args:
             name: The workflow's name (its ``name`` in ``durableflow.toml``).
             params_type: Its params type, for type checking only.
+            output_type: Its output type (the return annotation of its ``run()``):
+                ``result()`` and ``status().output`` are restored to it (attrs classes
+                via cattrs). Without it, outputs are plain JSON.
 
         Raises:
             ValidationError: ``name`` is not a valid workflow name.
         """
-        return _HttpWorkflow(self._api, _http.workflow_name(name))
+        return _HttpWorkflow(
+            self._api, _http.workflow_name(name), Any if output_type is None else output_type
+        )
 
     async def workflows(self) -> list[dict[str, Any]]:
         """The workflows the host runs: ``[{"name", "binding", "class_name", ...}]``."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar, get_args, get_origin
+from typing import Any, Generic, TypeVar, get_args, get_origin, get_type_hints
 
+from ._errors import ValidationError
 from ._step import WorkflowStep
 from ._types import WorkflowEvent
 
-__all__ = ["WorkflowEntrypoint", "params_type"]
+__all__ = ["WorkflowEntrypoint", "output_type", "params_type"]
 
 EnvT = TypeVar("EnvT")
 ParamsT = TypeVar("ParamsT")
@@ -37,7 +38,9 @@ class WorkflowEntrypoint(Generic[EnvT, ParamsT]):
             step: The step API: ``do``, ``sleep``, ``sleep_until``, ``wait_for_event``.
 
         Returns:
-            The instance's output (JSON-representable).
+            The instance's output (JSON-representable). The return annotation is the
+            workflow's output type: ``instance.result()`` and ``status().output``
+            restore the output to it (attrs classes via cattrs).
         """
         raise NotImplementedError(
             f"{type(self).__name__} must define async def run(self, event, step)"
@@ -57,3 +60,24 @@ def params_type(cls: type[Any]) -> Any:
                     return args[1]
                 return Any
     return Any
+
+
+def output_type(cls: type[Any]) -> Any:
+    """The output type of a workflow class: the return annotation of its ``run()``
+    (``Any`` when it has none, or does not override ``run``; ``NoneType`` for ``-> None``).
+
+    Raises:
+        ValidationError: The annotation names something that cannot be resolved (a name
+            imported only under ``TYPE_CHECKING``).
+    """
+    run = getattr(cls, "run", None)
+    if run is None or run is WorkflowEntrypoint.run:
+        return Any
+    try:
+        hint = get_type_hints(run).get("return", Any)
+    except Exception as exc:
+        raise ValidationError(
+            f"cannot resolve the return annotation of {cls.__qualname__}.run() "
+            f"({type(exc).__name__}: {exc}): import the type at run time"
+        ) from None
+    return hint

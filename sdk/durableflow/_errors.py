@@ -4,6 +4,7 @@ Every error the SDK or the host raises on purpose derives from one root::
 
     WorkflowError(Exception)              root; carries .message
     ├── NonRetryableError                 raise in a step callback: no further attempts
+    ├── RetryableError                    raise in a step callback: retry, after retry_after
     ├── StepFailedError                   a step failed for good (retries exhausted,
     │   │                                 non-retryable, bad result); raised into run()
     │   └── StepTimeoutError              ... its last attempt exceeded the step timeout
@@ -26,6 +27,11 @@ Every error the SDK or the host raises on purpose derives from one root::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._duration import Duration
+
 __all__ = [
     "AuthenticationError",
     "EventTimeoutError",
@@ -39,6 +45,7 @@ __all__ = [
     "NonDeterminismError",
     "NonRetryableError",
     "NotFoundError",
+    "RetryableError",
     "SerializationError",
     "StepFailedError",
     "StepTimeoutError",
@@ -66,6 +73,34 @@ class WorkflowError(Exception):
 
 class NonRetryableError(WorkflowError):
     """Raised inside a step callback to fail the step at once, without further attempts."""
+
+
+class RetryableError(WorkflowError):
+    """Raised inside a step callback: the attempt failed, and the next one waits
+    ``retry_after`` instead of the configured back-off (Vercel Workflow's ``RetryableError``).
+
+    The step's retry limit still applies: when it is used up, the step fails for good as
+    it would for any other error.
+
+    Args:
+        message: What went wrong.
+        retry_after: How long to wait before the next attempt, a ``Duration``
+            (``None``: the step's configured back-off).
+
+    Attributes:
+        retry_after: The wait, in seconds (``None`` when not given).
+
+    Raises:
+        ValidationError: ``retry_after`` is not a valid duration.
+    """
+
+    def __init__(self, message: str, *, retry_after: Duration | None = None) -> None:
+        super().__init__(message)
+        from ._duration import to_seconds  # _duration imports this module
+
+        self.retry_after: float | None = (
+            None if retry_after is None else to_seconds(retry_after, what="retry_after")
+        )
 
 
 class StepFailedError(WorkflowError):

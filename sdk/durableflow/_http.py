@@ -47,7 +47,7 @@ from ._output import (
     chunk_from_json,
     log_from_json,
 )
-from ._serde import unstructure
+from ._serde import restore_output, unstructure
 from ._types import (
     BulkResult,
     CreateOptions,
@@ -395,20 +395,25 @@ def list_call(workflow: str, status: str | None, limit: int, cursor: str | None)
     return Call("GET", instances_path(workflow), query=query)
 
 
-def status_from(data: Mapping[str, Any]) -> InstanceStatus:
-    """An ``InstanceStatus`` from the host's JSON."""
+def status_from(data: Mapping[str, Any], output_type: Any = Any) -> InstanceStatus[Any]:
+    """An ``InstanceStatus`` from the host's JSON, its output restored to ``output_type``."""
     error = data.get("error")
     return InstanceStatus(
         status=data["status"],
         error=ErrorInfo(name=error["name"], message=error["message"]) if error else None,
-        output=data.get("output"),
+        output=_output(data, output_type),
     )
 
 
-def _result_of(id: str, data: Mapping[str, Any]) -> Any:
+def _output(data: Mapping[str, Any], output_type: Any) -> Any:
+    what = f"the output of instance {data.get('id')!r}"
+    return restore_output(data.get("output"), output_type, what=what)
+
+
+def _result_of(id: str, data: Mapping[str, Any], output_type: Any) -> Any:
     status = data["status"]
     if status == "complete":
-        return data.get("output")
+        return _output({**data, "id": id}, output_type)
     if status == "terminated":
         raise InstanceFailedError(f"instance {id!r} was terminated", status="terminated")
     error = data.get("error") or {}
@@ -459,11 +464,12 @@ def with_retries(settings: HostSettings, calls: Calls) -> Work:
             return stop.value
 
 
-def result_polls(workflow: str, id: str, timeout: float | None) -> Calls:
+def result_polls(workflow: str, id: str, timeout: float | None, output_type: Any = Any) -> Calls:
     """The long poll behind ``instance.result(timeout)``, without I/O.
 
     The client sends each yielded call and sends its answer back in; the generator returns
-    the instance's output, or raises when the instance failed or ``timeout`` ran out.
+    the instance's output (restored to ``output_type``), or raises when the instance
+    failed or ``timeout`` ran out.
 
     Raises:
         InstanceFailedError: It ended ``errored`` or ``terminated``.
@@ -476,7 +482,7 @@ def result_polls(workflow: str, id: str, timeout: float | None) -> Calls:
         wait = max(0.0, min(remaining, POLL_CHUNK))
         data = yield Call("GET", path, query={"timeout": f"{wait:.3f}"}, wait=wait)
         if data.get("done"):
-            return _result_of(id, data)
+            return _result_of(id, data, output_type)
         if deadline is not None and time.monotonic() >= deadline:
             raise TimeoutError(
                 f"instance {id!r} of workflow {workflow!r} did not end within "

@@ -12,7 +12,7 @@ from cattrs.preconf.orjson import make_converter
 
 from ._errors import SerializationError
 
-__all__ = ["converter", "dumps", "loads", "structure", "unstructure"]
+__all__ = ["converter", "dumps", "loads", "restore_output", "structure", "unstructure"]
 
 converter = make_converter()
 converter.register_structure_hook(uuid.UUID, lambda value, _: uuid.UUID(str(value)))
@@ -61,6 +61,25 @@ def structure(value: Any, type_: Any) -> Any:
     if type_ is Any or type_ is object or type_ is None:
         return value
     return converter.structure(value, type_)
+
+
+def restore_output(value: Any, type_: Any, *, what: str) -> Any:
+    """Structure an instance's stored output into the workflow's output type (the return
+    annotation of its ``run()``); ``None`` (no output yet) stays ``None``.
+
+    Raises:
+        SerializationError: The stored output does not structure into ``type_`` (``run()``
+            returned something else than its annotation says).
+    """
+    if value is None or type_ is Any or type_ is object or type_ is None or type_ is type(None):
+        return value
+    try:
+        return converter.structure(value, type_)
+    except Exception as exc:
+        raise SerializationError(
+            f"{what} does not structure into {getattr(type_, '__qualname__', type_)!s}, "
+            f"the return annotation of run(): {describe_structure_error(exc, 'output')}"
+        ) from None
 
 
 def describe_structure_error(exc: Exception, root: str = "params") -> str:

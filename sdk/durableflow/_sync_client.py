@@ -22,6 +22,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
+import typing_extensions
+
 from . import _http
 from ._http import NDJSON, Call, HostSettings, StreamCursor
 from ._output import LogEntry, StreamChunk
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["SyncClient", "SyncWorkflow", "SyncWorkflowInstance"]
 
 P = TypeVar("P")
+OutT = typing_extensions.TypeVar("OutT", default=Any)  # SyncWorkflow[P] is SyncWorkflow[P, Any]
 
 
 def _import_httpx() -> Any:
@@ -128,7 +131,7 @@ class _SyncHttpApi:
         self._client.close()
 
 
-class SyncWorkflowInstance:
+class SyncWorkflowInstance(Generic[OutT]):
     """A handle on one instance, steered over HTTP without ``await``.
 
     The synchronous counterpart of :class:`durableflow.WorkflowInstance`: the same
@@ -140,15 +143,17 @@ class SyncWorkflowInstance:
 
     id: str
 
-    def __init__(self, api: _SyncHttpApi, workflow: str, id: str) -> None:
+    def __init__(self, api: _SyncHttpApi, workflow: str, id: str, output_type: Any = Any) -> None:
         self._api = api
         self._workflow = workflow
+        self._output_type = output_type
         self.id = id
         self._path = _http.instance_path(workflow, id)
 
-    def status(self) -> InstanceStatus:
+    def status(self) -> InstanceStatus[OutT]:
         """The instance's status, error and output."""
-        return _http.status_from(self._api.send(_http.status_call(self._path)))
+        data = self._api.send(_http.status_call(self._path))
+        return _http.status_from(data, self._output_type)
 
     def describe(self) -> dict[str, Any]:
         """The instance's detail: params, output, error, times and every step."""
@@ -203,8 +208,9 @@ class SyncWorkflowInstance:
         """Deliver an event; the first ``wait_for_event`` for ``type`` takes it."""
         self._api.send(_http.event_call(self._path, type, payload))
 
-    def result(self, timeout: float | None = None) -> Any:
-        """Wait until the instance ends and return its output (a long poll, not a busy one).
+    def result(self, timeout: float | None = None) -> OutT:
+        """Wait until the instance ends and return its output (a long poll, not a busy
+        one), restored to the output type the binding was given.
 
         Args:
             timeout: Seconds to wait at most (``None``: no bound).
@@ -213,7 +219,9 @@ class SyncWorkflowInstance:
             InstanceFailedError: It ended ``errored`` or ``terminated``.
             TimeoutError: It did not end within ``timeout``.
         """
-        return self._api.drive(_http.result_polls(self._workflow, self.id, timeout))
+        polls = _http.result_polls(self._workflow, self.id, timeout, self._output_type)
+        output: OutT = self._api.drive(polls)
+        return output
 
     def stream(self, name: str = "default", start: int = 0) -> Iterator[StreamChunk]:
         """Read one of the instance's streams: ``for chunk in instance.stream("tokens")``.
@@ -241,18 +249,24 @@ class SyncWorkflowInstance:
         return f"<SyncWorkflowInstance {self.id!r}>"
 
 
-class SyncWorkflow(Generic[P]):
+class SyncWorkflow(Generic[P, OutT]):
     """A binding to one workflow over HTTP, without ``await``.
 
     The synchronous counterpart of :class:`durableflow.Workflow`: the same methods, each
     a blocking call.
     """
 
-    def __init__(self, api: _SyncHttpApi, name: str) -> None:
+    def __init__(self, api: _SyncHttpApi, name: str, output_type: Any = Any) -> None:
         self._api = api
         self.name = name
+        self._output_type = output_type
 
-    def create(self, *, id: str | None = None, params: P | None = None) -> SyncWorkflowInstance:
+    def _instance(self, id: str) -> SyncWorkflowInstance[OutT]:
+        return SyncWorkflowInstance(self._api, self.name, id, self._output_type)
+
+    def create(
+        self, *, id: str | None = None, params: P | None = None
+    ) -> SyncWorkflowInstance[OutT]:
         """Create and start an instance.
 
         Args:
@@ -265,20 +279,20 @@ class SyncWorkflow(Generic[P]):
             InstanceExistsError: The id is taken.
         """
         data = self._api.send(_http.create_call(self.name, id, params))
-        return SyncWorkflowInstance(self._api, self.name, data["id"])
+        return self._instance(data["id"])
 
-    def create_batch(self, batch: Sequence[CreateOptions[P]]) -> list[SyncWorkflowInstance]:
+    def create_batch(self, batch: Sequence[CreateOptions[P]]) -> list[SyncWorkflowInstance[OutT]]:
         """Create up to 100 instances at once, all or nothing."""
         data = self._api.send(_http.create_batch_call(self.name, batch))
-        return [SyncWorkflowInstance(self._api, self.name, id) for id in _http.batch_ids(data)]
+        return [self._instance(id) for id in _http.batch_ids(data)]
 
-    def get(self, id: str) -> SyncWorkflowInstance:
+    def get(self, id: str) -> SyncWorkflowInstance[OutT]:
         """A handle on an existing instance.
 
         Raises:
             NotFoundError: No such instance.
         """
-        instance = SyncWorkflowInstance(self._api, self.name, id)
+        instance = self._instance(id)
         instance.status()  # NotFoundError when there is no such instance
         return instance
 
@@ -350,22 +364,36 @@ class SyncClient:
         self._api = _SyncHttpApi(settings)
 
     @overload
-    def workflow(self, name: str) -> SyncWorkflow[Any]: ...
+    def workflow(self, name: str) -> SyncWorkflow[Any, Any]: ...
 
     @overload
-    def workflow(self, name: str, params_type: type[P]) -> SyncWorkflow[P]: ...
+    def workflow(self, name: str, params_type: type[P]) -> SyncWorkflow[P, Any]: ...
 
-    def workflow(self, name: str, params_type: type[Any] | None = None) -> SyncWorkflow[Any]:
+    @overload
+    def workflow(
+        self, name: str, params_type: type[P] | None, output_type: type[OutT]
+    ) -> SyncWorkflow[P, OutT]: ...
+
+    @overload
+    def workflow(self, name: str, *, output_type: type[OutT]) -> SyncWorkflow[Any, OutT]: ...
+
+    def workflow(
+        self, name: str, params_type: Any = None, output_type: Any = None
+    ) -> SyncWorkflow[Any, Any]:
         """The binding of one workflow on the host.
 
         Args:
             name: The workflow's name (its ``name`` in ``durableflow.toml``).
             params_type: Its params type, for type checking only.
+            output_type: Its output type: ``result()`` and ``status().output`` are
+                restored to it. Without it, outputs are plain JSON.
 
         Raises:
             ValidationError: ``name`` is not a valid workflow name.
         """
-        return SyncWorkflow(self._api, _http.workflow_name(name))
+        return SyncWorkflow(
+            self._api, _http.workflow_name(name), Any if output_type is None else output_type
+        )
 
     def workflows(self) -> list[dict[str, Any]]:
         """The workflows the host runs: ``[{"name", "binding", "class_name", ...}]``."""

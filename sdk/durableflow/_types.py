@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Generic, Literal, TypeAlias, TypeVar, get_args
 
 import attrs
+import typing_extensions
 
 from ._config import ResolvedStepConfig
 from ._errors import ValidationError
@@ -35,6 +36,8 @@ __all__ = [
 
 ParamsT = TypeVar("ParamsT")
 T = TypeVar("T")
+#: A workflow's output type (the return annotation of its ``run()``); ``Any`` when unsaid.
+OutputT = typing_extensions.TypeVar("OutputT", default=Any)
 
 StatusName: TypeAlias = Literal[
     "queued",
@@ -59,11 +62,14 @@ class WorkflowEvent(Generic[ParamsT]):
         payload: The params given at ``create``, structured into ``ParamsT``.
         timestamp: When the instance was created (UTC).
         instance_id: The instance's id.
+        workflow_name: The workflow's configured name (``""`` in an event built by hand
+            without one).
     """
 
     payload: ParamsT
     timestamp: datetime
     instance_id: str
+    workflow_name: str = ""
 
 
 @attrs.frozen
@@ -90,7 +96,9 @@ class StepContext:
         name: The step's name.
         count: 1-based occurrence of this name in the run.
         step_id: Stable across attempts and replays: use it as an idempotency key.
-        config: The step's resolved config.
+        config: The step's resolved config, every default applied (Cloudflare's
+            ``ResolvedStepConfig`` shape: ``retries.limit``, ``retries.delay`` (``None``
+            for a delay function), ``retries.backoff``, ``timeout``, ``sensitive``).
     """
 
     attempt: int
@@ -168,18 +176,22 @@ class RollbackContext(Generic[T]):
 
 
 @attrs.frozen
-class InstanceStatus:
+class InstanceStatus(Generic[OutputT]):
     """An instance's status as ``WorkflowInstance.status()`` reports it.
 
     Attributes:
         status: One of Cloudflare's status strings.
         error: ``{name, message}`` of the error that ended it, if it errored.
-        output: What ``run()`` returned, once complete.
+        output: What ``run()`` returned, once complete, restored to the return
+            annotation of ``run()`` by the in-process binding, and by a ``Client``
+            binding given ``output_type``; plain JSON otherwise. It is ``None`` until the
+            instance is ``complete``; it is typed ``OutputT`` (not ``OutputT | None``) so
+            that untyped code keeps reading it as ``Any``: check ``status`` first.
     """
 
     status: StatusName
     error: ErrorInfo | None = None
-    output: Any = None
+    output: OutputT = None  # type: ignore[assignment]
 
 
 @attrs.frozen

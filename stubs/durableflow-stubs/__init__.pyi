@@ -4,9 +4,12 @@ from ._binding import Workflow as Workflow
 from ._binding import WorkflowInstance as WorkflowInstance
 from ._client import Client as Client
 from ._config import Backoff as Backoff
+from ._config import DelayFunction as DelayFunction
+from ._config import ResolvedRetryConfig as ResolvedRetryConfig
 from ._config import ResolvedStepConfig as ResolvedStepConfig
 from ._config import RetryConfig as RetryConfig
 from ._config import RetryConfigDict as RetryConfigDict
+from ._config import Sensitivity as Sensitivity
 from ._config import StepConfig as StepConfig
 from ._config import StepConfigDict as StepConfigDict
 from ._duration import Duration as Duration
@@ -23,6 +26,7 @@ from ._errors import LimitExceededError as LimitExceededError
 from ._errors import NonDeterminismError as NonDeterminismError
 from ._errors import NonRetryableError as NonRetryableError
 from ._errors import NotFoundError as NotFoundError
+from ._errors import RetryableError as RetryableError
 from ._errors import SerializationError as SerializationError
 from ._errors import StepFailedError as StepFailedError
 from ._errors import StepTimeoutError as StepTimeoutError
@@ -57,6 +61,7 @@ __all__ = [
     "BulkResult",
     "Client",
     "CreateOptions",
+    "DelayFunction",
     "Duration",
     "ErrorInfo",
     "EventTimeoutError",
@@ -73,10 +78,13 @@ __all__ = [
     "NonDeterminismError",
     "NonRetryableError",
     "NotFoundError",
+    "ResolvedRetryConfig",
     "ResolvedStepConfig",
     "RetryConfig",
     "RetryConfigDict",
+    "RetryableError",
     "RollbackContext",
+    "Sensitivity",
     "SerializationError",
     "StatusName",
     "StepConfig",

@@ -3,16 +3,24 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, Generic, TypeVar
 
 from ._output import LogEntry, StreamChunk
-from ._types import BulkAction, BulkResult, CreateOptions, InstanceStatus, StatusName, StepRef
+from ._types import (
+    BulkAction,
+    BulkResult,
+    CreateOptions,
+    InstanceStatus,
+    OutputT,
+    StatusName,
+    StepRef,
+)
 
 __all__ = ["Workflow", "WorkflowInstance"]
 
 _ParamsT = TypeVar("_ParamsT")
 
-class WorkflowInstance(abc.ABC):
+class WorkflowInstance(abc.ABC, Generic[OutputT]):
     id: str
     @abc.abstractmethod
-    async def status(self) -> InstanceStatus: ...
+    async def status(self) -> InstanceStatus[OutputT]: ...
     @abc.abstractmethod
     async def pause(self) -> None: ...
     @abc.abstractmethod
@@ -26,23 +34,23 @@ class WorkflowInstance(abc.ABC):
     @abc.abstractmethod
     async def send_event(self, *, type: str, payload: Any = None) -> None: ...
     @abc.abstractmethod
-    async def result(self, timeout: float | None = None) -> Any: ...
+    async def result(self, timeout: float | None = None) -> OutputT: ...
     @abc.abstractmethod
     def stream(self, name: str = "default", start: int = 0) -> AsyncIterator[StreamChunk]: ...
     @abc.abstractmethod
     async def logs(self) -> list[LogEntry]: ...
 
-class Workflow(abc.ABC, Generic[_ParamsT]):
+class Workflow(abc.ABC, Generic[_ParamsT, OutputT]):
     @abc.abstractmethod
     async def create(
         self, *, id: str | None = None, params: _ParamsT | None = None
-    ) -> WorkflowInstance: ...
+    ) -> WorkflowInstance[OutputT]: ...
     @abc.abstractmethod
     async def create_batch(
         self, batch: Sequence[CreateOptions[_ParamsT]]
-    ) -> list[WorkflowInstance]: ...
+    ) -> list[WorkflowInstance[OutputT]]: ...
     @abc.abstractmethod
-    async def get(self, id: str) -> WorkflowInstance: ...
+    async def get(self, id: str) -> WorkflowInstance[OutputT]: ...
     @abc.abstractmethod
     async def bulk(
         self,

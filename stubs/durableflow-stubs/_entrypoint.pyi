@@ -3,7 +3,7 @@ from typing import Any, Generic, TypeVar
 from ._step import WorkflowStep
 from ._types import WorkflowEvent
 
-__all__ = ["WorkflowEntrypoint", "params_type"]
+__all__ = ["WorkflowEntrypoint", "output_type", "params_type"]
 
 _EnvT = TypeVar("_EnvT")
 _ParamsT = TypeVar("_ParamsT")
@@ -13,4 +13,5 @@ class WorkflowEntrypoint(Generic[_EnvT, _ParamsT]):
     def __init__(self, env: _EnvT) -> None: ...
     async def run(self, event: WorkflowEvent[_ParamsT], step: WorkflowStep) -> Any: ...
 
+def output_type(cls: type[Any]) -> Any: ...
 def params_type(cls: type[Any]) -> Any: ...

@@ -1,3 +1,5 @@
+from ._duration import Duration
+
 __all__ = [
     "AuthenticationError",
     "EventTimeoutError",
@@ -11,6 +13,7 @@ __all__ = [
     "NonDeterminismError",
     "NonRetryableError",
     "NotFoundError",
+    "RetryableError",
     "SerializationError",
     "StepFailedError",
     "StepTimeoutError",
@@ -25,6 +28,10 @@ class WorkflowError(Exception):
     def __init__(self, message: str) -> None: ...
 
 class NonRetryableError(WorkflowError): ...
+
+class RetryableError(WorkflowError):
+    retry_after: float | None
+    def __init__(self, message: str, *, retry_after: Duration | None = None) -> None: ...
 
 class StepFailedError(WorkflowError):
     step_name: str

@@ -2,6 +2,7 @@ from datetime import datetime
 from typing import Any, Generic, Literal, TypeAlias, TypeVar
 
 import attrs
+from typing_extensions import TypeVar as _TypeVarWithDefault
 
 from ._config import ResolvedStepConfig
 from ._output import LogLevel, OutputSink, StreamWriter
@@ -29,6 +30,7 @@ __all__ = [
 
 _ParamsT = TypeVar("_ParamsT")
 _T = TypeVar("_T")
+OutputT = _TypeVarWithDefault("OutputT", default=Any)
 
 StatusName: TypeAlias = Literal[
     "queued",
@@ -49,6 +51,7 @@ class WorkflowEvent(Generic[_ParamsT]):
     payload: _ParamsT
     timestamp: datetime
     instance_id: str
+    workflow_name: str = ""
 
 @attrs.frozen(order=False)
 class WorkflowStepEvent:
@@ -80,10 +83,10 @@ class RollbackContext(Generic[_T]):
     error: ErrorInfo
 
 @attrs.frozen(order=False)
-class InstanceStatus:
+class InstanceStatus(Generic[OutputT]):
     status: StatusName
     error: ErrorInfo | None = None
-    output: Any = None
+    output: OutputT = ...
 
 @attrs.frozen(order=False)
 class CreateOptions(Generic[_ParamsT]):

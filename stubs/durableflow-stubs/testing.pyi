@@ -2,13 +2,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 from ._binding import Workflow
 from ._duration import Duration
 from ._entrypoint import WorkflowEntrypoint
 from ._output import LogEntry, StreamChunk
-from ._types import ErrorInfo, InstanceStatus, StatusName
+from ._step import WorkflowStep
+from ._types import ErrorInfo, InstanceStatus, StatusName, WorkflowEvent
 
 __all__ = [
     "InstanceIntrospector",
@@ -18,6 +19,12 @@ __all__ = [
 ]
 
 _ParamsT = TypeVar("_ParamsT")
+_OutputT_co = TypeVar("_OutputT_co", covariant=True)
+_OutputT = TypeVar("_OutputT")
+
+class _Runs(Protocol[_ParamsT, _OutputT_co]):
+    # a workflow class, seen through its run(): params and output type at once
+    async def run(self, event: WorkflowEvent[_ParamsT], step: WorkflowStep) -> _OutputT_co: ...
 
 class InstanceModifier:
     mocked_events: list[tuple[str, Any]]
@@ -96,7 +103,7 @@ class WorkflowTestEnvironment:
     @property
     def env(self) -> Any: ...
     @overload
-    def workflow(self, which: type[WorkflowEntrypoint[Any, _ParamsT]]) -> Workflow[_ParamsT]: ...
+    def workflow(self, which: type[_Runs[_ParamsT, _OutputT]]) -> Workflow[_ParamsT, _OutputT]: ...
     @overload
     def workflow(self, which: str) -> Workflow[Any]: ...
     def introspect(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ async def test_every_do_form_runs_and_names_default_to_the_function():
         first, second = CONTEXTS
         assert (first.attempt, second.attempt) == (1, 2)
         assert first.step_id == second.step_id and len(first.step_id) == 32
-        assert first.config.limit == 5 and first.config.delay == 0
+        assert first.config.retries.limit == 5 and first.config.retries.delay == timedelta(0)
 
 
 class BadCalls(WorkflowEntrypoint[Any, Any]):

@@ -36,10 +36,9 @@ async def test_workflows_lists_the_config(api: Api) -> None:
     assert by_name["echo"]["params_type"] == "Greeting"
     assert by_name["gate"]["defaults"]["timeout"] == 120.0
     assert by_name["flaky"]["defaults"] == {
-        "limit": 1,
-        "delay": 0.05,
-        "backoff": "constant",
+        "retries": {"limit": 1, "delay": 0.05, "backoff": "constant"},
         "timeout": 600.0,
+        "sensitive": None,
     }
 
 

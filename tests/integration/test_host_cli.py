@@ -52,7 +52,7 @@ def test_trigger_list_and_describe(shared_host: HostProcess) -> None:
     assert '"greeting":"hello cli"' in described
     steps = described[described.index("STEP") :].splitlines()
     assert steps[0].split() == [
-        "STEP", "TYPE", "STATUS", "ATTEMPTS", "DURATION", "ERROR", "WAKE-UP"
+        "STEP", "TYPE", "STATUS", "ATTEMPTS", "DURATION", "OUTPUT", "ERROR", "WAKE-UP"
     ]  # fmt: skip
     assert steps[1].split()[:4] == ["greet", "do", "complete", "1"]
 

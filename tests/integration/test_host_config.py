@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 import textwrap
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from durableflow import ResolvedStepConfig
+from durableflow import ResolvedRetryConfig, ResolvedStepConfig
 from durableflow_runtime.config import (
     ConfigError,
     build_specs,
@@ -128,7 +129,8 @@ def test_workflow_defaults_become_spec_defaults(tmp_path: Path) -> None:
     assert [c.__name__ for c in classes.values()] == ["Orders", "Refunds"]
     specs = build_specs(config, classes)
     assert specs[0].defaults == ResolvedStepConfig(
-        limit=2, delay=0.5, backoff="exponential", timeout=60.0
+        retries=ResolvedRetryConfig(limit=2, delay=timedelta(seconds=0.5), backoff="exponential"),
+        timeout=timedelta(seconds=60),
     )
     assert specs[1].defaults == ResolvedStepConfig()
     assert [(s.name, s.binding) for s in specs] == [

@@ -210,12 +210,12 @@ def test_params_types_of_every_shape_are_written_and_type_check(tmp_path: Path) 
     )
     generate(project)
     text = (project / "env.pyi").read_text()
-    assert "    NUMBERS: Workflow[list[int]]" in text
-    assert "    ITEMS: Workflow[dict[str, Item] | None]" in text
-    assert "    MODES: Workflow[Literal['fast', 'slow']]" in text
+    assert "    NUMBERS: Workflow[list[int], None]" in text
+    assert "    ITEMS: Workflow[dict[str, Item] | None, None]" in text
+    assert "    MODES: Workflow[Literal['fast', 'slow'], None]" in text
     assert "from app import Item, Workflow as _app__Workflow" in text
-    assert "    CLASH: Workflow[_app__Workflow]" in text
-    assert "    LOOSE: Workflow[Any]" in text
+    assert "    CLASH: Workflow[_app__Workflow, None]" in text
+    assert "    LOOSE: Workflow[Any, None]" in text
     assert "    def workflow(self, name: Literal['clash']) -> Workflow[_app__Workflow]: ..." in text
     assert (
         "    def workflow(self, name: Literal['numbers']) -> SyncWorkflow[list[int]]: ..." in text

@@ -24,6 +24,13 @@ class RefundParams:
     charge_id: str
 
 
+@attrs.frozen
+class Receipt:
+    """Output of the order workflow, as a client restores it."""
+
+    charge_id: str
+
+
 class Env(Protocol):
     """What `durableflow types` generates for this project."""
 

@@ -6,7 +6,7 @@ from typing import Any, assert_type
 
 from durableflow import Client, Workflow, WorkflowInstance
 
-from ._models import OrderParams, RefundParams
+from ._models import OrderParams, Receipt, RefundParams
 
 
 async def use_client() -> None:
@@ -18,6 +18,18 @@ async def use_client() -> None:
         instance = await orders.create(params=OrderParams(order_id="o1", amount=3))
         assert_type(instance, WorkflowInstance)
         assert_type(await client.workflows(), list[dict[str, Any]])
+        # the output type: result() and status().output are restored to it
+        typed = client.workflow("order-processing", OrderParams, output_type=Receipt)
+        assert_type(typed, Workflow[OrderParams, Receipt])
+        assert_type(typed, Workflow[OrderParams, Receipt])
+        receipt = await (await typed.get("o1")).result()
+        assert_type(receipt, Receipt)
+        assert_type((await (await typed.get("o1")).status()).output, Receipt)
+        only_output = client.workflow("order-processing", output_type=Receipt)
+        assert_type(only_output, Workflow[Any, Receipt])
+        # Workflow[P] is Workflow[P, Any]
+        assert_type(orders, Workflow[OrderParams, Any])
+        assert_type(await instance.result(), Any)
     plain = Client("http://127.0.0.1:8787")
     await plain.close()
 
@@ -31,6 +43,11 @@ async def must_fail() -> None:
     await orders.create(params=RefundParams("ch_1"))  # type: ignore[arg-type]
     # The params type is a class, not an instance.
     client.workflow("order-processing", OrderParams("o", 1))  # type: ignore[call-overload]
+    # The output type is a class too, and a typed result is checked.
+    client.workflow("order-processing", OrderParams, Receipt("x"))  # type: ignore[call-overload]
+    typed = client.workflow("order-processing", OrderParams, output_type=Receipt)
+    total: int = await (await typed.get("o1")).result()  # type: ignore[assignment]
+    del total
     # The URL is a string.
     Client(8787)  # type: ignore[arg-type]
     # workflows() is a coroutine.

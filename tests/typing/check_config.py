@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import assert_type
+from typing import Literal, assert_type
 
 import attrs
 
 from durableflow import (
     Backoff,
+    DelayFunction,
     Duration,
+    ResolvedRetryConfig,
     ResolvedStepConfig,
+    RetryableError,
     RetryConfig,
     RetryConfigDict,
     StepConfig,
     StepConfigDict,
     StepContext,
+    WorkflowEvent,
     WorkflowStep,
 )
 
@@ -42,8 +46,40 @@ def durations_and_configs() -> None:
 def resolved(ctx: StepContext) -> None:
     assert_type(ctx.config, ResolvedStepConfig)
     assert_type(ctx.config.delay_before_retry(2), float)
+    # Cloudflare's ResolvedStepConfig shape: retries.{limit, delay, backoff}, timeout, sensitive
+    assert_type(ctx.config.retries, ResolvedRetryConfig)
+    assert_type(ctx.config.retries.limit, int)
+    assert_type(ctx.config.retries.delay, timedelta | None)
+    assert_type(ctx.config.retries.backoff, Backoff)
+    assert_type(ctx.config.timeout, timedelta)
+    assert_type(ctx.config.sensitive, Literal["output"] | None)
     assert_type(ctx.attempt, int)
     assert_type(ctx.step_id, str)
+
+
+def delay_of(attempt: int, error: BaseException) -> Duration:
+    return f"{attempt * 2} seconds"
+
+
+async def async_delay_of(attempt: int, error: BaseException) -> Duration:
+    return timedelta(seconds=attempt)
+
+
+async def step_options(step: WorkflowStep, event: WorkflowEvent[int]) -> None:
+    # a delay function, plain or async, in both forms of the config
+    await step.do("a", {"retries": {"limit": 3, "delay": delay_of}}, fetch)
+    await step.do("b", {"retries": {"delay": async_delay_of}}, fetch)
+    await step.do("c", StepConfig(retries=RetryConfig(delay=delay_of)), fetch)
+    await step.do("d", {"retries": {"delay": lambda attempt, error: attempt * 1000}}, fetch)
+    function: DelayFunction = delay_of
+    # sensitive outputs
+    await step.do("e", {"sensitive": "output"}, fetch)
+    assert_type(StepConfig(sensitive="output").sensitive, Literal["output"] | None)
+    # retry after
+    error = RetryableError("rate limited", retry_after="30 seconds")
+    assert_type(error.retry_after, float | None)
+    assert_type(event.workflow_name, str)
+    del function
 
 
 async def must_fail(step: WorkflowStep) -> None:
@@ -72,5 +108,11 @@ async def must_fail(step: WorkflowStep) -> None:
     # Configs are frozen.
     config = StepConfig()
     config.timeout = "1 minute"  # type: ignore[misc]
+    # Only "output" is sensitive; a delay function takes (attempt, error).
+    StepConfig(sensitive="input")  # type: ignore[arg-type]
+    await step.do("f", {"sensitive": "all"}, fetch)  # type: ignore[call-overload]
+    RetryConfig(delay=lambda attempt: 5)  # type: ignore[arg-type, misc]
+    RetryableError("busy", retry_after=b"1s")  # type: ignore[arg-type]
+    RetryableError("busy", "1s")  # type: ignore[call-arg]
     # Configs are not ordered.
     assert RetryConfig() < RetryConfig()  # type: ignore[operator]

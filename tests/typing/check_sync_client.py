@@ -16,7 +16,7 @@ from durableflow import (
     Workflow,
 )
 
-from ._models import OrderParams, RefundParams
+from ._models import OrderParams, Receipt, RefundParams
 
 
 def use_sync_client() -> None:
@@ -45,6 +45,11 @@ def use_sync_client() -> None:
         instance.delete()
         assert_type(instance.result(timeout=5), Any)
         assert_type(client.workflows(), list[dict[str, Any]])
+        typed = client.workflow("order-processing", OrderParams, output_type=Receipt)
+        assert_type(typed, SyncWorkflow[OrderParams, Receipt])
+        assert_type(typed.get("o1").result(), Receipt)
+        assert_type(typed.get("o1").status(), InstanceStatus[Receipt])
+        assert_type(client.workflow("x", output_type=Receipt), SyncWorkflow[Any, Receipt])
     SyncClient("http://127.0.0.1:8787").close()
 
 

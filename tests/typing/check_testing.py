@@ -21,7 +21,8 @@ async def kit() -> None:
     async with WorkflowTestEnvironment({"ORDERS": OrderWorkflow}, virtual_time=True) as env:
         assert_type(env, WorkflowTestEnvironment)
         orders = env.workflow(OrderWorkflow)
-        assert_type(orders, Workflow[OrderParams])
+        assert_type(orders, Workflow[OrderParams, str])
+        assert_type(await (await orders.get("order-1")).result(), str)
         assert_type(env.workflow("ORDERS"), Workflow[Any])
         probe = env.introspect("order-1")
         assert_type(probe, InstanceIntrospector)

@@ -10,8 +10,8 @@ from workflows import Order, Welcome
 class Env(Protocol):
     """The bindings of durableflow.toml: one attribute per workflow."""
 
-    ORDERS: Workflow[Order]  # workflow 'order-processing' (workflows.OrderWorkflow)
-    WELCOME: Workflow[Welcome]  # workflow 'welcome-email' (workflows.WelcomeEmailWorkflow)
+    ORDERS: Workflow[Order, dict[str, Any]]  # workflow 'order-processing' (workflows.OrderWorkflow)
+    WELCOME: Workflow[Welcome, str]  # workflow 'welcome-email' (workflows.WelcomeEmailWorkflow)
 
 class TypedClient(Protocol):
     """durableflow.Client, typed for durableflow.toml: ``client: TypedClient = Client(url)``."""

@@ -308,7 +308,7 @@ def instances_describe(target: _Target, name: str, instance_id: str) -> None:
             click.echo("no steps yet")
             return
         _table(
-            ["step", "type", "status", "attempts", "duration", "error", "wake-up"],
+            ["step", "type", "status", "attempts", "duration", "output", "error", "wake-up"],
             [
                 (
                     s["name"] if s.get("count", 1) == 1 else f"{s['name']} #{s['count']}",
@@ -316,6 +316,8 @@ def instances_describe(target: _Target, name: str, instance_id: str) -> None:
                     s["status"],
                     s["attempts"],
                     _duration(s["started_at"], s["ended_at"]),
+                    # as the host shows it: "[redacted]" for a sensitive step
+                    _short_json(s["output"], 40) if s["output"] is not None else None,
                     _error_text(s["error"], 60),
                     s["wake_at"] if s["status"] not in ("complete", "failed") else None,
                 )

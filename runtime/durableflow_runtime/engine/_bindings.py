@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from durableflow import (
     BulkAction,
     BulkResult,
@@ -18,6 +20,7 @@ from durableflow import (
     WorkflowInstance,
 )
 from durableflow._output import LogEntry, StreamChunk
+from durableflow._serde import restore_output
 
 from ._output import chunk_of, entry_of
 
@@ -35,16 +38,25 @@ class Bindings:
         return f"Bindings({', '.join(sorted(self.__dict__))})"
 
 
-class EngineInstance(WorkflowInstance):
-    """A ``WorkflowInstance`` that calls the engine in-process."""
+class EngineInstance(WorkflowInstance[Any]):
+    """A ``WorkflowInstance`` that calls the engine in-process; outputs are restored to
+    the workflow's output type."""
 
     def __init__(self, engine: Engine, workflow: str, id: str) -> None:
         self._engine = engine
         self._workflow = workflow
         self.id = id
 
-    async def status(self) -> InstanceStatus:
-        return await self._engine.status(self._workflow, self.id)
+    def _restore(self, output: Any) -> Any:
+        spec = self._engine.workflows.get(self._workflow)
+        output_type = Any if spec is None else spec.output_type
+        return restore_output(output, output_type, what=f"the output of instance {self.id!r}")
+
+    async def status(self) -> InstanceStatus[Any]:
+        status = await self._engine.status(self._workflow, self.id)
+        if status.output is None:
+            return status
+        return attrs.evolve(status, output=self._restore(status.output))
 
     async def pause(self) -> None:
         await self._engine.control(self._workflow, self.id, "pause")
@@ -67,7 +79,7 @@ class EngineInstance(WorkflowInstance):
         await self._engine.send_event(self._workflow, self.id, type, payload)
 
     async def result(self, timeout: float | None = None) -> Any:
-        return await self._engine.result(self._workflow, self.id, timeout)
+        return self._restore(await self._engine.result(self._workflow, self.id, timeout))
 
     async def stream(self, name: str = "default", start: int = 0) -> AsyncIterator[StreamChunk]:
         async for row in self._engine.read_stream(self._workflow, self.id, name, start):
@@ -83,18 +95,20 @@ class EngineInstance(WorkflowInstance):
                 return entries
 
 
-class EngineWorkflow(Workflow[Any]):
+class EngineWorkflow(Workflow[Any, Any]):
     """A ``Workflow`` binding that calls the engine in-process."""
 
     def __init__(self, engine: Engine, workflow: str) -> None:
         self._engine = engine
         self.name = workflow
 
-    async def create(self, *, id: str | None = None, params: Any = None) -> WorkflowInstance:
+    async def create(self, *, id: str | None = None, params: Any = None) -> WorkflowInstance[Any]:
         [instance_id] = await self._engine.create(self.name, [(id, params)])
         return EngineInstance(self._engine, self.name, instance_id)
 
-    async def create_batch(self, batch: Sequence[CreateOptions[Any]]) -> list[WorkflowInstance]:
+    async def create_batch(
+        self, batch: Sequence[CreateOptions[Any]]
+    ) -> list[WorkflowInstance[Any]]:
         if not batch:
             raise ValidationError("create_batch needs at least one instance")
         items: list[tuple[str | None, Any]] = []
@@ -114,7 +128,7 @@ class EngineWorkflow(Workflow[Any]):
         ids = await self._engine.create(self.name, items)
         return [EngineInstance(self._engine, self.name, i) for i in ids]
 
-    async def get(self, id: str) -> WorkflowInstance:
+    async def get(self, id: str) -> WorkflowInstance[Any]:
         await self._engine.status(self.name, id)  # raises NotFoundError
         return EngineInstance(self._engine, self.name, id)
 

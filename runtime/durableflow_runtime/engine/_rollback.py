@@ -111,6 +111,7 @@ async def _run_one(act: _Activation, undo: Undo, error: dict[str, str]) -> float
     if record.get("status") == "retrying" and wake_at and wake_at > clock.now() and not skip_delays:
         return float(wake_at)
     config = undo.config or ResolvedStepConfig.from_json(step.config or {})
+    timeout = config.timeout.total_seconds()
     failure: tuple[dict[str, str], bool] | None = None
     ctx: RollbackContext[Any] | None = None
     try:
@@ -133,7 +134,7 @@ async def _run_one(act: _Activation, undo: Undo, error: dict[str, str]) -> float
         await _write(act, step, record)
         if ctx is not None:
             failure = None
-            timer = clock.timeout(config.timeout)
+            timer = clock.timeout(timeout)
             try:
                 async with timer:
                     await undo.handler(ctx)
@@ -144,7 +145,7 @@ async def _run_one(act: _Activation, undo: Undo, error: dict[str, str]) -> float
                     info = {
                         "name": "StepTimeoutError",
                         "message": f"rollback of step {step.name!r} attempt {attempts} "
-                        f"timed out after {config.timeout:g}s",
+                        f"timed out after {timeout:g}s",
                     }
                 else:
                     info = {"name": type(exc).__name__, "message": str(exc)}
@@ -158,7 +159,7 @@ async def _run_one(act: _Activation, undo: Undo, error: dict[str, str]) -> float
         info, retryable = failure
         entry["error"] = info
         record["error"] = info
-        if retryable and attempts <= config.limit:
+        if retryable and attempts <= config.retries.limit:
             delay = config.delay_before_retry(attempts)
             if act.hooks is not None and act.hooks.retry_delays_disabled():
                 delay = 0.0

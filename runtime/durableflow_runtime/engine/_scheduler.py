@@ -242,6 +242,7 @@ class Scheduler:
                 payload=payload,
                 timestamp=datetime.fromtimestamp(row.created_at, UTC),
                 instance_id=lease.id,
+                workflow_name=spec.name,
             )
             workflow = spec.cls(self.engine.env)
             try:
@@ -347,7 +348,7 @@ class Scheduler:
         policy = act.spec.run_retries
         if (
             policy is None
-            or row.run_retries >= policy.limit
+            or row.run_retries >= policy.retries.limit
             or isinstance(error, NonRetryableError | NonDeterminismError)
             or (isinstance(error, StepFailedError) and error.error_name == "NonRetryableError")
             or act.fatal is not None

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol
 
 import attrs
 
-from durableflow import ResolvedStepConfig, WorkflowEntrypoint
-from durableflow._entrypoint import params_type
+from durableflow import ResolvedStepConfig, ValidationError, WorkflowEntrypoint
+from durableflow._entrypoint import output_type, params_type
+
+log = logging.getLogger("durableflow")
 
 MiB = 1024 * 1024
 #: Instance ids that would be read as a route below ``/instances/`` (``batch``, and
@@ -46,9 +49,18 @@ class WorkflowSpec:
     run_retries: ResolvedStepConfig | None = None
 
     params_type: Any = attrs.field(init=False, eq=False)
+    #: the return annotation of ``run()``: bindings restore outputs to it
+    output_type: Any = attrs.field(init=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "params_type", params_type(self.cls))
+        try:
+            output = output_type(self.cls)
+        except ValidationError as exc:
+            # the output is still stored and shown; only its restoration is lost, so say so
+            log.warning("workflow %r: %s; outputs are returned as plain JSON", self.name, exc)
+            output = Any
+        object.__setattr__(self, "output_type", output)
 
 
 class InstanceHooks(Protocol):

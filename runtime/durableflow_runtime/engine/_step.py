@@ -10,6 +10,8 @@ instance applies each kind of job in its own ``_apply_*``): replay from history
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,12 +22,14 @@ from durableflow import (
     NonDeterminismError,
     NonRetryableError,
     ResolvedStepConfig,
+    RetryableError,
     SerializationError,
     StepContext,
+    StepTimeoutError,
     WorkflowStep,
     WorkflowStepEvent,
 )
-from durableflow._config import resolve_config
+from durableflow._config import DelayFunction, delay_function, resolve_config
 from durableflow._duration import Duration, to_seconds
 from durableflow._output import LogLevel
 from durableflow._serde import dumps, loads, structure
@@ -37,6 +41,10 @@ from ._callbacks import _awaited, _NotAwaitable, _return_type, _UnresolvedReturn
 from ._output import StepOutput
 from ._records import _config_json, _error_info, _event_timeout, _failed, _step_event
 from ._rollback import Undo
+
+#: Seconds an async delay function may take (Cloudflare's engine allows 5 as well); one
+#: that takes longer fails its step, as one that raises does.
+DELAY_FUNCTION_TIMEOUT = 5.0
 
 
 @attrs.define(eq=False)
@@ -50,15 +58,19 @@ class _DoCall:
     result_type: Any  # a type, or an _UnresolvedReturn that fails every attempt
     config: ResolvedStepConfig
     step: StepRow
+    #: the live delay function of this execution's config (a function cannot be stored)
+    delay_fn: DelayFunction | None = None
 
 
 @attrs.frozen
 class _Failure:
-    """An attempt that raised: the error recorded, and whether another attempt may follow."""
+    """An attempt that raised: the error recorded, and whether another attempt may follow
+    (after ``retry_after`` seconds, when a ``RetryableError`` said so)."""
 
     error: dict[str, str]
     cause: BaseException
     retryable: bool
+    retry_after: float | None = None
 
 
 class _EngineStep(WorkflowStep):
@@ -97,6 +109,7 @@ class _EngineStep(WorkflowStep):
             if rollback is not None and rollback.config is not None
             else None
         )
+        delay_fn = delay_function(config)
         count, step = await act.enter(name, "do")
         result_type = _return_type(callback)
         back_off: float | None = None
@@ -113,7 +126,7 @@ class _EngineStep(WorkflowStep):
             back_off = step.wake_at if step.status == "retrying" else None
             if rollback is not None:  # it started: its rollback runs (as Cloudflare's)
                 act.register_rollback(Undo(step, rollback.handler, undo_config, result_type))
-        call = _DoCall(name, count, callback, wants_ctx, result_type, resolved, step)
+        call = _DoCall(name, count, callback, wants_ctx, result_type, resolved, step, delay_fn)
         while True:
             if back_off is not None:
                 await self._back_off(call, back_off)
@@ -128,10 +141,13 @@ class _EngineStep(WorkflowStep):
             try:
                 value, failure = await self._attempt(call, attempt)
                 if failure is not None:
-                    if not failure.retryable or attempt > resolved.limit:
-                        await self._record_failure(step, entry, failure.error)
+                    attempt_error, delay = failure.error, 0.0
+                    if failure.retryable and attempt <= resolved.retries.limit:
+                        delay, failure = await self._next_delay(call, attempt, failure)
+                    if not failure.retryable or attempt > resolved.retries.limit:
+                        await self._record_failure(step, entry, failure.error, attempt_error)
                         raise _failed(step) from failure.cause
-                    back_off = await self._record_retry(call, attempt, entry, failure.error)
+                    back_off = await self._record_retry(call, entry, failure.error, delay)
                     progressed = True
                     continue
                 await self._record_success(call, entry, value)
@@ -184,7 +200,8 @@ class _EngineStep(WorkflowStep):
         act = self._act
         name = call.name
         outcome = act.hooks.step_outcome(name, call.count, attempt) if act.hooks else None
-        timer = act.engine.clock.timeout(call.config.timeout)
+        timeout = call.config.timeout.total_seconds()
+        timer = act.engine.clock.timeout(timeout)
         try:
             if isinstance(call.result_type, _UnresolvedReturn):
                 raise NonRetryableError(call.result_type.message)
@@ -212,28 +229,65 @@ class _EngineStep(WorkflowStep):
                 raise TimeoutError
         except (NonRetryableError, _NotAwaitable) as exc:
             return None, _Failure(_error_info(exc), exc, retryable=False)
+        except RetryableError as exc:
+            return None, _Failure(_error_info(exc), exc, True, retry_after=exc.retry_after)
         except Exception as exc:
             if isinstance(exc, TimeoutError) and (
                 timer.expired() or (outcome is not None and outcome[0] == "timeout")
             ):
-                error = {
-                    "name": "StepTimeoutError",
-                    "message": f"step {name!r} attempt {attempt} timed out after "
-                    f"{call.config.timeout:g}s",
-                }
+                message = f"step {name!r} attempt {attempt} timed out after {timeout:g}s"
+                error = {"name": "StepTimeoutError", "message": message}
             else:
                 error = _error_info(exc)
             return None, _Failure(error, exc, retryable=True)
 
+    async def _next_delay(
+        self, call: _DoCall, attempt: int, failure: _Failure
+    ) -> tuple[float, _Failure]:
+        """Seconds before the next attempt: a ``RetryableError``'s ``retry_after``, else
+        what the delay function returns, else the back-off of the config.
+
+        Returns:
+            ``(seconds, failure)``; a delay function that raises or returns no valid
+            duration turns ``failure`` into a non-retryable one with its error.
+        """
+        if failure.retry_after is not None:
+            return failure.retry_after, failure
+        config = call.config
+        if config.retries.delay is not None or call.delay_fn is None:
+            if config.retries.delay is None:  # stored as a function, now a static delay
+                config = resolve_config(None, self._act.spec.defaults)
+            return config.delay_before_retry(attempt), failure
+        what = f"the delay of step {call.name!r} (returned by its delay function)"
+        error = failure.cause
+        if failure.error["name"] == "StepTimeoutError":  # the function sees what the log says
+            message = failure.error["message"]
+            error = StepTimeoutError(
+                message, step_name=call.name, error_name="StepTimeoutError", error_message=message
+            )
+        try:
+            value: Any = call.delay_fn(attempt, error)
+            if inspect.isawaitable(value):
+                try:
+                    async with asyncio.timeout(DELAY_FUNCTION_TIMEOUT):
+                        value = await value
+                except TimeoutError:
+                    raise TimeoutError(
+                        f"the delay function of step {call.name!r} did not return within "
+                        f"{DELAY_FUNCTION_TIMEOUT:g} seconds"
+                    ) from None
+            return to_seconds(value, what=what), failure
+        except Exception as exc:
+            return 0.0, _Failure(_error_info(exc), exc, retryable=False)
+
     async def _record_retry(
-        self, call: _DoCall, attempt: int, entry: dict[str, Any], error: dict[str, str]
+        self, call: _DoCall, entry: dict[str, Any], error: dict[str, str], delay: float
     ) -> float | None:
-        """Record a failed attempt that another will follow; returns the back-off's end
-        (``None`` when the next attempt may start at once)."""
+        """Record a failed attempt that another will follow ``delay`` seconds later;
+        returns the back-off's end (``None`` when the next attempt may start at once)."""
         act = self._act
         step = call.step
         now = act.engine.clock.now()
-        delay = call.config.delay_before_retry(attempt)
         if act.hooks and act.hooks.retry_delays_disabled():
             delay = 0.0
         entry["ended_at"] = now
@@ -265,13 +319,20 @@ class _EngineStep(WorkflowStep):
         act.engine.notify(act.spec.name, act.lease.id, None)
 
     async def _record_failure(
-        self, step: StepRow, entry: dict[str, Any], error: dict[str, str]
+        self,
+        step: StepRow,
+        entry: dict[str, Any],
+        error: dict[str, str],
+        attempt_error: dict[str, str] | None = None,
     ) -> None:
-        """Record the step as failed for good: ``run()`` gets a ``StepFailedError``."""
+        """Record the step as failed for good: ``run()`` gets a ``StepFailedError``.
+
+        ``attempt_error``: what the attempt raised, when the step fails with another
+        error (its delay function's); the attempt log keeps it."""
         act = self._act
         now = act.engine.clock.now()
         entry["ended_at"] = now
-        entry["error"] = error
+        entry["error"] = attempt_error or error
         step.error = error
         step.status = "failed"
         step.ended_at = now

@@ -23,14 +23,25 @@ from ..store.base import InstanceRow, StepRow
 from ..store.transitions import allowed_actions
 
 __all__ = [
+    "REDACTED",
     "Attempt",
     "InstanceDetail",
     "InstanceList",
     "InstanceSummary",
     "Rollback",
     "Step",
+    "is_sensitive",
     "iso",
 ]
+
+#: What every surface shows in place of a sensitive step's output.
+REDACTED = "[redacted]"
+
+
+def is_sensitive(step: StepRow) -> bool:
+    """Whether a step was configured with ``sensitive="output"`` (its config is frozen at
+    its first attempt, so this holds on every host and after every restart)."""
+    return step.type == "do" and (step.config or {}).get("sensitive") == "output"
 
 
 def iso(ts: float | None) -> str | None:
@@ -118,10 +129,17 @@ class Step:
     payload_schema: dict[str, Any] | None = None
 
     @classmethod
-    def from_row(cls, step: StepRow) -> Step:
-        """A step row of the history."""
+    def from_row(cls, step: StepRow, *, reveal: bool = False) -> Step:
+        """A step row of the history. The output of a step configured with
+        ``sensitive="output"`` is shown as ``"[redacted]"`` unless ``reveal`` (the
+        testing kit's ``wait_for_step_result``); its error is shown as it is."""
         config = (step.config or {}) if step.type == "wait_for_event" else {}
         record = rollback_record(step)
+        output = (
+            REDACTED
+            if (not reveal and step.output is not None and is_sensitive(step))
+            else loads(step.output)
+        )
         return cls(
             name=step.name,
             count=step.count,
@@ -129,7 +147,7 @@ class Step:
             status=step.status,
             attempts=step.attempts,
             attempt_log=[Attempt.from_log(a) for a in step.attempt_log],
-            output=loads(step.output),
+            output=output,
             error=step.error,
             started_at=iso(step.started_at),
             ended_at=iso(step.ended_at),
@@ -171,8 +189,9 @@ class InstanceDetail:
     run_retries: int
 
     @classmethod
-    def from_record(cls, record: InstanceRecord) -> InstanceDetail:
-        """What ``Engine.describe`` returned: the one place the instance detail is built."""
+    def from_record(cls, record: InstanceRecord, *, reveal: bool = False) -> InstanceDetail:
+        """What ``Engine.describe`` returned: the one place the instance detail is built
+        (``reveal``: show sensitive step outputs, for the testing kit only)."""
         row = record.instance
         return cls(
             id=row.id,
@@ -184,7 +203,7 @@ class InstanceDetail:
             created_at=iso(row.created_at),
             started_at=iso(row.started_at),
             ended_at=iso(row.ended_at),
-            steps=[Step.from_row(s) for s in record.steps],
+            steps=[Step.from_row(s, reveal=reveal) for s in record.steps],
             actions=allowed_actions(row.status),
             run_retries=row.run_retries,
         )
