@@ -244,6 +244,26 @@ async def test_retryable_error_overrides_the_delay_within_the_retry_limit(
     assert failed["error"] == {"name": "RetryableError", "message": "HTTP 429 on attempt 2"}
 
 
+async def test_retry_after_survives_a_kill9_during_the_wait(
+    store: Store, hosts: HostFactory, project: Path
+) -> None:
+    """A retry_after wait is stored like any back-off: after a kill -9 during it, the next
+    attempt still waits it out, and runs once."""
+    host = hosts.start(project, *store.args)
+    params = {"retry_after": "4 seconds"}
+    async with _api(host) as session:
+        api = Api(session, host.url)
+        await api.ok("POST", f"{BASE}/retry-after/instances", {"id": "r-9", "params": params}, 201)
+        await _step_status(api, "retry-after", "r-9", "fetch", "retrying")
+    _kill9(host)
+    host = hosts.start(project, *store.args)
+    async with _api(host) as session:
+        done = await Api(session, host.url).wait_status("retry-after", "r-9", "complete", 30)
+    [fetch] = done["steps"]
+    assert done["output"] == 2 and fetch["attempts"] == 2
+    assert 3.9 <= _gaps(fetch)[0] < 60
+
+
 async def test_outputs_are_restored_to_the_return_annotation_of_run(
     store: Store, hosts: HostFactory, project: Path
 ) -> None:

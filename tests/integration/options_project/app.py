@@ -102,10 +102,11 @@ class RetryAfterWorkflow(WorkflowEntrypoint[Any, Any]):
 
     async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> int:
         always = event.payload.get("always", False)
+        retry_after = str(event.payload.get("retry_after", "1 s"))
 
         async def fetch(ctx: StepContext) -> int:
             if always or ctx.attempt == 1:
-                raise RetryableError(f"HTTP 429 on attempt {ctx.attempt}", retry_after="1 s")
+                raise RetryableError(f"HTTP 429 on attempt {ctx.attempt}", retry_after=retry_after)
             return ctx.attempt
 
         config: StepConfigDict = {"retries": {"limit": 1, "delay": "1 hour"}}
