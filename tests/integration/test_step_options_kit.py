@@ -12,6 +12,7 @@ from durableflow import (
     RetryableError,
     StepContext,
     StepFailedError,
+    ValidationError,
     WorkflowEntrypoint,
     WorkflowEvent,
     WorkflowStep,
@@ -109,3 +110,30 @@ async def test_a_delay_function_sees_timeouts_and_mocked_errors() -> None:
         [flaky] = await probe.get_steps()
         assert _starts(flaky) == [45.0, 45.0]
         assert CALLS == []
+
+
+class RollbackWithDelayFunction(WorkflowEntrypoint[Any, Any]):
+    async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> str:
+        async def reserve() -> str:
+            return "reserved"
+
+        async def release(ctx: Any) -> None:
+            return None
+
+        config: Any = {"retries": {"delay": slow_delay}}
+        try:
+            await step.do("reserve", reserve, rollback=release, rollback_config=config)
+        except ValidationError as exc:
+            return str(exc)
+        return "accepted"
+
+
+async def test_a_delay_function_in_rollback_config_is_refused() -> None:
+    """A rollback's retries take durations only: a delay function there is a clear error,
+    not a silently zero delay."""
+    async with WorkflowTestEnvironment([RollbackWithDelayFunction]) as env:
+        instance = await env.workflow(RollbackWithDelayFunction).create()
+        assert await instance.result() == (
+            "step 'reserve': rollback_config cannot take a delay function; "
+            "give its retries a duration"
+        )

@@ -26,6 +26,7 @@ from durableflow import (
     SerializationError,
     StepContext,
     StepTimeoutError,
+    ValidationError,
     WorkflowStep,
     WorkflowStepEvent,
 )
@@ -110,6 +111,12 @@ class _EngineStep(WorkflowStep):
             else None
         )
         delay_fn = delay_function(config)
+        if rollback is not None and delay_function(rollback.config) is not None:
+            # a rollback's retries are not driven by _next_delay: refuse, not ignore
+            raise ValidationError(
+                f"step {name!r}: rollback_config cannot take a delay function; "
+                "give its retries a duration"
+            )
         count, step = await act.enter(name, "do")
         result_type = _return_type(callback)
         back_off: float | None = None
