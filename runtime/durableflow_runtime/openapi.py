@@ -223,6 +223,11 @@ _SCHEMAS: dict[str, Any] = {
                 "description": "Run the rollback handlers of the instance's steps first "
                 "(status rollingBack), then end it terminated. Default false.",
             },
+            "cascade": {
+                "type": "boolean",
+                "description": "Also terminate the instance's running child workflows, and "
+                "theirs. Without it (the default) children go on running.",
+            },
         },
     },
     "Step": {
@@ -242,7 +247,10 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "name": {"type": "string"},
             "count": {"type": "integer", "description": "1-based occurrence of the name."},
-            "type": {"type": "string", "enum": ["do", "sleep", "wait_for_event"]},
+            "type": {
+                "type": "string",
+                "enum": ["do", "sleep", "wait_for_event", "run_workflow", "start_workflow"],
+            },
             "status": {
                 "type": "string",
                 "description": "running, retrying, waiting, complete, failed or cancelled (a wait "
@@ -279,6 +287,17 @@ _SCHEMAS: dict[str, Any] = {
                 **_nullable({"type": "object"}),
                 "description": "wait_for_event steps only: the JSON Schema of the payload "
                 "the wait declares, or null when it declares no payload type.",
+            },
+            "child": {
+                **_nullable(
+                    {
+                        "type": "object",
+                        "required": ["workflow", "id"],
+                        "properties": {"workflow": {"type": "string"}, "id": {"type": "string"}},
+                    }
+                ),
+                "description": "run_workflow and start_workflow steps only: the child "
+                "instance the step started.",
             },
         },
     },
@@ -329,6 +348,26 @@ _SCHEMAS: dict[str, Any] = {
                 "description": "How many times run() ran again under the workflow's "
                 "run_retries policy.",
             },
+            "parent": {
+                **_nullable(_ref("Relative")),
+                "description": "The instance that started this one with step.run_workflow "
+                "or step.start_workflow; null when none did (or it was deleted).",
+            },
+            "children": {
+                "type": "array",
+                "items": _ref("Relative"),
+                "description": "The instances this one started, oldest first.",
+            },
+        },
+    },
+    "Relative": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["workflow", "id", "status"],
+        "properties": {
+            "workflow": {"type": "string"},
+            "id": {"type": "string"},
+            "status": _ref("Status"),
         },
     },
     "InstanceStatus": {
@@ -853,7 +892,8 @@ def _document() -> dict[str, Any]:
         "/api/workflows/{name}/instances/{id}/terminate": _control(
             "terminate",
             'Stop for good; with {"rollback": true}, run the rollback handlers of its '
-            "steps first (status rollingBack, then terminated).",
+            'steps first (status rollingBack, then terminated); with {"cascade": true}, '
+            "also terminate its running child workflows.",
         ),
         "/api/workflows/{name}/instances/{id}/restart": {
             "post": {

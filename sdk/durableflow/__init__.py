@@ -17,6 +17,7 @@ from ._duration import Duration
 from ._entrypoint import WorkflowEntrypoint
 from ._errors import (
     AuthenticationError,
+    ChildWorkflowError,
     EventTimeoutError,
     HostError,
     HostUnreachableError,
@@ -59,6 +60,7 @@ __all__ = [
     "Backoff",
     "BulkAction",
     "BulkResult",
+    "ChildWorkflowError",
     "Client",
     "CreateOptions",
     "DelayFunction",

@@ -56,12 +56,15 @@ class WorkflowInstance(abc.ABC, Generic[OutputT]):
         """
 
     @abc.abstractmethod
-    async def terminate(self, *, rollback: bool = False) -> None:
+    async def terminate(self, *, rollback: bool = False, cascade: bool = False) -> None:
         """Stop it for good; no further step runs.
+
+        Its child workflows go on running unless ``cascade`` is true.
 
         Args:
             rollback: Run the rollback handlers of its steps first (status
                 ``rollingBack``), then end ``terminated``.
+            cascade: Also terminate its running children, and theirs.
 
         Raises:
             InvalidTransitionError: It has already ended (or, with ``rollback``, is

@@ -197,8 +197,8 @@ class _HttpInstance(WorkflowInstance[OutT]):
     async def resume(self) -> None:
         await self._api.send(_http.action_call(self._path, "resume"))
 
-    async def terminate(self, *, rollback: bool = False) -> None:
-        await self._api.send(_http.terminate_call(self._path, rollback))
+    async def terminate(self, *, rollback: bool = False, cascade: bool = False) -> None:
+        await self._api.send(_http.terminate_call(self._path, rollback, cascade=cascade))
 
     async def restart(self, from_step: StepRef | dict[str, Any] | None = None) -> None:
         await self._api.send(_http.restart_call(self._path, from_step))

@@ -7,7 +7,9 @@ Every error the SDK or the host raises on purpose derives from one root::
     ├── RetryableError                    raise in a step callback: retry, after retry_after
     ├── StepFailedError                   a step failed for good (retries exhausted,
     │   │                                 non-retryable, bad result); raised into run()
-    │   └── StepTimeoutError              ... its last attempt exceeded the step timeout
+    │   ├── StepTimeoutError              ... its last attempt exceeded the step timeout
+    │   └── ChildWorkflowError            ... step.run_workflow: the child errored, was
+    │                                     terminated, or did not end within the timeout
     ├── EventTimeoutError(TimeoutError)   wait_for_event saw no event before its timeout
     ├── NonDeterminismError               replayed run() disagrees with stored history
     ├── SerializationError(TypeError)     a value is not JSON-representable
@@ -31,9 +33,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._duration import Duration
+    from ._types import ErrorInfo
 
 __all__ = [
     "AuthenticationError",
+    "ChildWorkflowError",
     "EventTimeoutError",
     "HostError",
     "HostUnreachableError",
@@ -124,6 +128,43 @@ class StepFailedError(WorkflowError):
 
 class StepTimeoutError(StepFailedError):
     """A step failed for good because its last attempt exceeded the step's timeout."""
+
+
+class ChildWorkflowError(StepFailedError):
+    """``step.run_workflow``: the child instance did not complete.
+
+    Raised into the parent's ``run()``, where user code may catch it. ``status`` says how
+    the child ended: ``"errored"`` (``error`` is the child's own error), ``"terminated"``
+    (``error.name`` is ``"Terminated"``), or ``"running"`` when the parent stopped waiting
+    because the step's ``timeout`` passed (``error.name`` is ``"TimeoutError"``; the child
+    goes on running).
+
+    Args:
+        message: Human-readable summary.
+        step_name: The ``run_workflow`` step's name.
+        workflow: The child's workflow name.
+        instance_id: The child's instance id.
+        status: ``"errored"``, ``"terminated"`` or ``"running"``.
+        error: The child's error, as its ``InstanceStatus.error`` says.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        step_name: str,
+        workflow: str,
+        instance_id: str,
+        status: str,
+        error: ErrorInfo,
+    ) -> None:
+        super().__init__(
+            message, step_name=step_name, error_name=error.name, error_message=error.message
+        )
+        self.workflow = workflow
+        self.instance_id = instance_id
+        self.status = status
+        self.error = error
 
 
 class EventTimeoutError(WorkflowError, TimeoutError):

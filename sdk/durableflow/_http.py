@@ -330,11 +330,13 @@ def bulk_results(data: Mapping[str, Any]) -> list[BulkResult]:
     return [BulkResult.from_json(r) for r in data["results"]]
 
 
-def terminate_call(instance: str, rollback: bool) -> Call:
-    """``terminate``, with ``{"rollback": true}`` when rollbacks run first."""
-    if not rollback:
+def terminate_call(instance: str, rollback: bool, *, cascade: bool = False) -> Call:
+    """``terminate``, with ``{"rollback": true}`` when rollbacks run first and
+    ``{"cascade": true}`` when its running children go too."""
+    body = {key: True for key, on in (("rollback", rollback), ("cascade", cascade)) if on}
+    if not body:
         return action_call(instance, "terminate")
-    return Call("POST", f"{instance}/terminate", {"rollback": True})
+    return Call("POST", f"{instance}/terminate", body)
 
 
 def event_call(instance: str, type: str, payload: Any) -> Call:

@@ -1,7 +1,7 @@
 """``WorkflowStep``: the object ``run()`` builds a workflow from.
 
-The SDK parses the call forms; the host implements the three abstract primitives
-(``_do``, ``_sleep``, ``_wait_for_event``).
+The SDK parses the call forms; the host implements the abstract primitives (``_do``,
+``_sleep``, ``_wait_for_event``, ``_run_workflow``, ``_start_workflow``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from ._binding import Workflow
 from ._config import StepConfig
 from ._duration import Duration
 from ._errors import ValidationError
@@ -198,6 +199,61 @@ class WorkflowStep(abc.ABC):
         """Record a run-level log entry; the host's step object implements it."""
         raise ValidationError("this step object was not made by a host: it has no log")
 
+    async def run_workflow(
+        self,
+        name: str,
+        binding: Workflow[Any],
+        *,
+        params: Any = None,
+        id: str | None = None,
+        timeout: Duration | None = None,
+    ) -> Any:
+        """Start a child workflow and wait durably for its end; its output.
+
+        The child is created once: its id defaults to one derived from this instance's id
+        and the step's key (name and count), so a crash or a replay never creates a second.
+        While the child runs, this instance is suspended and holds no memory; the child's
+        end wakes it as an event would. A restart of this instance finds the child by
+        its id again and does not run it again.
+
+        Args:
+            name: The step's name.
+            binding: The child workflow's binding, from ``self.env``.
+            params: The child's params, checked against its params type.
+            id: The child's instance id (default: derived, see above).
+            timeout: Stop waiting after this long (the child goes on running).
+
+        Returns:
+            The child's output (the value its ``run()`` returned, as JSON).
+
+        Raises:
+            ChildWorkflowError: The child errored, was terminated, or the timeout passed.
+            InstanceExistsError: ``id`` names an instance that is not this one's child.
+            InvalidParamsError: ``params`` do not fit the child's params type.
+        """
+        check_step_name(name)
+        if id is not None:
+            check_id(id)
+        return await self._run_workflow(name, binding, params, id, timeout, True)
+
+    async def start_workflow(
+        self, name: str, binding: Workflow[Any], *, params: Any = None, id: str | None = None
+    ) -> str:
+        """Start a child workflow without waiting for it; the child's id.
+
+        Like :meth:`run_workflow`, the child is created once and the id is the same on
+        every replay.
+
+        Raises:
+            InstanceExistsError: ``id`` names an instance that is not this one's child.
+            InvalidParamsError: ``params`` do not fit the child's params type.
+        """
+        check_step_name(name)
+        if id is not None:
+            check_id(id)
+        child_id: str = await self._run_workflow(name, binding, params, id, None, False)
+        return child_id
+
     @abc.abstractmethod
     def _do(
         self,
@@ -215,6 +271,17 @@ class WorkflowStep(abc.ABC):
     async def _wait_for_event(
         self, name: str, type: str, timeout: Duration
     ) -> WorkflowStepEvent: ...
+
+    @abc.abstractmethod
+    async def _run_workflow(
+        self,
+        name: str,
+        binding: Workflow[Any],
+        params: Any,
+        id: str | None,
+        timeout: Duration | None,
+        wait: bool,
+    ) -> Any: ...
 
 
 def _rollback(handler: object, config: object) -> StepRollback | None:

@@ -176,16 +176,17 @@ class SyncWorkflowInstance(Generic[OutT]):
         """
         self._api.send(_http.action_call(self._path, "resume"))
 
-    def terminate(self, *, rollback: bool = False) -> None:
+    def terminate(self, *, rollback: bool = False, cascade: bool = False) -> None:
         """Stop it for good; no further step runs.
 
         Args:
             rollback: Run the rollback handlers of its steps first, then end ``terminated``.
+            cascade: Also terminate its running children (by default they go on).
 
         Raises:
             InvalidTransitionError: It has already ended.
         """
-        self._api.send(_http.terminate_call(self._path, rollback))
+        self._api.send(_http.terminate_call(self._path, rollback, cascade=cascade))
 
     def restart(self, from_step: StepRef | dict[str, Any] | None = None) -> None:
         """Run it again with the same params: from the start, or from ``from_step``

@@ -285,8 +285,8 @@ class _KitInstance(WorkflowInstance):
     async def resume(self) -> None:
         await (await self._current()).resume()
 
-    async def terminate(self, *, rollback: bool = False) -> None:
-        await (await self._current()).terminate(rollback=rollback)
+    async def terminate(self, *, rollback: bool = False, cascade: bool = False) -> None:
+        await (await self._current()).terminate(rollback=rollback, cascade=cascade)
 
     async def restart(self, from_step: StepRef | dict[str, Any] | None = None) -> None:
         await (await self._current()).restart(from_step)

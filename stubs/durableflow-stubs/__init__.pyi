@@ -15,6 +15,7 @@ from ._config import StepConfigDict as StepConfigDict
 from ._duration import Duration as Duration
 from ._entrypoint import WorkflowEntrypoint as WorkflowEntrypoint
 from ._errors import AuthenticationError as AuthenticationError
+from ._errors import ChildWorkflowError as ChildWorkflowError
 from ._errors import EventTimeoutError as EventTimeoutError
 from ._errors import HostError as HostError
 from ._errors import HostUnreachableError as HostUnreachableError
@@ -59,6 +60,7 @@ __all__ = [
     "Backoff",
     "BulkAction",
     "BulkResult",
+    "ChildWorkflowError",
     "Client",
     "CreateOptions",
     "DelayFunction",

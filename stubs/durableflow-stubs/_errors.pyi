@@ -1,7 +1,9 @@
 from ._duration import Duration
+from ._types import ErrorInfo
 
 __all__ = [
     "AuthenticationError",
+    "ChildWorkflowError",
     "EventTimeoutError",
     "HostError",
     "HostUnreachableError",
@@ -42,6 +44,22 @@ class StepFailedError(WorkflowError):
     ) -> None: ...
 
 class StepTimeoutError(StepFailedError): ...
+
+class ChildWorkflowError(StepFailedError):
+    workflow: str
+    instance_id: str
+    status: str
+    error: ErrorInfo
+    def __init__(
+        self,
+        message: str,
+        *,
+        step_name: str,
+        workflow: str,
+        instance_id: str,
+        status: str,
+        error: ErrorInfo,
+    ) -> None: ...
 
 class EventTimeoutError(WorkflowError, TimeoutError):
     step_name: str

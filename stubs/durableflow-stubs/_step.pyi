@@ -5,6 +5,7 @@ from typing import Any, Protocol, TypeAlias, TypeVar, overload
 
 import attrs
 
+from ._binding import Workflow
 from ._config import StepConfig, StepConfigDict
 from ._duration import Duration
 from ._output import LogLevel
@@ -13,6 +14,7 @@ from ._types import RollbackContext, StepContext, WorkflowStepEvent
 __all__ = ["RollbackHandler", "StepCallback", "StepRollback", "WorkflowStep"]
 
 _T = TypeVar("_T")
+_P = TypeVar("_P")
 
 StepCallback: TypeAlias = Callable[..., Awaitable[Any]]
 RollbackHandler: TypeAlias = Callable[[Any], Awaitable[Any]]
@@ -120,6 +122,21 @@ class WorkflowStep(abc.ABC):
         self, name: str, type: str, *, timeout: Duration = "24 hours"
     ) -> WorkflowStepEvent: ...
     def log(self, message: str, /, *, level: LogLevel = "info", **fields: Any) -> None: ...
+    # Child workflows: ``params`` is checked against the binding's params type.
+    # TODO(after Workflow[ParamsT, OutputT] lands): take ``binding: Workflow[_P, _O]`` and
+    # return ``_O`` from run_workflow; until then the output is ``Any``.
+    async def run_workflow(
+        self,
+        name: str,
+        binding: Workflow[_P],
+        *,
+        params: _P | None = None,
+        id: str | None = None,
+        timeout: Duration | None = None,
+    ) -> Any: ...
+    async def start_workflow(
+        self, name: str, binding: Workflow[_P], *, params: _P | None = None, id: str | None = None
+    ) -> str: ...
     # The host implements these.
     def _log(self, level: LogLevel, message: str, fields: dict[str, Any]) -> None: ...
     @abc.abstractmethod
@@ -137,3 +154,13 @@ class WorkflowStep(abc.ABC):
     async def _wait_for_event(
         self, name: str, type: str, timeout: Duration
     ) -> WorkflowStepEvent: ...
+    @abc.abstractmethod
+    async def _run_workflow(
+        self,
+        name: str,
+        binding: Workflow[Any],
+        params: Any,
+        id: str | None,
+        timeout: Duration | None,
+        wait: bool,
+    ) -> Any: ...

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 
 from durableflow import (
@@ -29,12 +30,14 @@ from durableflow import (
 from durableflow_runtime.engine import Engine, WorkflowSpec
 from durableflow_runtime.store.base import (
     EventRow,
+    InstanceRef,
     Lease,
     LeaseLost,
     NewInstance,
     StepRow,
     StepStatus,
     Store,
+    child_event_type,
 )
 from durableflow_runtime.store.postgres import PostgresStore
 from durableflow_runtime.store.sqlite import SqliteStore
@@ -935,3 +938,77 @@ async def test_delete_instance_removes_every_row_and_frees_the_id(store: Store) 
     row = await store.get_instance("wf", "a")
     assert row is not None and row.key != lease.key and row.status == "queued"
     assert await store.load_steps(row.key) == []
+
+
+# --- child workflows ----------------------------------------------------------------------
+
+
+async def test_a_child_is_created_once_and_its_end_wakes_its_parent(store: Store) -> None:
+    """start_child creates the child with the step in one transaction, adopts its own child
+    again (leaving an ended child's end once more) and refuses another's id; the child's
+    finish leaves the end for the parent and wakes it when it waits for it."""
+    parent = await running(store, "p")
+    wait = step("c", 0, "waiting", type="run_workflow", config={"workflow": "wf", "id": "c"})
+    child = NewInstance("wf", "c", None, T0 + 1, parent=parent.key)
+    assert await store.start_child(parent, wait, child) == "created"
+    await create(store, "other", at=T0 + 2)
+    taken = NewInstance("wf", "other", None, T0 + 2, parent=parent.key)
+    assert (
+        await store.start_child(parent, step("o", 1, "waiting", type="run_workflow"), taken)
+        == "taken"
+    )
+    assert [s.name for s in await store.load_steps(parent.key)] == ["c"]
+    type = child_event_type("wf", "c")
+    assert await store.suspend(parent, None, [type], T0 + 3) == "waiting"
+    [claimed] = await store.claim(T0 + 4, 1)
+    assert claimed.id == "c"
+    await store.finish(claimed, "complete", b'{"v": 1}', None, T0 + 5, parent=parent.key)
+    row = await store.get_instance("wf", "p")
+    assert row is not None and row.run_at == T0 + 5, "the parent was woken"
+    [again] = [lease for lease in await store.claim(T0 + 6, 10) if lease.id == "p"]
+    ends = await store.oldest_events(again, [type])
+    assert orjson.loads(ends[type].payload or b"") == {
+        "status": "complete",
+        "output": {"v": 1},
+        "error": None,
+    }
+    event = await store.take_event(again, wait, type, T0 + 7)
+    assert event is not None
+    [stored] = await store.load_steps(again.key)
+    assert (stored.status, stored.output, stored.config) == (
+        "complete",
+        b'{"v":1}',
+        {"workflow": "wf", "id": "c", "status": "complete"},
+    )
+    # the parent restarted: its history is gone, the ended child is adopted with its end again
+    assert await store.start_child(again, wait, child) == "adopted"
+    assert type in await store.oldest_events(again, [type])
+    child_row = await store.get_instance("wf", "c")
+    assert child_row is not None
+    assert await store.relatives(child_row) == (InstanceRef("wf", "p", "running"), [])
+
+
+async def test_terminate_with_cascade_ends_running_descendants_only(store: Store) -> None:
+    """terminate(cascade=True) terminates the instance and every descendant that has not
+    ended, in one transaction; without cascade children go on."""
+    root = await running(store, "root")
+    for n, id in enumerate(("kid", "done")):
+        started = step(id, n, "complete", type="start_workflow")
+        await store.start_child(root, started, NewInstance("wf", id, None, T0, parent=root.key))
+    kid = await store.get_instance("wf", "kid")
+    assert kid is not None
+    await store.create_instances([NewInstance("wf", "grandkid", None, T0, parent=kid.key)])
+    leases = {lease.id: lease for lease in await store.claim(T0 + 1, 10)}
+    await store.finish(leases["done"], "complete", None, None, T0 + 1, parent=root.key)
+    other = await running(store, "plain", at=T0 + 2)
+    await store.create_instances([NewInstance("wf", "orphan", None, T0 + 2, parent=other.key)])
+    assert [r.id for r in await store.terminate("wf", "plain", T0 + 3)] == ["plain"]
+    orphan = await store.get_instance("wf", "orphan")
+    assert orphan is not None and orphan.status == "queued"
+    rows = await store.terminate("wf", "root", T0 + 3, cascade=True)
+    assert [r.id for r in rows] == ["root", "grandkid", "kid"]
+    assert {r.status for r in rows} == {"terminated"}
+    done = await store.get_instance("wf", "done")
+    assert done is not None and done.status == "complete"
+    with pytest.raises(InvalidTransitionError):
+        await store.terminate("wf", "root", T0 + 4, cascade=True)

@@ -103,8 +103,8 @@ def test_errors_map_to_sdk_classes(client: SyncClient) -> None:
 
 
 def test_control_events_and_result(client: SyncClient) -> None:
-    """pause, resume, send_event, restart and terminate steer an instance; result() of a
-    terminated one raises InstanceFailedError."""
+    """pause, resume, send_event, restart and terminate (with cascade) steer an instance;
+    result() of a terminated one raises InstanceFailedError."""
     waiter = client.workflow("waiter")
     instance = waiter.create(id="sc-1")
     instance.pause()
@@ -114,7 +114,7 @@ def test_control_events_and_result(client: SyncClient) -> None:
     assert instance.result(timeout=10) == {"got": {"k": [1, 2]}}
     instance.restart()
     assert instance.status().status in ("queued", "running", "waiting")
-    instance.terminate()
+    instance.terminate(cascade=True)  # it started no child: as terminate()
     with pytest.raises(InstanceFailedError) as failed:
         instance.result(timeout=5)
     assert failed.value.status == "terminated"

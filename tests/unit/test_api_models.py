@@ -123,6 +123,8 @@ def test_the_instance_detail_json_is_the_shape_the_api_has_always_answered() -> 
         ],
         "actions": ["restart"],
         "run_retries": 0,
+        "parent": None,
+        "children": [],
     }
     assert orjson.dumps(detail.to_json()) == orjson.dumps(expected)
 

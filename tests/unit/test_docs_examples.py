@@ -45,6 +45,7 @@ PAGES = [
     "retries.md",
     "rollback.md",
     "sleeping-and-events.md",
+    "child-workflows.md",
     "testing.md",
     "streams.md",
     "instance-logs.md",
@@ -67,6 +68,7 @@ OTHER_PAGES = {
     "scale-out.md",
     "design.md",
     "benchmarks.md",
+    "dashboard.md",
 }
 PYTEST_CONFIG_PAGE = "testing.md"
 

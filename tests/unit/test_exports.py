@@ -8,6 +8,7 @@ EXPECTED = {
     "Backoff",
     "BulkAction",
     "BulkResult",
+    "ChildWorkflowError",
     "CreateOptions",
     "DelayFunction",
     "Duration",

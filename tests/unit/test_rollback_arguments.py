@@ -33,6 +33,11 @@ class _Recorder(WorkflowStep):
     async def _wait_for_event(self, name: str, type: str, timeout: Any) -> Any:
         raise NotImplementedError
 
+    async def _run_workflow(
+        self, name: str, binding: Any, params: Any, id: str | None, timeout: Any, wait: bool
+    ) -> Any:
+        raise NotImplementedError
+
 
 async def _work() -> int:
     return 1

@@ -299,7 +299,15 @@ def instances_describe(target: _Target, name: str, instance_id: str) -> None:
             ("params", _short_json(data["params"])),
             ("output", _short_json(data["output"]) if data["output"] is not None else None),
             ("error", _error_text(data["error"], 2000)),
+            ("parent", _relative(data.get("parent"))),
         ]
+        children = data.get("children") or []
+        if children:
+            counts: dict[str, int] = {}
+            for child in children:
+                counts[child["status"]] = counts.get(child["status"], 0) + 1
+            summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+            fields.append(("children", f"{len(children)} ({summary})"))
         for label, value in fields:
             click.echo(f"{label:<9} {_cell(value)}")
         click.echo()
@@ -344,6 +352,11 @@ def instances_describe(target: _Target, name: str, instance_id: str) -> None:
             )
 
     target.emit(data, human)
+
+
+def _relative(ref: dict[str, str] | None) -> str | None:
+    """A parent or child as ``workflow/id (status)``."""
+    return None if ref is None else f"{ref['workflow']}/{ref['id']} ({ref['status']})"
 
 
 def _control_command(action: str) -> None:
@@ -475,15 +488,23 @@ def instances_bulk(
     is_flag=True,
     help="Run the rollback handlers of its steps first (status rollingBack).",
 )
+@click.option(
+    "--cascade",
+    is_flag=True,
+    help="Also terminate its running child workflows (by default they go on running).",
+)
 @_client_options
-def instances_terminate(target: _Target, name: str, instance_id: str, rollback: bool) -> None:
+def instances_terminate(
+    target: _Target, name: str, instance_id: str, rollback: bool, cascade: bool
+) -> None:
     """Terminate an instance of workflow NAME."""
 
     async def work(api: _HttpApi) -> Any:
         resolved = await _resolve_id(api, name, instance_id)
         path = _path(name, "instances", resolved, "terminate")
-        if rollback:
-            return await api.request("POST", path, body={"rollback": True}, send_body=True)
+        body = {key: True for key, on in (("rollback", rollback), ("cascade", cascade)) if on}
+        if body:
+            return await api.request("POST", path, body=body, send_body=True)
         return await api.request("POST", path)
 
     data = target.run(work)

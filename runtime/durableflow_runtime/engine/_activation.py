@@ -20,7 +20,8 @@ from durableflow import LimitExceededError, NonDeterminismError, WorkflowStepEve
 from durableflow._output import LogLevel
 from durableflow._serde import loads
 
-from ..store.base import Lease, StepRow, StepType
+from ..store._rows import child_end
+from ..store.base import EventRow, Lease, StepRow, StepType
 from ._output import log_entry
 from ._records import _event_timeout, _resolved_seq
 from ._rollback import Undo
@@ -142,6 +143,10 @@ class _Activation:
         # step or wait that would run or block stops that branch of run() instead
         self.collecting = collecting
         self.rollbacks: dict[tuple[str, int], Undo] = {}
+        self.parent: int | None = None  # the key of the instance that started this one
+        # child instance id -> the run_workflow step waiting for it (built when first asked)
+        self.waited_children: dict[tuple[str, str], tuple[str, int]] | None = None
+        self.child_ends: dict[str, EventRow] = {}  # children's ends read, not yet handed out
         self.hooks: InstanceHooks | None = (
             engine.hooks_for(spec.name, lease.id) if engine.has_hooks else None
         )
@@ -411,6 +416,9 @@ class _Activation:
                 if entry.kind == "gated" and _resolved_seq(entry.step) == seq:
                     self.mark_replayed(seq)
                     entry.settle()
+                    batch = (entry.step.config or {}).get("batch")
+                    if batch is not None:
+                        self.replay_batch(batch)
                     self.arm()
                     return
             raise NonDeterminismError(self.stuck_message(seq))
@@ -442,21 +450,44 @@ class _Activation:
         self.arm()
 
     async def settle_events(self, live: list[_Parked]) -> None:
-        """``settle`` when event waits are live: which events arrived is a store read."""
+        """``settle`` when event waits are live: which events arrived is a store read.
+
+        The ends of children (``run_workflow`` waits) are read whole, all that arrived in
+        one read, and handed out one per decision from :attr:`child_ends` until none of the
+        live waits has one there: a parent gathering many children takes every end that has
+        arrived in one activation, with one read."""
         engine = self.engine
         try:
-            types = sorted({e.event_type for e in live if e.event_type is not None})
-            self.begin()
-            try:
-                arrived = await engine.store.pending_events(self.lease, types)
-            finally:
-                self.end(False)
+            types = sorted(
+                {e.event_type for e in live if e.event_type and e.step.type != "run_workflow"}
+            )
+            arrived: dict[str, float] = {}
+            if types:
+                self.begin()
+                try:
+                    arrived = await engine.store.pending_events(self.lease, types)
+                finally:
+                    self.end(False)
+            children = [
+                e.event_type for e in live if e.event_type and e.step.type == "run_workflow"
+            ]
+            if children and not any(t in self.child_ends for t in children):
+                self.begin()
+                try:
+                    self.child_ends = await engine.store.oldest_events(self.lease, children)
+                finally:
+                    self.end(False)
+            for type in children:
+                if type in self.child_ends:
+                    arrived[type] = self.child_ends[type].created_at
             now = engine.clock.now()
             chosen = self.choose(live, arrived, now)
             if chosen is None:
                 self.stop_parked()
             elif chosen[1] == "due":
                 self.resolve_timer(chosen[0], now)
+            elif chosen[1] == "event" and chosen[0].step.type == "run_workflow":
+                self.resolve_child_ends(self._child_batch(live, chosen[0], arrived, now), now)
             else:
                 await self.resolve_event(chosen[0], chosen[1], now)
         except NonDeterminismError as exc:
@@ -471,6 +502,22 @@ class _Activation:
             self.settler = None
         self.arm()
 
+    def replay_batch(self, batch: int) -> None:
+        """Hand back, in the same turn, the other waits that ended in one decision with the
+        one just handed back (``resolve_child_ends``), as that decision did."""
+        members = {
+            _resolved_seq(e.step): e
+            for e in self.parked
+            if e.kind == "gated" and not e.closed and (e.step.config or {}).get("batch") == batch
+        }
+        while not self.at_frontier():
+            seq = self.gates[self.gate_pos]
+            entry = members.pop(seq, None)
+            if entry is None:
+                return
+            self.mark_replayed(seq)
+            entry.settle()
+
     def choose(
         self, live: list[_Parked], arrived: dict[str, float], now: float
     ) -> tuple[_Parked, str] | None:
@@ -481,6 +528,11 @@ class _Activation:
         hooks = self.hooks
         best: tuple[float, int, _Parked, str] | None = None
         offered: set[str] = set()
+        children = [e for e in live if e.step.type == "run_workflow"]
+        if children:
+            # a child's end has a type of its own: no order among waits to keep, no sort
+            best = self._choose_child_end(children, arrived, now)
+            live = [e for e in live if e.step.type != "run_workflow"]
         for entry in sorted(live, key=lambda e: e.step.seq):
             if entry.closed:  # let go while the events were read (terminate, restart)
                 continue
@@ -508,6 +560,29 @@ class _Activation:
                 best = (ready[0], entry.step.seq, entry, ready[1])
         return None if best is None else (best[2], best[3])
 
+    def _choose_child_end(
+        self, waits: list[_Parked], arrived: dict[str, float], now: float
+    ) -> tuple[float, int, _Parked, str] | None:
+        """``choose`` among ``run_workflow`` waits: the first to have its child's end, or
+        to pass its timeout."""
+        forced = self.hooks.event_timeout_forced if self.hooks is not None else None
+        best: tuple[float, int, _Parked, str] | None = None
+        for entry in waits:
+            if entry.closed:
+                continue
+            seq = entry.step.seq
+            if forced is not None and forced(entry.step.name):
+                ready = (now, seq, entry, "timeout")
+            elif (at := arrived.get(entry.event_type or "")) is not None:
+                ready = (at, seq, entry, "event")
+            elif entry.deadline is not None and entry.deadline <= now:
+                ready = (entry.deadline, seq, entry, "timeout")
+            else:
+                continue
+            if best is None or ready[:2] < best[:2]:
+                best = ready
+        return best
+
     def resolve_timer(self, entry: _Parked, now: float) -> None:
         """End a sleep that is due (recorded, with its place in the order of events), or
         let a retry whose back-off is over run its next attempt."""
@@ -522,6 +597,55 @@ class _Activation:
         self.write_step(step)
         entry.settle()
         self.engine.notify(self.spec.name, self.lease.id, None)
+
+    def _child_batch(
+        self, live: list[_Parked], first: _Parked, arrived: dict[str, float], now: float
+    ) -> list[_Parked]:
+        """The ``run_workflow`` waits to end together with ``first``: every one whose
+        child's end has been read, when nothing else (a timer, an event, a child's timeout)
+        is ready; else ``first`` alone. In the order of the ends' arrival."""
+        children = [e for e in live if e.step.type == "run_workflow" and not e.closed]
+        others = [e for e in live if e.step.type != "run_workflow"]
+        if any(e.deadline is not None and e.deadline <= now for e in children) or (
+            others and self.choose(others, arrived, now) is not None
+        ):
+            return [first]
+        ready = [e for e in children if (e.event_type or "") in self.child_ends]
+        ready.sort(key=lambda e: (self.child_ends[e.event_type or ""].created_at, e.step.seq))
+        return ready or [first]
+
+    def resolve_child_ends(self, entries: list[_Parked], now: float) -> None:
+        """End ``run_workflow`` waits with their children's ends, each recorded with its
+        place in the order of events. Several ended in one decision are marked as one batch
+        (``config["batch"]``: the first one's place), and replay hands them back together.
+        Each event is consumed by a write queued now and not awaited (as a wait's row is:
+        see :meth:`write_step`); the step in memory is what it stores."""
+        batch: int | None = None
+        for entry in entries:
+            assert entry.event_type is not None
+            event = self.child_ends.pop(entry.event_type)
+            if len(entries) > 1:
+                batch = self.next_seq if batch is None else batch
+                entry.step.config = {**(entry.step.config or {}), "batch": batch}
+            self.resolve_child_end(entry, event, now)
+        self.engine.notify(self.spec.name, self.lease.id, None)
+
+    def resolve_child_end(self, entry: _Parked, event: EventRow, now: float) -> None:
+        """End one ``run_workflow`` wait with its child's end (see ``resolve_child_ends``)."""
+        step = entry.step
+        entry.closed = True
+        self.resolve_now(step)
+        assert entry.event_type is not None
+        future = self.engine.store.take_event(self.lease, step, entry.event_type, now)
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        end = child_end(event.payload)
+        step.status = end.step_status
+        step.output = end.output.encode() if end.output is not None else None
+        step.error = end.error
+        step.config = {**(step.config or {}), "status": end.child_status}
+        step.ended_at = now
+        step.wake_at = None
+        entry.settle()  # run_workflow returns or raises from the step
 
     async def resolve_event(self, entry: _Parked, how: str, now: float) -> None:
         """End an event wait with its event or its timeout, recorded with its place in the
@@ -558,12 +682,22 @@ class _Activation:
                 "message": f"wait_for_event {step.name!r} timed out waiting for an event of "
                 f"type {entry.event_type!r}",
             }
+            if step.type == "run_workflow":
+                config = step.config = {**(step.config or {}), "status": "running"}
+                step.error = {
+                    "name": "TimeoutError",
+                    "message": f"child {config.get('workflow')}/{config.get('id')} did not end "
+                    f"within {config.get('timeout', 0):g}s",
+                }
             self.begin()
             try:
                 await engine.store.put_step(self.lease, step)
             finally:
                 self.end(False)
-            entry.settle(error=_event_timeout(step, entry.event_type))
+            if step.type == "run_workflow":
+                entry.settle()  # run_workflow raises from the step as stored
+            else:
+                entry.settle(error=_event_timeout(step, entry.event_type))
         engine.notify(self.spec.name, self.lease.id, None)
 
     def check_replayed_all(self) -> None:

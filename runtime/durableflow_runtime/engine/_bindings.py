@@ -25,6 +25,7 @@ from durableflow._serde import restore_output
 from ._output import chunk_of, entry_of
 
 if TYPE_CHECKING:
+    from ..store.base import ControlAction
     from ._engine import Engine
 
 
@@ -64,10 +65,9 @@ class EngineInstance(WorkflowInstance[Any]):
     async def resume(self) -> None:
         await self._engine.control(self._workflow, self.id, "resume")
 
-    async def terminate(self, *, rollback: bool = False) -> None:
-        await self._engine.control(
-            self._workflow, self.id, "terminate_rollback" if rollback else "terminate"
-        )
+    async def terminate(self, *, rollback: bool = False, cascade: bool = False) -> None:
+        action: ControlAction = "terminate_rollback" if rollback else "terminate"
+        await self._engine.control(self._workflow, self.id, action, cascade=cascade)
 
     async def restart(self, from_step: StepRef | dict[str, Any] | None = None) -> None:
         await self._engine.control(self._workflow, self.id, "restart", from_step=from_step)
@@ -101,6 +101,11 @@ class EngineWorkflow(Workflow[Any, Any]):
     def __init__(self, engine: Engine, workflow: str) -> None:
         self._engine = engine
         self.name = workflow
+
+    @property
+    def engine(self) -> Engine:
+        """The engine it calls (a child workflow must run on the parent's)."""
+        return self._engine
 
     async def create(self, *, id: str | None = None, params: Any = None) -> WorkflowInstance[Any]:
         [instance_id] = await self._engine.create(self.name, [(id, params)])

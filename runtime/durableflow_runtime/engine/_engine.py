@@ -275,22 +275,41 @@ class Engine:
         return InstanceStatus(status=row.status, error=error, output=loads(row.output))
 
     async def control(
-        self, workflow: str, id: str, action: ControlAction, *, from_step: object = None
+        self,
+        workflow: str,
+        id: str,
+        action: ControlAction,
+        *,
+        from_step: object = None,
+        cascade: bool = False,
     ) -> str:
         """Pause, resume, terminate or restart; returns the new status.
 
         Args:
             from_step: With ``restart``: the step to restart from (a ``StepRef`` or a
                 ``{"name", "count"?, "type"?}`` dict); ``None`` restarts from the start.
+            cascade: With ``terminate``: also terminate the instance's running
+                descendants, in the same transaction; with ``terminate_rollback``, after
+                the instance starts rolling back. Without it, children outlive a
+                terminated parent.
 
         Raises:
             NotFoundError, InvalidTransitionError, ValidationError (a bad ``from_step``).
         """
         self.spec(workflow)
         now = self.clock.now()
+        if cascade and action not in ("terminate", "terminate_rollback"):
+            raise ValidationError(f"cascade applies to terminate only, not to {action}")
+        if from_step is not None and action != "restart":
+            raise ValidationError(f"from_step goes with restart, not {action}")
+        if action == "terminate":
+            rows = await self.store.terminate(workflow, id, now, cascade=cascade)
+            for done in rows:
+                self.scheduler.steer(done.workflow, done.id, "terminate")
+                self.notify(done.workflow, done.id, done.status)
+            self.kick()  # a terminated child may have woken its parent
+            return rows[0].status
         if from_step is not None:
-            if action != "restart":
-                raise ValidationError(f"from_step goes with restart, not {action}")
             ref = StepRef.parse(from_step)
             row = await self.store.restart_from(workflow, id, ref, now)
         else:
@@ -298,6 +317,12 @@ class Engine:
         self.scheduler.steer(workflow, id, action)
         self.notify(workflow, id, row.status)
         self.kick()
+        if cascade:  # terminate_rollback: the children go as a plain terminate takes them
+            _, children = await self.store.relatives(row)
+            for child in children:
+                if child.status not in FINAL_STATUSES:
+                    with contextlib.suppress(InvalidTransitionError, NotFoundError):
+                        await self.control(child.workflow, child.id, "terminate", cascade=True)
         return row.status
 
     async def delete(self, workflow: str, id: str) -> None:
@@ -561,4 +586,5 @@ class Engine:
         row = await self.store.get_instance(workflow, id)
         if row is None:
             raise NotFoundError(f"no instance {id!r} of workflow {workflow!r}")
-        return InstanceRecord(row, await self.store.load_steps(row.key))
+        parent, children = await self.store.relatives(row)
+        return InstanceRecord(row, await self.store.load_steps(row.key), parent, children)

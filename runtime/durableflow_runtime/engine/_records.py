@@ -18,7 +18,7 @@ from durableflow import (
 )
 from durableflow._serde import loads
 
-from ..store.base import InstanceRow, StepRow
+from ..store.base import InstanceRef, InstanceRow, StepRow
 
 _CONFIG_JSON: dict[ResolvedStepConfig, dict[str, Any]] = {}
 
@@ -77,3 +77,5 @@ class InstanceRecord:
 
     instance: InstanceRow
     steps: list[StepRow]
+    parent: InstanceRef | None = None
+    children: list[InstanceRef] = attrs.field(factory=list)

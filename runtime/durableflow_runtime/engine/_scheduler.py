@@ -199,6 +199,7 @@ class Scheduler:
                 row.pause_requested,
                 collecting=row.status == "rollingBack",
             )
+            act.parent = row.parent
             observed = engine.observer.activation_started(spec.name, lease.id, work)  # observe:
             self.active[key] = act
             engine.notify(lease.workflow, lease.id, "running")
@@ -317,7 +318,7 @@ class Scheduler:
                 await self._roll_back(act, info, "errored")
                 return
         await self.engine.observer.commit(  # observe: commit latency
-            self.engine.store.finish(lease, outcome, data, info, now)
+            self.engine.store.finish(lease, outcome, data, info, now, parent=act.parent)
         )
         self.engine.notify(lease.workflow, lease.id, outcome)
 

@@ -11,6 +11,7 @@ instance applies each kind of job in its own ``_apply_*``): replay from history
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,6 +19,9 @@ from typing import Any
 import attrs
 
 from durableflow import (
+    ChildWorkflowError,
+    ErrorInfo,
+    InstanceExistsError,
     LimitExceededError,
     NonDeterminismError,
     NonRetryableError,
@@ -27,6 +31,7 @@ from durableflow import (
     StepContext,
     StepTimeoutError,
     ValidationError,
+    Workflow,
     WorkflowStep,
     WorkflowStepEvent,
 )
@@ -36,8 +41,9 @@ from durableflow._output import LogLevel
 from durableflow._serde import dumps, loads, structure
 from durableflow._step import StepRollback
 
-from ..store.base import StepRow
+from ..store.base import StepRow, StepType, child_event_type
 from ._activation import ParkKind, _Activation, _future, _Parked
+from ._bindings import EngineWorkflow
 from ._callbacks import _awaited, _NotAwaitable, _return_type, _UnresolvedReturn, _wants_ctx
 from ._output import StepOutput
 from ._records import _config_json, _error_info, _event_timeout, _failed, _step_event
@@ -46,6 +52,13 @@ from ._rollback import Undo
 #: Seconds an async delay function may take (Cloudflare's engine allows 5 as well); one
 #: that takes longer fails its step, as one that raises does.
 DELAY_FUNCTION_TIMEOUT = 5.0
+
+
+def _child_id(workflow: str, parent_id: str, name: str, count: int) -> str:
+    """The id a child gets by default: the parent's id and a digest of the step's key,
+    the same on every replay and after a restart of the parent."""
+    raw = f"{workflow}\x00{parent_id}\x00{name}\x00{count}"
+    return f"{parent_id[:60]}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
 
 
 @attrs.define(eq=False)
@@ -432,3 +445,139 @@ class _EngineStep(WorkflowStep):
             _Parked(step, "event", _future(), deadline=step.wake_at, event_type=type)
         )
         return event
+
+    # --- step.run_workflow, step.start_workflow ---------------------------------------
+    async def _run_workflow(
+        self,
+        name: str,
+        binding: Workflow[Any],
+        params: Any,
+        id: str | None,
+        timeout: Duration | None,
+        wait: bool,
+    ) -> Any:
+        act = self._act
+        if not (isinstance(binding, EngineWorkflow) and binding.engine is act.engine):
+            raise ValidationError(
+                f"step {name!r}: the child's binding must be one of this host's workflow "
+                f"bindings (self.env.NAME), not {binding!r}"
+            )
+        seconds = None
+        if timeout is not None:
+            seconds = to_seconds(timeout, what=f"timeout of run_workflow {name!r}")
+        type: StepType = "run_workflow" if wait else "start_workflow"
+        count, step = await act.enter(name, type)
+        if step is None:
+            step = await self._start_child(name, count, type, binding.name, params, id, seconds)
+        if step.status in ("complete", "failed"):
+            await act.replay_resolution(step)
+        elif step.status == "waiting" and wait:
+            config = step.config or {}
+            event_type = child_event_type(config.get("workflow", ""), config.get("id", ""))
+            await self._park_recorded(step, "event", step.wake_at, event_type)
+        else:
+            await self._park_recorded(step, "event", None, None)  # cancelled or inconsistent
+        return self._child_result(step)
+
+    async def _start_child(
+        self,
+        name: str,
+        count: int,
+        type: StepType,
+        workflow: str,
+        params: Any,
+        id: str | None,
+        timeout: float | None,
+    ) -> StepRow:
+        """Record the step and create the child, in one transaction; the step."""
+        act = self._act
+        engine = act.engine
+        child_id = id if id is not None else _child_id(act.spec.name, act.lease.id, name, count)
+        if type == "run_workflow":
+            self._claim_child_wait(name, count, workflow, child_id)
+        act.check_stop()
+        child = attrs.evolve(engine.prepare(workflow, child_id, params), parent=act.lease.key)
+        now = engine.clock.now()
+        step = act.new_step(name, count, type)
+        step.started_at = now
+        step.attempts = 1
+        step.config = {"workflow": workflow, "id": child_id}
+        if type == "run_workflow":
+            step.status = "waiting"
+            if timeout is not None:
+                step.config["timeout"] = timeout
+                step.wake_at = now + timeout
+        else:
+            step.status = "complete"
+            step.ended_at = now
+            step.output = dumps(child_id, what="a child id")
+        act.begin()
+        progressed = False
+        try:
+            outcome = await engine.store.start_child(act.lease, step, child)
+            if outcome == "taken":
+                step.status = "failed"
+                step.output = None
+                step.wake_at = None
+                step.ended_at = now
+                step.config["status"] = "taken"
+                step.error = {
+                    "name": "InstanceExistsError",
+                    "message": f"instance {child_id!r} of workflow {workflow!r} already exists "
+                    "and is not a child of this instance",
+                }
+                await engine.store.put_step(act.lease, step)
+            progressed = True
+        finally:
+            act.end(progressed)
+        if outcome == "created":
+            engine.notify(workflow, child_id, "queued")
+        engine.notify(act.spec.name, act.lease.id, None)
+        engine.kick()
+        return step
+
+    def _claim_child_wait(self, name: str, count: int, workflow: str, child_id: str) -> None:
+        """Refuse a second ``run_workflow`` on one child: only one event tells its end."""
+        act = self._act
+        waits = act.waited_children
+        if waits is None:
+            waits = act.waited_children = {
+                (s.config["workflow"], s.config["id"]): (s.name, s.count)
+                for s in act.order
+                if s.type == "run_workflow" and s.config and "id" in s.config
+            }
+        other = waits.setdefault((workflow, child_id), (name, count))
+        if other != (name, count):
+            raise ValidationError(
+                f"step {name!r}: child {workflow}/{child_id} is already waited for by step "
+                f"{other[0]!r} (#{other[1]}) of this run"
+            )
+
+    def _child_result(self, step: StepRow) -> Any:
+        """What a ``run_workflow`` or ``start_workflow`` step gives ``run()``: the child's
+        id or output, or the error that says why not (on the first run and on replay alike,
+        from the step as stored)."""
+        config = step.config or {}
+        workflow, child_id = config.get("workflow", ""), config.get("id", "")
+        error = step.error or {"name": "Error", "message": "the child did not complete"}
+        if step.status == "failed" and config.get("status") == "taken":
+            raise InstanceExistsError(error["message"])
+        if step.type == "start_workflow":
+            return child_id
+        if step.status == "complete":
+            spec = self._act.engine.workflows.get(workflow)
+            output_type = _return_type(spec.cls.run) if spec is not None else Any
+            if isinstance(output_type, _UnresolvedReturn):
+                output_type = Any
+            return structure(loads(step.output), output_type)
+        status = config.get("status", "errored")
+        what = {"terminated": "was terminated", "running": "did not end in time"}
+        raise ChildWorkflowError(
+            f"child workflow {workflow}/{child_id} {what.get(status, 'errored')}: "
+            f"{error['name']}: {error['message']}",
+            step_name=step.name,
+            workflow=workflow,
+            instance_id=child_id,
+            status=status,
+            error=ErrorInfo(error["name"], error["message"]),
+        )

@@ -18,7 +18,7 @@ from durableflow._types import check_id
 from ..engine import RESERVED_INSTANCE_IDS, Engine
 from ..openapi import build_openapi
 from ..schema import json_schema
-from ..store.base import FINAL_STATUSES
+from ..store.base import FINAL_STATUSES, ControlAction
 from ._base import SETTINGS_KEY, ApiError, Handler, _json
 from ._models import InstanceDetail, InstanceList
 from ._output import OUTPUT_ROUTES
@@ -242,10 +242,7 @@ def _control(action: str) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         name = _workflow(request)
         id = request.match_info["id"]
-        what = action
-        if action == "terminate":
-            what = await _terminate_action(request)
-        status = await _engine(request).control(name, id, what)  # type: ignore[arg-type]
+        status = await _engine(request).control(name, id, action)  # type: ignore[arg-type]
         return _json({"id": id, "status": status})
 
     handler.__name__ = f"{action}_instance"
@@ -298,13 +295,20 @@ async def bulk_action(request: web.Request) -> web.Response:
     )
 
 
-async def _terminate_action(request: web.Request) -> str:
-    """The action of ``POST .../terminate``: its optional body ``{"rollback": bool}``."""
-    body = await _object_body(request, ("rollback",))
-    rollback = body.get("rollback", False)
-    if not isinstance(rollback, bool):
-        raise ValidationError(f"'rollback' must be true or false, not {_json_type(rollback)}")
-    return "terminate_rollback" if rollback else "terminate"
+async def terminate_instance(request: web.Request) -> web.Response:
+    """``POST .../instances/{id}/terminate`` body ``{"rollback"?: bool, "cascade"?: bool}``:
+    with ``rollback`` its rollback handlers run first; with ``cascade`` its running
+    children (and theirs) are terminated too (by default they go on)."""
+    name = _workflow(request)
+    id = request.match_info["id"]
+    body = await _object_body(request, ("rollback", "cascade"))
+    flags = {key: body.get(key, False) for key in ("rollback", "cascade")}
+    for key, value in flags.items():
+        if not isinstance(value, bool):
+            raise ValidationError(f"'{key}' must be true or false, not {_json_type(value)}")
+    action: ControlAction = "terminate_rollback" if flags["rollback"] else "terminate"
+    status = await _engine(request).control(name, id, action, cascade=flags["cascade"])
+    return _json({"id": id, "status": status})
 
 
 async def send_event(request: web.Request) -> web.Response:
@@ -362,9 +366,10 @@ API_ROUTES: list[tuple[str, str, Handler]] = [
     *[
         ("POST", f"/api/workflows/{{name}}/instances/{{id}}/{action}", _control(action))
         for action in CONTROL_ACTIONS
-        if action != "restart"  # restart takes a body: its own handler
+        if action not in ("restart", "terminate")  # these take a body: their own handlers
     ],
     ("POST", "/api/workflows/{name}/instances/{id}/restart", restart_instance),
+    ("POST", "/api/workflows/{name}/instances/{id}/terminate", terminate_instance),
     ("DELETE", "/api/workflows/{name}/instances/{id}", delete_instance),
     ("POST", "/api/workflows/{name}/instances/actions", bulk_action),
     ("POST", "/api/workflows/{name}/instances/{id}/events/{type}", send_event),

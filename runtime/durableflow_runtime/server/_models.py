@@ -127,6 +127,8 @@ class Step:
     #: payload a wait declares (``None``: it declares none; the wait's config holds it)
     event_type: str | None = None
     payload_schema: dict[str, Any] | None = None
+    #: ``run_workflow``/``start_workflow`` steps only: the child, ``{"workflow", "id"}``
+    child: dict[str, str] | None = None
 
     @classmethod
     def from_row(cls, step: StepRow, *, reveal: bool = False) -> Step:
@@ -156,6 +158,7 @@ class Step:
             rollback=Rollback.from_record(record) if record is not None else None,
             event_type=config.get("type"),
             payload_schema=config.get("payload_schema"),
+            child=_child_of(step),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -165,7 +168,20 @@ class Step:
         data["rollback"] = self.rollback.to_json() if self.rollback is not None else None
         if self.type != "wait_for_event":
             del data["event_type"], data["payload_schema"]
+        if self.type not in _CHILD_STEPS:
+            del data["child"]
         return data
+
+
+_CHILD_STEPS = ("run_workflow", "start_workflow")
+
+
+def _child_of(step: StepRow) -> dict[str, str] | None:
+    """The child a ``run_workflow``/``start_workflow`` step started, from its config."""
+    config = step.config or {}
+    if step.type not in _CHILD_STEPS or "id" not in config:
+        return None
+    return {"workflow": config["workflow"], "id": config["id"]}
 
 
 @attrs.frozen
@@ -187,6 +203,10 @@ class InstanceDetail:
     actions: list[str]
     #: how many times ``run()`` ran again under the workflow's ``run_retries``
     run_retries: int
+    #: the instance that started it (``step.run_workflow``/``start_workflow``), if one did
+    parent: dict[str, str] | None
+    #: the instances it started, oldest first
+    children: list[dict[str, str]]
 
     @classmethod
     def from_record(cls, record: InstanceRecord, *, reveal: bool = False) -> InstanceDetail:
@@ -206,6 +226,8 @@ class InstanceDetail:
             steps=[Step.from_row(s, reveal=reveal) for s in record.steps],
             actions=allowed_actions(row.status),
             run_retries=row.run_retries,
+            parent=attrs.asdict(record.parent) if record.parent is not None else None,
+            children=[attrs.asdict(c) for c in record.children],
         )
 
     def to_json(self) -> dict[str, Any]:

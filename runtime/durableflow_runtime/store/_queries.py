@@ -175,6 +175,28 @@ class Queries:
         self.insert_event = d.sql(
             "INSERT INTO events (instance, type, payload, created_at) VALUES (?, ?, ?, ?)"
         )
+        #: Locks a child's parent (ordering the event of the child's end against the
+        #: parent's suspension, as ``send_event`` does); its workflow and id.
+        self.lock_parent = d.sql(f"SELECT workflow, id FROM instances WHERE key = ?{d.lock_row}")
+        #: Who owns an id a child would take, and how that instance stands.
+        self.child_by_name = d.sql(
+            "SELECT key, parent, status, output, error FROM instances WHERE workflow = ? AND id = ?"
+        )
+        self.has_pending_event = d.sql(
+            "SELECT 1 FROM events WHERE instance = ? AND type = ? AND consumed_by IS NULL"
+        )
+        self.ref_by_key = d.sql("SELECT workflow, id, status FROM instances WHERE key = ?")
+        self.children_of = d.sql(
+            "SELECT workflow, id, status FROM instances WHERE parent = ? ORDER BY key"
+        )
+        #: The descendants of an instance that have not ended, newest first (a child's key
+        #: is always above its parent's: rows are locked in the order a child's end takes).
+        self.running_descendants = d.sql(
+            "WITH RECURSIVE tree(key) AS (SELECT key FROM instances WHERE parent = ?"
+            " UNION ALL SELECT i.key FROM instances i JOIN tree t ON i.parent = t.key)"
+            f" SELECT {INSTANCE_COLUMNS} FROM instances WHERE key IN (SELECT key FROM tree)"
+            " AND status NOT IN ('complete', 'errored', 'terminated') ORDER BY key DESC"
+        )
         #: Wakes an instance that waits for the event type just sent; its key if it did.
         self.wake_waiting = d.sql(
             "UPDATE instances SET run_at = ? WHERE key = ? AND status = 'waiting'"
@@ -224,6 +246,15 @@ class Queries:
         sql = (
             "SELECT type, min(created_at) FROM events WHERE instance = ?"
             f" AND {match} AND consumed_by IS NULL GROUP BY type"
+        )
+        return self.dialect.sql(sql), (key, *args)
+
+    def oldest_events(self, key: int, types: Sequence[str]) -> Statement:
+        """For each of ``types`` with an unconsumed event: the oldest, whole."""
+        match, args = self.dialect.any_of("type", types)
+        sql = (
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT min(seq) FROM events"
+            f" WHERE instance = ? AND {match} AND consumed_by IS NULL GROUP BY type)"
         )
         return self.dialect.sql(sql), (key, *args)
 
@@ -289,3 +320,10 @@ class Queries:
             ],
             (d.sql("DELETE FROM instances WHERE key = ?"), (key,)),
         ]
+
+    def terminated(self, key: int, now: float) -> list[Statement]:
+        """The statements that terminate instance ``key`` at ``now`` (a running descendant
+        of an instance terminated with ``cascade``), its lease ended."""
+        d = self.dialect
+        statements = control_statements("terminate", key, now, d.lease_reset)
+        return [(d.sql(sql), args) for sql, args in statements]

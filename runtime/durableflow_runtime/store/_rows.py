@@ -11,18 +11,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeAlias
 
+import attrs
 import orjson
 
 from durableflow import InstanceExistsError, InvalidTransitionError, NotFoundError
 
-from .base import FINAL_STATUSES, EventRow, InstanceRow, Lease, StepRow
+from .base import FINAL_STATUSES, EventRow, InstanceRow, Lease, StepRow, StepStatus
 
 __all__ = [
     "EVENT_COLUMNS",
     "INSTANCE_COLUMNS",
     "STEP_COLUMNS",
+    "ChildEnd",
     "StepValues",
     "already_exists",
+    "child_end",
+    "child_payload",
     "event_from_row",
     "event_output",
     "instance_from_row",
@@ -58,7 +62,7 @@ def _json(value: str | None) -> Any:
 
 INSTANCE_COLUMNS = (
     "key, workflow, id, status, params, output, error, created_at, started_at, ended_at, "
-    "run_at, epoch, generation, pause_requested, trace, rollback_to, run_retries"
+    "run_at, epoch, generation, pause_requested, trace, rollback_to, run_retries, parent"
 )
 """The columns :func:`instance_from_row` reads, in its order (both stores' schemas)."""
 
@@ -83,6 +87,7 @@ def instance_from_row(row: Sequence[Any]) -> InstanceRow:
         trace=row[14],
         rollback_to=row[15],
         run_retries=row[16],
+        parent=row[17],
     )
 
 
@@ -181,8 +186,61 @@ def event_output(event: EventRow) -> bytes:
     return orjson.dumps({"type": event.type, "payload": payload, "timestamp": event.created_at})
 
 
+def child_payload(status: str, output: str | None, error: str | None) -> str:
+    """The payload of the event a child's end leaves for its parent: its final status,
+    output and error (JSON texts as the instance's columns keep them)."""
+    return f'{{"status":"{status}","output":{output or "null"},"error":{error or "null"}}}'
+
+
+@attrs.frozen
+class ChildEnd:
+    """How a ``run_workflow`` step ends, read off the event of its child's end."""
+
+    child_status: str  # complete, errored or terminated
+    output: str | None  # the child's output (JSON text) when it completed
+    error: dict[str, str] | None  # else why not
+
+    @property
+    def step_status(self) -> StepStatus:
+        return "complete" if self.child_status == "complete" else "failed"
+
+
+def child_end(payload: bytes | None) -> ChildEnd:
+    """The outcome of a child for its parent's ``run_workflow`` step, from the payload
+    :func:`child_payload` made."""
+    end = orjson.loads(payload or b"{}")
+    status = end.get("status", "errored")
+    if status == "complete":
+        return ChildEnd(status, orjson.dumps(end.get("output")).decode(), None)
+    if status == "terminated":
+        return ChildEnd(status, None, {"name": "Terminated", "message": "it was terminated"})
+    return ChildEnd(status, None, end.get("error") or {"name": "Error", "message": "it failed"})
+
+
+def _with_child_end(values: StepValues, event: EventRow, now: float) -> StepValues:
+    """A ``run_workflow`` step ended by its child's end: complete with the child's output,
+    or failed with the child's error; the child's status goes into the step's config."""
+    end = child_end(event.payload)
+    config = {**(_json(values[12]) or {}), "status": end.child_status}
+    return (
+        *values[:4],
+        end.step_status,
+        values[5],
+        values[6],
+        end.output,
+        json_text(end.error),
+        values[9],
+        now,
+        None,
+        json_text(config),
+    )
+
+
 def with_event(values: StepValues, event: EventRow, now: float) -> StepValues:
-    """The wait step ``values`` completed by ``event`` at ``now``."""
+    """The wait step ``values`` completed by ``event`` at ``now`` (a ``run_workflow`` step
+    by its child's end)."""
+    if values[3] == "run_workflow":
+        return _with_child_end(values, event, now)
     return (
         *values[:4],
         "complete",

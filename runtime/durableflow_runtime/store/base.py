@@ -29,6 +29,7 @@ __all__ = [
     "ControlAction",
     "EventRow",
     "InstanceCount",
+    "InstanceRef",
     "InstanceRow",
     "Lease",
     "LeaseLost",
@@ -41,6 +42,7 @@ __all__ = [
     "StepType",
     "Store",
     "StreamInfo",
+    "child_event_type",
     "open_store",
 ]
 
@@ -66,10 +68,12 @@ class Lease:
     epoch: int
 
 
-StepType: TypeAlias = Literal["do", "sleep", "wait_for_event"]
+StepType: TypeAlias = Literal["do", "sleep", "wait_for_event", "run_workflow", "start_workflow"]
 #: A step's status: a ``do`` is running, retrying (waiting out a back-off), complete or
 #: failed; a sleep or a wait is waiting, complete (woken, or the event arrived), failed
 #: (a wait that timed out) or cancelled (abandoned by the code, as the loser of a race).
+#: A ``run_workflow`` step waits like an event wait; a ``start_workflow`` step is complete
+#: as it is recorded.
 StepStatus: TypeAlias = Literal["running", "retrying", "waiting", "complete", "failed", "cancelled"]
 
 
@@ -83,6 +87,8 @@ class NewInstance:
     created_at: float
     #: the W3C ``traceparent`` of the request that created it (its first activation's parent)
     trace: str | None = None
+    #: the key of the instance that started it (``step.run_workflow``/``start_workflow``)
+    parent: int | None = None
 
 
 @attrs.define
@@ -108,6 +114,25 @@ class InstanceRow:
     rollback_to: str | None = None
     #: how many times ``run()`` was run again under the workflow's ``run_retries``
     run_retries: int = 0
+    parent: int | None = None  # the key of the instance that started it, if one did
+
+
+@attrs.frozen
+class InstanceRef:
+    """Another instance, as the detail names it: a parent or a child."""
+
+    workflow: str
+    id: str
+    status: str
+
+
+def child_event_type(workflow: str, id: str) -> str:
+    """The type of the event a child's end leaves for its parent.
+
+    It holds a ``:``, which no event type sent through the API may, so it never meets
+    a user's ``wait_for_event``.
+    """
+    return f"child:{workflow}/{id}"
 
 
 @attrs.define
@@ -275,6 +300,14 @@ class Store(abc.ABC):
         """For each of ``types`` with an unconsumed event, the oldest one's ``created_at``."""
 
     @abc.abstractmethod
+    async def oldest_events(self, lease: Lease, types: Sequence[str]) -> dict[str, EventRow]:
+        """For each of ``types`` with an unconsumed event, the oldest one (with its payload).
+
+        The engine reads the ends of many children at once this way, then consumes each
+        with :meth:`take_event` without waiting for it.
+        """
+
+    @abc.abstractmethod
     def suspend(
         self, lease: Lease, run_at: float | None, wait_types: Sequence[str], now: float
     ) -> asyncio.Future[str]:
@@ -311,8 +344,51 @@ class Store(abc.ABC):
         output: bytes | None,
         error: dict[str, str] | None,
         now: float,
+        *,
+        parent: int | None = None,
     ) -> asyncio.Future[None]:
-        """End the instance: ``complete``, ``errored`` or (after a rollback) ``terminated``."""
+        """End the instance: ``complete``, ``errored`` or (after a rollback) ``terminated``.
+
+        With ``parent`` (the instance's ``parent`` key), the same transaction leaves the
+        parent the event of the child's end (:func:`child_event_type`, payload
+        ``{"status", "output", "error"}``) and wakes it if it waits for that event.
+        """
+
+    @abc.abstractmethod
+    def start_child(
+        self, lease: Lease, step: StepRow, child: NewInstance
+    ) -> asyncio.Future[Literal["created", "adopted", "taken"]]:
+        """Create ``child`` (whose ``parent`` is the lease's instance) and store ``step``,
+        in one transaction fenced by ``lease``.
+
+        Returns:
+            ``created``; ``adopted`` when an instance with the child's id exists and is
+            already this instance's child (a restart runs the parent again): the step is
+            stored, and an ended child's end event is left again unless one is pending;
+            ``taken`` when the id belongs to another instance: nothing is stored.
+        """
+
+    @abc.abstractmethod
+    async def terminate(
+        self, workflow: str, id: str, now: float, *, cascade: bool = False
+    ) -> list[InstanceRow]:
+        """Terminate an instance (the ``terminate`` of :meth:`control`) and, with
+        ``cascade``, in the same transaction its descendants (children, their children...)
+        that have not ended. Each terminated instance that is a child leaves its parent the
+        event of its end, as :meth:`finish` does.
+
+        Returns:
+            The rows afterwards: the instance first, then the descendants terminated.
+
+        Raises:
+            NotFoundError: No such instance.
+            InvalidTransitionError: The instance has ended.
+        """
+
+    @abc.abstractmethod
+    async def relatives(self, row: InstanceRow) -> tuple[InstanceRef | None, list[InstanceRef]]:
+        """The instance's parent (``None`` without one, or when it was deleted) and its
+        children, oldest first."""
 
     # --- streams and logs (see ._output) -----------------------------------------------
     @abc.abstractmethod

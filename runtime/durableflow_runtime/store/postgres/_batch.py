@@ -16,7 +16,7 @@ __all__ = ["NO_LEASE", "Op", "Round", "lost", "plan"]
 class Op:
     """One queued fenced write."""
 
-    __slots__ = ("args", "fn", "future", "kind", "lease", "releases", "step")
+    __slots__ = ("args", "fn", "future", "kind", "lease", "parent", "releases", "step")
 
     def __init__(
         self,
@@ -28,6 +28,7 @@ class Op:
         args: tuple[Any, ...] = (),
         fn: Callable[[Any], Awaitable[Any]] | None = None,
         releases: bool = False,
+        parent: tuple[int, str] | None = None,
     ) -> None:
         self.kind = kind  # "step" | "finish" | "suspend" | "chunk" | "log" | "call"
         self.lease = lease
@@ -36,6 +37,8 @@ class Op:
         self.args = args
         self.fn = fn
         self.releases = releases  # a success ends the lease (suspend, finish)
+        # a finish of a child: its parent's key and the payload of the event of its end
+        self.parent = parent
 
 
 def lost(lease: Lease, why: str = "") -> LeaseLost:
@@ -71,7 +74,9 @@ class Round:
             + bool(self.chunks)
             + bool(self.logs)
         )
-        return grouped + 2 * len(self.calls)
+        # the ends of children are told to their parents: lock, insert, wake
+        told = 3 * any(op.parent is not None for op in self.finishes)
+        return grouped + told + 2 * len(self.calls)
 
 
 def plan(batch: list[Op]) -> list[Round]:

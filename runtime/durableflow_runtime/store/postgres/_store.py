@@ -11,7 +11,7 @@ import re
 import secrets
 import socket
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 import asyncpg
@@ -36,6 +36,7 @@ from .._rows import (
     INSTANCE_COLUMNS,
     STEP_COLUMNS,
     already_exists,
+    child_payload,
     event_from_row,
     instance_from_row,
     json_text,
@@ -48,17 +49,20 @@ from .._rows import (
     with_event,
 )
 from ..base import (
+    FINAL_STATUSES,
     FINISHED,
     PRUNE_BATCH,
     Claimed,
     ControlAction,
     EventRow,
     InstanceCount,
+    InstanceRef,
     InstanceRow,
     Lease,
     NewInstance,
     StepRow,
     Store,
+    child_event_type,
     redact_url,
 )
 from ..transitions import INSTANCE_TABLES
@@ -115,6 +119,13 @@ DELETE FROM instances WHERE key IN (SELECT key FROM doomed) RETURNING key
 _READ_CHUNKS = POSTGRES.sql(READ_CHUNKS)
 _READ_LOGS = POSTGRES.sql(READ_LOGS)
 _STREAMS_OF = POSTGRES.sql(STREAMS_OF)
+
+_CREATE = (
+    "INSERT INTO instances (workflow, id, status, params, created_at, run_at, trace, parent)"
+    " SELECT v.w, v.i, 'queued', v.p, v.c, v.c, v.t, v.parent FROM unnest($1::text[],"
+    " $2::text[], $3::text[], $4::float8[], $5::text[], $6::bigint[])"
+    " AS v(w, i, p, c, t, parent) ON CONFLICT (workflow, id) DO NOTHING RETURNING workflow, id"
+)
 
 _RECHECK_LOCKED = 0.05  # seconds before looking again at a due instance another host locks
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -324,15 +335,13 @@ class PostgresStore(Leases, Store):
 
         async def op(conn: Any) -> None:
             created = await conn.fetch(
-                "INSERT INTO instances (workflow, id, status, params, created_at, run_at, trace)"
-                " SELECT v.w, v.i, 'queued', v.p, v.c, v.c, v.t FROM unnest($1::text[],"
-                " $2::text[], $3::text[], $4::float8[], $5::text[]) AS v(w, i, p, c, t)"
-                " ON CONFLICT (workflow, id) DO NOTHING RETURNING workflow, id",
+                _CREATE,
                 [r.workflow for r in rows],
                 [r.id for r in rows],
                 [text(r.params) for r in rows],
                 [r.created_at for r in rows],
                 [r.trace for r in rows],
+                [r.parent for r in rows],
             )
             if len(created) != len(rows):
                 made = {(r[0], r[1]) for r in created}
@@ -464,6 +473,11 @@ class PostgresStore(Leases, Store):
         rows = await self._call(lambda conn: conn.fetch(sql, *args))
         return {r[0]: float(r[1]) for r in rows}
 
+    async def oldest_events(self, lease: Lease, types: Sequence[str]) -> dict[str, EventRow]:
+        sql, args = Q.oldest_events(lease.key, types)
+        rows = await self._call(lambda conn: conn.fetch(sql, *args))
+        return {r[1]: event_from_row(r) for r in rows}
+
     def suspend(
         self, lease: Lease, run_at: float | None, wait_types: Sequence[str], now: float
     ) -> asyncio.Future[str]:
@@ -533,10 +547,56 @@ class PostgresStore(Leases, Store):
         output: bytes | None,
         error: dict[str, str] | None,
         now: float,
+        *,
+        parent: int | None = None,
     ) -> asyncio.Future[None]:
         future: asyncio.Future[None] = self._future()
         args = (status, text(output), json_text(error), now)
-        self._enqueue(Op("finish", lease, future, args=args, releases=True))
+        told = None if parent is None else (parent, child_payload(status, args[1], args[2]))
+        self._enqueue(Op("finish", lease, future, args=args, releases=True, parent=told))
+        return future
+
+    async def _tell_parent(
+        self, conn: Any, parent: int, workflow: str, id: str, end: str, now: float
+    ) -> None:
+        """Leave a child's parent the event of the child's end; wake it if it waits."""
+        await self._tell_parents(conn, [(parent, child_event_type(workflow, id), end, now)])
+
+    def start_child(
+        self, lease: Lease, step: StepRow, child: NewInstance
+    ) -> asyncio.Future[Literal["created", "adopted", "taken"]]:
+        values = step_values(step)
+
+        async def op(conn: Any) -> Literal["created", "adopted", "taken"]:
+            await self._fence(conn, lease)
+            created = await conn.fetch(
+                _CREATE,
+                [child.workflow],
+                [child.id],
+                [text(child.params)],
+                [child.created_at],
+                [child.trace],
+                [child.parent],
+            )
+            outcome: Literal["created", "adopted", "taken"] = "created"
+            if not created:
+                row = await conn.fetchrow(Q.child_by_name, child.workflow, child.id)
+                if row is None or row[1] != lease.key:
+                    return "taken"
+                outcome = "adopted"
+                type = child_event_type(child.workflow, child.id)
+                pending = await conn.fetchval(Q.has_pending_event, lease.key, type)
+                if row[2] in FINAL_STATUSES and pending is None:
+                    end = child_payload(row[2], row[3], row[4])
+                    await conn.execute(Q.insert_event, lease.key, type, end, child.created_at)
+            else:
+                await self._notify(conn, "create", child.workflow, child.id)
+            if not await self._write_steps(conn, [(lease, values)]):
+                raise lost(lease)
+            return outcome
+
+        future: asyncio.Future[Literal["created", "adopted", "taken"]] = self._future()
+        self._enqueue(Op("call", lease, future, fn=op))
         return future
 
     # --- streams and logs -------------------------------------------------------------
@@ -625,6 +685,45 @@ class PostgresStore(Leases, Store):
     async def load_events(self, key: int) -> list[EventRow]:
         rows = await self._call(lambda conn: conn.fetch(Q.events_of_instance, key))
         return [event_from_row(r) for r in rows]
+
+    async def terminate(
+        self, workflow: str, id: str, now: float, *, cascade: bool = False
+    ) -> list[InstanceRow]:
+        async def op(conn: Any) -> list[InstanceRow]:
+            row = await conn.fetchrow(Q.lock_instance_by_name, workflow, id)
+            _, statements = Q.control(row, workflow, id, "terminate", now)  # or raises
+            assert row is not None
+            doomed = [(instance_from_row(row), statements)]
+            if cascade:
+                for r in await conn.fetch(Q.running_descendants, row[0]):
+                    doomed.append((instance_from_row(r), Q.terminated(r[0], now)))
+            after = []
+            for inst, statements in doomed:
+                for sql, args in statements:
+                    await conn.execute(sql, *args)
+                if inst.parent is not None:
+                    end = child_payload("terminated", None, None)
+                    await self._tell_parent(conn, inst.parent, inst.workflow, inst.id, end, now)
+                done = instance_from_row(await conn.fetchrow(Q.instance_by_key, inst.key))
+                await self._notify(conn, "terminate", done.workflow, done.id, done.key, done.epoch)
+                after.append(done)
+            return after
+
+        rows = await self._transact(op)
+        for done in rows:
+            self._after_control(done)
+        return rows
+
+    async def relatives(self, row: InstanceRow) -> tuple[InstanceRef | None, list[InstanceRef]]:
+        async def op(conn: Any) -> tuple[InstanceRef | None, list[InstanceRef]]:
+            parent = None
+            if row.parent is not None:
+                found = await conn.fetchrow(Q.ref_by_key, row.parent)
+                parent = InstanceRef(*found) if found is not None else None
+            children = [InstanceRef(*r) for r in await conn.fetch(Q.children_of, row.key)]
+            return parent, children
+
+        return await self._call(op)
 
     async def send_event(
         self, workflow: str, id: str, type: str, payload: bytes | None, now: float

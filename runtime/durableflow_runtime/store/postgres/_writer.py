@@ -14,7 +14,7 @@ from durableflow import StorageFullError, StoreUnavailableError
 
 from .._queries import POSTGRES, Queries
 from .._rows import StepValues
-from ..base import Lease, LeaseLost
+from ..base import Lease, LeaseLost, child_event_type
 from ._batch import NO_LEASE, Op, Round, lost, plan
 from ._connection import disk_full, transient
 from ._notify import Notifications
@@ -109,6 +109,22 @@ WITH v AS (
     ON CONFLICT (instance, run_key) DO NOTHING
 )
 SELECT key, NULL FROM fenced
+"""
+
+_LOCK_PARENTS = (
+    "SELECT key FROM instances WHERE key = ANY($1::bigint[]) ORDER BY key FOR NO KEY UPDATE"
+)
+_INSERT_ENDS = (
+    "INSERT INTO events (instance, type, payload, created_at)"
+    " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::float8[])"
+)
+# Wakes the parents waiting for one of the ends; separate from the lock, so that it sees
+# a suspension committed while the lock was awaited.
+_WAKE_PARENTS = """
+UPDATE instances i SET run_at = v.now
+FROM unnest($1::bigint[], $2::text[], $3::float8[]) AS v(key, type, now)
+WHERE i.key = v.key AND i.status = 'waiting' AND v.type = ANY(i.wait_types)
+RETURNING i.workflow, i.id
 """
 
 
@@ -277,6 +293,18 @@ class GroupCommit(Notifications):
             await self._put_steps(conn, round.steps, outcomes)
         if round.finishes:
             await self._update_many(conn, _FINISH, round.finishes, outcomes)
+            ends = [
+                (
+                    op.parent[0],
+                    child_event_type(op.lease.workflow, op.lease.id),
+                    op.parent[1],
+                    op.args[3],
+                )
+                for op in round.finishes
+                if op.parent is not None and outcomes[id(op)][0]
+            ]
+            if ends:
+                await self._tell_parents(conn, ends)
         if round.suspends:
             await self._update_many(conn, _SUSPEND, round.suspends, outcomes)
         if round.chunks:
@@ -335,6 +363,22 @@ class GroupCommit(Notifications):
         for op in ops:
             key = op.lease.key
             outcomes[id(op)] = (True, returned[key]) if key in returned else (False, lost(op.lease))
+
+    async def _tell_parents(self, conn: Any, ends: list[tuple[int, str, str, float]]) -> None:
+        """Leave each parent the event of its child's end ``(parent, type, payload, now)``
+        and wake those that wait for it, in ``conn``'s transaction. The parents' rows are
+        locked first (in key order), which orders the events against their suspensions
+        as ``send_event`` does."""
+        keys = sorted({end[0] for end in ends})
+        alive = {r[0] for r in await conn.fetch(_LOCK_PARENTS, keys)}
+        ends = [end for end in ends if end[0] in alive]  # a deleted parent is told nothing
+        if not ends:
+            return
+        columns = [list(column) for column in zip(*ends, strict=True)]
+        await conn.execute(_INSERT_ENDS, *columns)
+        woken = await conn.fetch(_WAKE_PARENTS, columns[0], columns[1], columns[3])
+        for workflow, id in {(r[0], r[1]) for r in woken}:
+            await self._notify(conn, "wake", workflow, id)
 
     @staticmethod
     async def _fence(conn: Any, lease: Lease) -> bool:

@@ -103,6 +103,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX instance_logs_by_instance ON instance_logs (instance, seq);
     """,
+    # 6: child workflows: the key of the instance that started one
+    """
+    ALTER TABLE instances ADD COLUMN parent INTEGER;
+    CREATE INDEX instances_by_parent ON instances (parent) WHERE parent IS NOT NULL;
+    """,
 ]
 
 

@@ -38,6 +38,7 @@ from .._rows import (
     INSTANCE_COLUMNS,
     STEP_COLUMNS,
     already_exists,
+    child_payload,
     event_from_row,
     instance_from_row,
     json_text,
@@ -50,18 +51,21 @@ from .._rows import (
     with_event,
 )
 from ..base import (
+    FINAL_STATUSES,
     FINISHED,
     PRUNE_BATCH,
     Claimed,
     ControlAction,
     EventRow,
     InstanceCount,
+    InstanceRef,
     InstanceRow,
     Lease,
     LeaseLost,
     NewInstance,
     StepRow,
     Store,
+    child_event_type,
 )
 from ._files import WATCH_INTERVAL
 from ._schema import check_version, connect, migrate
@@ -89,10 +93,38 @@ _PUT_STEP = (
 # only while the lease's epoch is the instance's (?15 is the epoch)
 _PUT_STEP_FENCED = _PUT_STEP + " WHERE (SELECT epoch FROM instances WHERE key = ?1) = ?15"
 
+_INSERT_INSTANCE = (
+    "INSERT INTO instances (workflow, id, status, params, created_at, run_at, trace, parent)"
+    " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)"
+)
+
 _FINISH = (
     "UPDATE instances SET status = ?, output = ?, error = ?, ended_at = ?, run_at = NULL,"
     " wait_types = NULL, pause_requested = 0, rollback_to = NULL WHERE key = ? AND epoch = ?"
 )
+
+
+def _new_values(row: NewInstance) -> tuple[Any, ...]:
+    return (
+        row.workflow,
+        row.id,
+        text(row.params),
+        row.created_at,
+        row.created_at,
+        row.trace,
+        row.parent,
+    )
+
+
+def _tell_parent(
+    conn: sqlite3.Connection, parent: int, workflow: str, id: str, end: str, now: float
+) -> None:
+    """Leave a child's parent the event of the child's end; wake it if it waits for it."""
+    if conn.execute(Q.lock_parent, (parent,)).fetchone() is None:
+        return  # the parent was deleted
+    type = child_event_type(workflow, id)
+    conn.execute(Q.insert_event, (parent, type, end, now))
+    conn.execute(Q.wake_waiting, (now, parent, SQLITE.wait_key(type))).fetchall()
 
 
 class SqliteStore(GroupCommit, Store):
@@ -228,18 +260,7 @@ class SqliteStore(GroupCommit, Store):
             try:
                 for row in rows:
                     try:
-                        conn.execute(
-                            "INSERT INTO instances (workflow, id, status, params, created_at,"
-                            " run_at, trace) VALUES (?, ?, 'queued', ?, ?, ?, ?)",
-                            (
-                                row.workflow,
-                                row.id,
-                                text(row.params),
-                                row.created_at,
-                                row.created_at,
-                                row.trace,
-                            ),
-                        )
+                        conn.execute(_INSERT_INSTANCE, _new_values(row))
                     except sqlite3.IntegrityError:
                         raise already_exists(row.workflow, row.id) from None
             except BaseException:
@@ -396,6 +417,14 @@ class SqliteStore(GroupCommit, Store):
         sql, args = Q.pending_events(lease.key, types)
         return await self._read(lambda conn: {r[0]: r[1] for r in conn.execute(sql, args)})
 
+    async def oldest_events(self, lease: Lease, types: Sequence[str]) -> dict[str, EventRow]:
+        sql, args = Q.oldest_events(lease.key, types)
+
+        def op(conn: sqlite3.Connection) -> dict[str, EventRow]:
+            return {r[1]: event_from_row(r) for r in conn.execute(sql, args)}
+
+        return await self._read(op)
+
     def suspend(
         self, lease: Lease, run_at: float | None, wait_types: Sequence[str], now: float
     ) -> asyncio.Future[str]:
@@ -458,12 +487,17 @@ class SqliteStore(GroupCommit, Store):
         output: bytes | None,
         error: dict[str, str] | None,
         now: float,
+        *,
+        parent: int | None = None,
     ) -> asyncio.Future[None]:
         args = (status, text(output), json_text(error), now, lease.key, lease.epoch)
 
         def op(conn: sqlite3.Connection) -> None:
             if conn.execute(_FINISH, args).rowcount != 1:
                 raise LeaseLost(f"{lease.workflow}/{lease.id}")
+            if parent is not None:
+                end = child_payload(status, args[1], args[2])
+                _tell_parent(conn, parent, lease.workflow, lease.id, end, now)
 
         return self._write(op, lease)
 
@@ -502,6 +536,67 @@ class SqliteStore(GroupCommit, Store):
     async def list_streams(self, key: int) -> list[StreamInfo]:
         def op(conn: sqlite3.Connection) -> list[StreamInfo]:
             return [StreamInfo(*r) for r in conn.execute(STREAMS_OF, (key,))]
+
+        return await self._read(op)
+
+    def start_child(
+        self, lease: Lease, step: StepRow, child: NewInstance
+    ) -> asyncio.Future[Literal["created", "adopted", "taken"]]:
+        values = step_values(step)
+
+        def op(conn: sqlite3.Connection) -> Literal["created", "adopted", "taken"]:
+            self._fence(conn, lease)
+            try:
+                conn.execute(_INSERT_INSTANCE, _new_values(child))
+                outcome: Literal["created", "adopted", "taken"] = "created"
+            except sqlite3.IntegrityError:
+                row = conn.execute(Q.child_by_name, (child.workflow, child.id)).fetchone()
+                if row is None or row[1] != lease.key:
+                    return "taken"
+                outcome = "adopted"
+                type = child_event_type(child.workflow, child.id)
+                pending = conn.execute(Q.has_pending_event, (lease.key, type)).fetchone()
+                if row[2] in FINAL_STATUSES and pending is None:
+                    end = child_payload(row[2], row[3], row[4])
+                    conn.execute(Q.insert_event, (lease.key, type, end, child.created_at))
+            conn.execute(_PUT_STEP, (lease.key, *values))
+            return outcome
+
+        return self._write(op, lease)
+
+    async def terminate(
+        self, workflow: str, id: str, now: float, *, cascade: bool = False
+    ) -> list[InstanceRow]:
+        def op(conn: sqlite3.Connection) -> list[InstanceRow]:
+            row = conn.execute(Q.lock_instance_by_name, (workflow, id)).fetchone()
+            _, statements = Q.control(row, workflow, id, "terminate", now)  # or raises
+            assert row is not None
+            doomed = [(instance_from_row(row), statements)]
+            if cascade:
+                for r in conn.execute(Q.running_descendants, (row[0],)).fetchall():
+                    doomed.append((instance_from_row(r), Q.terminated(r[0], now)))
+            after = []
+            for inst, statements in doomed:
+                for sql, args in statements:
+                    conn.execute(sql, args)
+                if inst.parent is not None:
+                    end = child_payload("terminated", None, None)
+                    _tell_parent(conn, inst.parent, inst.workflow, inst.id, end, now)
+                after.append(
+                    instance_from_row(conn.execute(Q.instance_by_key, (inst.key,)).fetchone())
+                )
+            return after
+
+        return await self._write(op)
+
+    async def relatives(self, row: InstanceRow) -> tuple[InstanceRef | None, list[InstanceRef]]:
+        def op(conn: sqlite3.Connection) -> tuple[InstanceRef | None, list[InstanceRef]]:
+            parent = None
+            if row.parent is not None:
+                found = conn.execute(Q.ref_by_key, (row.parent,)).fetchone()
+                parent = InstanceRef(*found) if found is not None else None
+            children = [InstanceRef(*r) for r in conn.execute(Q.children_of, (row.key,))]
+            return parent, children
 
         return await self._read(op)
 
