@@ -124,3 +124,16 @@ async def test_terminating_a_child_wakes_its_parent_with_child_workflow_error() 
         await child.terminate()
         status = await env.introspect("w", Parent).wait_for_status("complete")
         assert status.output == ["terminated", "Terminated", "it was terminated", "pay"]
+
+
+async def test_deleting_a_running_child_wakes_its_parent_as_a_terminated_one() -> None:
+    """A running child deleted while its parent waits counts, for the parent, as a
+    terminated child: ChildWorkflowError with status terminated, and the parent goes on."""
+    async with WorkflowTestEnvironment({"PARENT": Parent, "PAY": Pay}) as env:
+        await env.workflow(Parent).create(id="w", params={"mode": "waits"})
+        await env.introspect("w", Parent).wait_for_status("waiting")
+        [step] = await env.introspect("w", Parent).get_steps()
+        child = await env.workflow(Pay).get(step["child"]["id"])
+        await child.delete()
+        status = await env.introspect("w", Parent).wait_for_status("complete")
+        assert status.output == ["terminated", "Terminated", "it was terminated", "pay"]

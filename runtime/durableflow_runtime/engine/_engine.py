@@ -332,11 +332,11 @@ class Engine:
             NotFoundError: No such instance.
         """
         self.spec(workflow)
-        if not await self.store.delete_instance(workflow, id):
+        if not await self.store.delete_instance(workflow, id, self.clock.now()):
             raise NotFoundError(f"no instance {id!r} of workflow {workflow!r}")
         self.scheduler.steer(workflow, id, "delete")
         self.notify(workflow, id, None)
-        self.kick()
+        self.kick()  # a deleted child may have woken its parent
 
     async def bulk(
         self,

@@ -186,6 +186,11 @@ class Queries:
             "SELECT 1 FROM events WHERE instance = ? AND type = ? AND consumed_by IS NULL"
         )
         self.ref_by_key = d.sql("SELECT workflow, id, status FROM instances WHERE key = ?")
+        #: The parent of a child that has not ended (it must be told when the child goes).
+        self.waiting_parent = d.sql(
+            "SELECT parent FROM instances WHERE key = ? AND parent IS NOT NULL"
+            " AND status NOT IN ('complete', 'errored', 'terminated')"
+        )
         self.children_of = d.sql(
             "SELECT workflow, id, status FROM instances WHERE parent = ? ORDER BY key"
         )

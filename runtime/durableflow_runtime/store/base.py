@@ -439,9 +439,13 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def delete_instance(self, workflow: str, id: str) -> bool:
+    async def delete_instance(self, workflow: str, id: str, now: float | None = None) -> bool:
         """Delete an instance, in any status, with every row stored for it (see
         ``transitions.INSTANCE_TABLES``); a running activation loses its lease.
+
+        With ``now``, a child that had not ended leaves its parent the end of a terminated
+        child in the same transaction (as :meth:`terminate` does), so a parent waiting for
+        it goes on.
 
         Returns:
             Whether there was such an instance.

@@ -664,13 +664,17 @@ class PostgresStore(Leases, Store):
         self._after_control(after)
         return after
 
-    async def delete_instance(self, workflow: str, id: str) -> bool:
+    async def delete_instance(self, workflow: str, id: str, now: float | None = None) -> bool:
         async def op(conn: Any) -> int | None:
             row = await conn.fetchrow(Q.lock_status_by_name, workflow, id)
             if row is None:
                 return None
+            parent = await conn.fetchval(Q.waiting_parent, row[0])
             for sql, args in Q.delete_instance(row[0]):
                 await conn.execute(sql, *args)
+            if parent is not None and now is not None:
+                end = child_payload("terminated", None, None)
+                await self._tell_parent(conn, parent, workflow, id, end, now)
             await self._notify(conn, "delete", workflow, id, row[0])
             key: int = row[0]
             return key

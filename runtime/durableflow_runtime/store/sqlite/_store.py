@@ -626,13 +626,17 @@ class SqliteStore(GroupCommit, Store):
 
         return await self._write(op)
 
-    async def delete_instance(self, workflow: str, id: str) -> bool:
+    async def delete_instance(self, workflow: str, id: str, now: float | None = None) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
             row = conn.execute(Q.lock_status_by_name, (workflow, id)).fetchone()
             if row is None:
                 return False
+            parent = conn.execute(Q.waiting_parent, (row[0],)).fetchone()
             for sql, args in Q.delete_instance(row[0]):
                 conn.execute(sql, args)
+            if parent is not None and now is not None:
+                end = child_payload("terminated", None, None)
+                _tell_parent(conn, parent[0], workflow, id, end, now)
             return True
 
         return await self._write(op)
