@@ -184,12 +184,13 @@ async def test_a_parent_killed_while_its_children_run_resumes_without_duplicate_
 
 
 async def test_terminate_leaves_children_running_unless_cascade(cluster: Cluster) -> None:
-    """terminate() leaves the children running; terminate(cascade=True) (Client) and
-    ``instances terminate --cascade`` (CLI) terminate them with the parent."""
+    """terminate() leaves the children running; terminate(cascade=True) (Client, also with
+    rollback=True) and ``instances terminate --cascade`` (CLI) terminate them with the
+    parent."""
     host, *_ = cluster.hosts()
     session, api = await _api(host)
     async with session, Client(host.url) as client:
-        for id in ("plain", "cascaded", "by-cli"):
+        for id in ("plain", "cascaded", "by-cli", "rolled"):
             await api.ok(
                 "POST",
                 "/api/workflows/fanout/instances",
@@ -201,17 +202,18 @@ async def test_terminate_leaves_children_running_unless_cascade(cluster: Cluster
             children = await _children(api, id)
             return len(children) == 3 and {c["status"] for c in children} == {"waiting"}
 
-        for id in ("plain", "cascaded", "by-cli"):
+        for id in ("plain", "cascaded", "by-cli", "rolled"):
             await eventually(functools.partial(all_waiting, id), timeout=60, message=id)
         fanout = client.workflow("fanout")
         await (await fanout.get("plain")).terminate()
         await (await fanout.get("cascaded")).terminate(cascade=True)
+        await (await fanout.get("rolled")).terminate(rollback=True, cascade=True)
         cli = run_cli("instances", "terminate", "fanout", "by-cli", "--cascade", "--url", host.url)
         assert cli.returncode == 0, cli.stderr
         assert "by-cli: terminated" in cli.stdout
         plain = await api.wait_status("fanout", "plain", "terminated")
         assert {c["status"] for c in plain["children"]} == {"waiting"}
-        for id in ("cascaded", "by-cli"):
+        for id in ("cascaded", "by-cli", "rolled"):
             detail = await api.wait_status("fanout", id, "terminated")
             assert {c["status"] for c in detail["children"]} == {"terminated"}
         status, answer = await api.call(
