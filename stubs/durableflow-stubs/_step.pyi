@@ -15,6 +15,7 @@ __all__ = ["RollbackHandler", "StepCallback", "StepRollback", "WorkflowStep"]
 
 _T = TypeVar("_T")
 _P = TypeVar("_P")
+_O = TypeVar("_O")
 
 StepCallback: TypeAlias = Callable[..., Awaitable[Any]]
 RollbackHandler: TypeAlias = Callable[[Any], Awaitable[Any]]
@@ -123,17 +124,16 @@ class WorkflowStep(abc.ABC):
     ) -> WorkflowStepEvent: ...
     def log(self, message: str, /, *, level: LogLevel = "info", **fields: Any) -> None: ...
     # Child workflows: ``params`` is checked against the binding's params type.
-    # TODO(after Workflow[ParamsT, OutputT] lands): take ``binding: Workflow[_P, _O]`` and
-    # return ``_O`` from run_workflow; until then the output is ``Any``.
+    # run_workflow returns the child's output type: Workflow[ParamsT, OutputT]'s OutputT.
     async def run_workflow(
         self,
         name: str,
-        binding: Workflow[_P],
+        binding: Workflow[_P, _O],
         *,
         params: _P | None = None,
         id: str | None = None,
         timeout: Duration | None = None,
-    ) -> Any: ...
+    ) -> _O: ...
     async def start_workflow(
         self, name: str, binding: Workflow[_P], *, params: _P | None = None, id: str | None = None
     ) -> str: ...
