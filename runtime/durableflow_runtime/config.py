@@ -22,6 +22,7 @@ is one line naming the file, the key and what was expected::
     log_format = "text"                # or "json": one JSON object per log record
     tracing = "off"                    # or "otel": OpenTelemetry spans (extra durableflow[otel])
     metrics_step_names = 100           # step names per workflow with their own metrics label
+    public_url = "https://flows.example.com"  # base of webhook URLs (default http://host:port)
 
     [[workflows]]
     name = "order-processing"
@@ -92,6 +93,7 @@ _SERVER_KEYS = (
     "log_format",
     "tracing",
     "metrics_step_names",
+    "public_url",
 )
 TRACING_MODES = ("off", "otel")
 DEFAULT_IDLE_TIMEOUT = 30.0
@@ -100,6 +102,7 @@ LOG_FORMATS = ("text", "json")
 _ORIGIN = re.compile(
     r"https?://[A-Za-z0-9.\-]+(?::[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?"
 )
+_PUBLIC_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(?:/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?")
 _WORKFLOW_KEYS = ("name", "binding", "class_name", "retries", "timeout", "run_retries")
 
 
@@ -127,6 +130,8 @@ class ServerConfig:
         tracing: ``"otel"``: OpenTelemetry spans per activation and step attempt.
         metrics_step_names: Distinct step names per workflow that get their own label in
             ``/metrics``; later names are counted as ``other``.
+        public_url: The base URL outside services reach the host at (behind a proxy, say):
+            webhook URLs are ``<public_url>/hooks/<token>``. ``None``: ``http://host:port``.
     """
 
     host: str = "127.0.0.1"
@@ -140,6 +145,7 @@ class ServerConfig:
     log_format: str = "text"
     tracing: str = "off"
     metrics_step_names: int = 100
+    public_url: str | None = None
 
     @property
     def observe(self) -> dict[str, Any]:
@@ -406,6 +412,14 @@ def load_config(path: Path | None = None) -> Config:
         raise ConfigError(
             f"{path}: server.metrics_step_names must be a positive integer, not {step_names!r}"
         )
+    public_url = server_table.get("public_url")
+    if public_url is not None and (
+        not isinstance(public_url, str) or not _PUBLIC_URL.fullmatch(public_url.strip())
+    ):
+        raise ConfigError(
+            f"{path}: server.public_url must be an http(s) URL such as "
+            f"'https://flows.example.com' (a path is allowed, no query), not {public_url!r}"
+        )
     server = ServerConfig(
         host=host,
         port=port,
@@ -418,6 +432,7 @@ def load_config(path: Path | None = None) -> Config:
         log_format=log_format,
         tracing=tracing,
         metrics_step_names=step_names,
+        public_url=public_url.strip().rstrip("/") if public_url is not None else None,
     )
 
     entries = _expect(data.get("workflows", []), list, path, "[[workflows]]", "an array of tables")

@@ -103,8 +103,15 @@ def _load_app_target(config: Config) -> Any:
     return target
 
 
+def _base_url(host: str, port: int) -> str:
+    """``http://host:port``: where webhooks point when ``public_url`` is not set."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 def _is_reserved(path: str) -> bool:
-    return path in ("/healthz", "/api") or path.startswith("/api/")
+    return path in ("/healthz", "/api") or path.startswith(("/api/", "/hooks/"))
 
 
 def _check_reserved(app: web.Application, setting: str | None) -> None:
@@ -118,7 +125,7 @@ def _check_reserved(app: web.Application, setting: str | None) -> None:
             if route.method != "HEAD" and route.handler not in ours:
                 raise StartupError(
                     f"app {setting!r}: route {route.method} {path} is on a path the host's "
-                    "API reserves (/api, /healthz)"
+                    "API reserves (/api, /healthz, /hooks)"
                 )
 
 
@@ -162,7 +169,9 @@ class Host:
             if url.startswith(("postgresql:", "postgres:")) and "unavailable_timeout=" not in url:
                 store_options["unavailable_timeout"] = config.unavailable_timeout
             store = open_store(url, **store_options)
-            engine = Engine(store, specs)
+            engine = Engine(
+                store, specs, public_url=config.server.public_url or _base_url(host, port)
+            )
             engine.observer = build_observer(engine, **config.server.observe)  # observe:
         except ValidationError as exc:
             raise StartupError(exc.message) from exc
@@ -231,6 +240,8 @@ class Host:
         except OSError as exc:
             raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         self.addresses = [(str(a[0]), int(a[1])) for a in self.runner.addresses]
+        if self.config.server.public_url is None and port == 0 and self.addresses:
+            engine.public_url = _base_url(host, self.addresses[0][1])
 
     async def _stop_http(self) -> None:
         self.settings.stopping.set()

@@ -299,6 +299,11 @@ _SCHEMAS: dict[str, Any] = {
                 "description": "run_workflow and start_workflow steps only: the child "
                 "instance the step started.",
             },
+            "hook_token": {
+                **_nullable({"type": "string"}),
+                "description": "wait_for_event steps only: the token of a hook (a wait "
+                "resumed by POST /api/hooks/{token}), or null.",
+            },
         },
     },
     "InstanceDetail": {
@@ -398,6 +403,14 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["id", "type"],
         "properties": {"id": {"type": "string"}, "type": {"type": "string"}},
+    },
+    "HookResumed": {
+        "type": "object",
+        "required": ["workflow", "instance_id"],
+        "properties": {
+            "workflow": {"type": "string", "description": "The waiting instance's workflow."},
+            "instance_id": {"type": "string", "description": "The waiting instance's id."},
+        },
     },
     "Health": {
         "type": "object",
@@ -674,6 +687,56 @@ def _param(name: str, where: str, description: str, schema: dict[str, Any]) -> d
 
 _NAME = _param("name", "path", "The workflow's name.", {"type": "string", "pattern": _ID_PATTERN})
 _ID = _param("id", "path", "The instance's id.", {"type": "string"})
+
+
+_TOKEN = _param(
+    "token",
+    "path",
+    "The token the wait registered (wait_for_event(..., token=)).",
+    {"type": "string", "pattern": "^[A-Za-z0-9_.:~@-]+$", "minLength": 1, "maxLength": 256},
+)
+
+
+def _webhook(method: str, *, first: bool) -> dict[str, Any]:
+    """A webhook URL: no bearer token, any body, answers without a body."""
+    empty = {"description": ""}
+    return {
+        "operationId": "callWebhook" if first else f"callWebhook{method.title()}",
+        "summary": "An outside service calls a webhook made by step.create_webhook; the "
+        "URL's random token is the secret (no bearer token). Answers have no body.",
+        "tags": ["hooks"],
+        "security": [],
+        "parameters": [
+            _param("token", "path", "The webhook's token.", {"type": "string", "minLength": 1})
+        ],
+        "requestBody": {
+            "required": False,
+            "description": "Any body, of any content type, up to the body limit.",
+            "content": {"*/*": {"schema": {}}},
+        },
+        "responses": {
+            "202": {**empty, "description": "Taken: the waiting instance resumes."},
+            "401": {**empty, "description": "The signature does not verify."},
+            "404": {**empty, "description": "No such webhook."},
+            "410": {**empty, "description": "It took a request already, or its instance ended."},
+            "413": {
+                "description": "The body is over the limit.",
+                "content": _json_content(_ref("Error")),
+            },
+            "500": {
+                "description": "A defect of the host.",
+                "content": _json_content(_ref("Error")),
+            },
+            "503": {
+                "description": "The store cannot be reached or written; retry later.",
+                "content": _json_content(_ref("Error")),
+            },
+            "507": {
+                "description": "The store's disk is full.",
+                "content": _json_content(_ref("Error")),
+            },
+        },
+    }
 
 
 def _control(action: str, what: str) -> dict[str, Any]:
@@ -1041,6 +1104,32 @@ def _document() -> dict[str, Any]:
                     **_ok("200", "The page.", "LogPage"),
                     **_errors("400", "401", "404"),
                 },
+            }
+        },
+        "/api/hooks/{token}": {
+            "post": {
+                "operationId": "resumeHook",
+                "summary": "Resume the wait_for_event that registered this token (a hook), "
+                "whatever its workflow and instance. A payload sent before the wait is "
+                "registered is refused (404), not kept.",
+                "tags": ["hooks"],
+                "parameters": [_TOKEN],
+                "requestBody": {
+                    "required": False,
+                    "description": "The payload: any JSON value (empty: null); checked "
+                    "against the wait's payload_type when it has one (400 naming the field).",
+                    "content": _json_content({}),
+                },
+                "responses": {
+                    **_ok("202", "Stored; the waiting instance resumes.", "HookResumed"),
+                    **_writes("400", "401", "404", "413"),
+                },
+            }
+        },
+        **{
+            "/hooks/{token}": {
+                method.lower(): _webhook(method, first=method == "POST")
+                for method in ("POST", "PUT", "PATCH")
             }
         },
         "/api/instances/prune": {

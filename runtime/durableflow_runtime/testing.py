@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from durableflow import InstanceStatus, Workflow, WorkflowEntrypoint
+from durableflow import InstanceStatus, WebhookRequest, Workflow, WorkflowEntrypoint
 from durableflow._output import StreamChunk, check_stream_name
 from durableflow._serde import loads
 
@@ -125,6 +125,12 @@ class TestRuntime:
 
     async def send_event(self, workflow: str, id: str, type: str, payload: Any) -> None:
         await self.engine.send_event(workflow, id, type, payload)
+
+    async def resume_hook(self, token: str, payload: Any) -> tuple[str, str]:
+        return await self.engine.resume_hook(token, payload)
+
+    async def call_webhook(self, token: str, request: WebhookRequest) -> int:
+        return await self.engine.call_webhook(token, request)
 
     async def wait_until_idle(self, timeout: float) -> None:
         try:

@@ -54,6 +54,7 @@ from ._types import (
     WorkflowEvent,
     WorkflowStepEvent,
 )
+from ._webhooks import HmacSignature, Webhook, WebhookRequest
 
 __all__ = [
     "AuthenticationError",
@@ -67,6 +68,7 @@ __all__ = [
     "Duration",
     "ErrorInfo",
     "EventTimeoutError",
+    "HmacSignature",
     "HostError",
     "HostUnreachableError",
     "InstanceExistsError",
@@ -103,6 +105,8 @@ __all__ = [
     "SyncWorkflow",
     "SyncWorkflowInstance",
     "ValidationError",
+    "Webhook",
+    "WebhookRequest",
     "Workflow",
     "WorkflowEntrypoint",
     "WorkflowError",

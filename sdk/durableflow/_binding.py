@@ -191,3 +191,19 @@ class Workflow(abc.ABC, Generic[ParamsT, OutputT]):
         are left out)."""
         results = await self.bulk("delete", ids=ids)
         return [r.id for r in results if r.result == "applied"]
+
+    @abc.abstractmethod
+    async def resume_hook(self, token: str, payload: Any = None) -> WorkflowInstance:
+        """Resume the wait that registered ``token`` (``wait_for_event(..., token=)``).
+
+        Tokens are unique across the store, so the waiting instance may be of any
+        workflow, not only this binding's.
+
+        Returns:
+            A handle on the instance that was resumed.
+
+        Raises:
+            NotFoundError: No wait with this token is waiting (unknown, expired, already
+                resumed, or not registered yet: hook payloads are not kept for later).
+            ValidationError: The payload does not fit the wait's ``payload_type``.
+        """

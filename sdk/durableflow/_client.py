@@ -273,8 +273,16 @@ class _HttpWorkflow(Workflow[P, OutT]):
         data = await self._api.send(_http.bulk_call(self.name, action, ids, status))
         return _http.bulk_results(data)
 
+    async def resume_hook(self, token: str, payload: Any = None) -> WorkflowInstance:
+        return await _resume_hook(self._api, token, payload)
+
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r} at {self._api.url}>"
+
+
+async def _resume_hook(api: _HttpApi, token: str, payload: Any) -> WorkflowInstance:
+    data = await api.send(_http.hook_call(token, payload))
+    return _HttpInstance(api, data["workflow"], data["instance_id"])
 
 
 class Client:
@@ -347,6 +355,19 @@ class Client:
         return _HttpWorkflow(
             self._api, _http.workflow_name(name), Any if output_type is None else output_type
         )
+
+    async def resume_hook(self, token: str, payload: Any = None) -> WorkflowInstance:
+        """Resume the wait that registered ``token`` (``wait_for_event(..., token=)``),
+        whatever its workflow and instance: ``POST /api/hooks/{token}``. Sent once.
+
+        Returns:
+            A handle on the instance that was resumed.
+
+        Raises:
+            NotFoundError: No wait with this token is waiting.
+            ValidationError: The payload does not fit the wait's ``payload_type``.
+        """
+        return await _resume_hook(self._api, token, payload)
 
     async def workflows(self) -> list[dict[str, Any]]:
         """The workflows the host runs: ``[{"name", "binding", "class_name", ...}]``."""

@@ -56,6 +56,7 @@ from ._types import (
     StepRef,
     check_bulk,
     check_id,
+    check_token,
 )
 
 __all__ = [
@@ -342,6 +343,12 @@ def terminate_call(instance: str, rollback: bool, *, cascade: bool = False) -> C
 def event_call(instance: str, type: str, payload: Any) -> Call:
     check_id(type, what="event type")
     return Call("POST", f"{instance}/events/{_segment(type)}", unstructure(payload), True)
+
+
+def hook_call(token: str, payload: Any) -> Call:
+    """``POST /api/hooks/{token}``: sent once (a hook takes one payload)."""
+    check_token(token)
+    return Call("POST", f"/api/hooks/{_segment(token)}", unstructure(payload), True)
 
 
 def create_call(workflow: str, id: str | None, params: Any) -> Call:

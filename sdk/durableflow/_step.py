@@ -1,7 +1,8 @@
 """``WorkflowStep``: the object ``run()`` builds a workflow from.
 
 The SDK parses the call forms; the host implements the abstract primitives (``_do``,
-``_sleep``, ``_wait_for_event``, ``_run_workflow``, ``_start_workflow``).
+``_sleep``, ``_wait_for_event``, ``_run_workflow``, ``_start_workflow``,
+``_create_webhook``, ``_wait_webhook``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from ._config import StepConfig
 from ._duration import Duration
 from ._errors import ValidationError
 from ._output import LogLevel, check_level
-from ._types import WorkflowStepEvent, check_id, check_step_name
+from ._types import WorkflowStepEvent, check_id, check_step_name, check_token
+from ._webhooks import HmacSignature, Webhook, WebhookRequest
 
 __all__ = ["RollbackHandler", "StepCallback", "StepRollback", "WorkflowStep"]
 
@@ -162,19 +164,62 @@ class WorkflowStep(abc.ABC):
         await self._sleep(name, None, until)
 
     async def wait_for_event(
-        self, name: str, type: str, *, timeout: Duration = "24 hours"
-    ) -> WorkflowStepEvent:
+        self,
+        name: str,
+        type: str,
+        *,
+        timeout: Duration = "24 hours",
+        token: str | None = None,
+        payload_type: Any = None,
+    ) -> WorkflowStepEvent[Any]:
         """Wait durably for an event of ``type`` sent to this instance.
 
         Events are matched by type, first in first out; an event sent earlier is kept
         until a wait takes it, and is never delivered twice.
 
+        Args:
+            name: The step's name.
+            type: The event type it waits for.
+            timeout: How long to wait at most.
+            token: Make the wait a hook: whoever knows the token resumes it with
+                ``resume_hook(token, payload)`` (``POST /api/hooks/{token}``), without
+                knowing the workflow or the instance. A hook is resumed only through its
+                token, and only while it waits; the token is unique among waiting hooks
+                of the whole store.
+            payload_type: Structure the payload into this type (an attrs class or any
+                type cattrs structures); a payload that does not fit is refused when it
+                is sent to a registered wait, or fails the step with ``ValidationError``
+                when the wait takes it.
+
         Raises:
             EventTimeoutError: No event arrived within ``timeout``.
+            ValidationError: The payload does not structure into ``payload_type``.
+            StepFailedError: ``token`` is held by another waiting hook
+                (error name ``TokenInUseError``).
         """
         check_step_name(name)
         check_id(type, what="event type")
-        return await self._wait_for_event(name, type, timeout)
+        if token is not None:
+            check_token(token)
+        return await self._wait_for_event(name, type, timeout, token, payload_type)
+
+    async def create_webhook(self, name: str, verify: HmacSignature | None = None) -> Webhook:
+        """Make a webhook: a URL an outside service calls to resume this instance.
+
+        The token and URL are recorded as a step, so a replay returns the same ones.
+
+        Args:
+            name: The step's name.
+            verify: Check each request's signature (``HmacSignature.github(secret)``...);
+                a request that fails gets 401 and does not resume the instance.
+        """
+        check_step_name(name)
+        if verify is not None and not isinstance(verify, HmacSignature):
+            raise ValidationError(
+                f"create_webhook({name!r}): verify must be an HmacSignature, "
+                f"not {type(verify).__name__}"
+            )
+        return await self._create_webhook(name, verify)
 
     def log(self, message: str, /, *, level: str = "info", **fields: Any) -> None:
         """Add an entry to the instance's log from ``run()`` itself.
@@ -269,8 +314,14 @@ class WorkflowStep(abc.ABC):
 
     @abc.abstractmethod
     async def _wait_for_event(
-        self, name: str, type: str, timeout: Duration
-    ) -> WorkflowStepEvent: ...
+        self, name: str, type: str, timeout: Duration, token: str | None, payload_type: Any
+    ) -> WorkflowStepEvent[Any]: ...
+
+    @abc.abstractmethod
+    async def _create_webhook(self, name: str, verify: HmacSignature | None) -> Webhook: ...
+
+    @abc.abstractmethod
+    async def _wait_webhook(self, webhook: Webhook, timeout: Duration) -> WebhookRequest: ...
 
     @abc.abstractmethod
     async def _run_workflow(

@@ -319,8 +319,17 @@ class SyncWorkflow(Generic[P, OutT]):
         """Delete up to 1,000 instances; returns the ids that were deleted."""
         return [r.id for r in self.bulk("delete", ids=ids) if r.result == "applied"]
 
+    def resume_hook(self, token: str, payload: Any = None) -> SyncWorkflowInstance:
+        """Resume the wait that registered ``token``, as ``Workflow.resume_hook``."""
+        return _resume_hook(self._api, token, payload)
+
     def __repr__(self) -> str:
         return f"<SyncWorkflow {self.name!r} at {self._api.url}>"
+
+
+def _resume_hook(api: _SyncHttpApi, token: str, payload: Any) -> SyncWorkflowInstance:
+    data = api.send(_http.hook_call(token, payload))
+    return SyncWorkflowInstance(api, data["workflow"], data["instance_id"])
 
 
 class SyncClient:
@@ -395,6 +404,16 @@ class SyncClient:
         return SyncWorkflow(
             self._api, _http.workflow_name(name), Any if output_type is None else output_type
         )
+
+    def resume_hook(self, token: str, payload: Any = None) -> SyncWorkflowInstance:
+        """Resume the wait that registered ``token`` (``wait_for_event(..., token=)``),
+        whatever its workflow and instance: ``POST /api/hooks/{token}``. Sent once.
+
+        Raises:
+            NotFoundError: No wait with this token is waiting.
+            ValidationError: The payload does not fit the wait's ``payload_type``.
+        """
+        return _resume_hook(self._api, token, payload)
 
     def workflows(self) -> list[dict[str, Any]]:
         """The workflows the host runs: ``[{"name", "binding", "class_name", ...}]``."""

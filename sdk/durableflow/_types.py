@@ -32,12 +32,14 @@ __all__ = [
     "check_bulk",
     "check_id",
     "check_step_name",
+    "check_token",
 ]
 
 ParamsT = TypeVar("ParamsT")
 T = TypeVar("T")
 #: A workflow's output type (the return annotation of its ``run()``); ``Any`` when unsaid.
 OutputT = typing_extensions.TypeVar("OutputT", default=Any)
+PayloadT = TypeVar("PayloadT")
 
 StatusName: TypeAlias = Literal[
     "queued",
@@ -73,17 +75,18 @@ class WorkflowEvent(Generic[ParamsT]):
 
 
 @attrs.frozen
-class WorkflowStepEvent:
+class WorkflowStepEvent(Generic[PayloadT]):
     """An event delivered to ``step.wait_for_event``.
 
     Attributes:
         type: The event's type.
-        payload: Its JSON payload.
+        payload: Its JSON payload, structured into the wait's ``payload_type`` when it has
+            one (``WorkflowStepEvent[PayloadT]``).
         timestamp: When it was sent (UTC).
     """
 
     type: str
-    payload: Any
+    payload: PayloadT
     timestamp: datetime
 
 
@@ -349,6 +352,22 @@ def check_id(value: object, *, what: str = "instance id", max_length: int = 100)
         raise ValidationError(
             f"invalid {what} {value!r}: use 1-{max_length} characters of A-Z a-z 0-9 _ -, "
             "not starting with '-'"
+        )
+    return value
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9_.:~@-]+")
+
+
+def check_token(value: object) -> str:
+    """Validate a hook token: 1-256 characters of ``A-Z a-z 0-9 _ . : ~ @ -``.
+
+    Raises:
+        ValidationError: The value is not such a string.
+    """
+    if not isinstance(value, str) or not value or len(value) > 256 or not _TOKEN.fullmatch(value):
+        raise ValidationError(
+            f"invalid hook token {value!r}: use 1-256 characters of A-Z a-z 0-9 _ . : ~ @ -"
         )
     return value
 

@@ -2,9 +2,9 @@
 
 Run workflows in-process on a real (temporary) SQLite file, with a virtual clock so that a
 ``step.sleep("1 day")`` passes in milliseconds, and change what one instance sees: mock a
-step's result or error, force a step or event timeout, inject events, skip sleeps and
-retry delays. It offers what Cloudflare's ``introspectWorkflowInstance`` and
-``introspectWorkflow`` offer, in Python spelling::
+step's result or error, force a step or event timeout, inject events, resume hooks and
+call webhooks, skip sleeps and retry delays. It offers what Cloudflare's
+``introspectWorkflowInstance`` and ``introspectWorkflow`` offer, in Python spelling::
 
     async with WorkflowTestEnvironment({"ORDERS": OrderWorkflow}) as env:
         probe = env.introspect("order-1")
@@ -53,6 +53,7 @@ from ._types import (
     StatusName,
     StepRef,
 )
+from ._webhooks import WebhookRequest
 
 __all__ = [
     "InstanceIntrospector",
@@ -75,6 +76,8 @@ class _TestRuntime(Protocol):
     def now(self) -> float: ...
     def advance(self, seconds: float) -> None: ...
     async def send_event(self, workflow: str, id: str, type: str, payload: Any) -> None: ...
+    async def resume_hook(self, token: str, payload: Any) -> tuple[str, str]: ...
+    async def call_webhook(self, token: str, request: WebhookRequest) -> int: ...
     async def wait_until_idle(self, timeout: float) -> None: ...
     async def status(self, workflow: str, id: str) -> InstanceStatus: ...
     async def describe(self, workflow: str, id: str) -> dict[str, Any]: ...
@@ -342,6 +345,9 @@ class _KitWorkflow(Workflow[Any]):
     ) -> list[BulkResult]:
         return await self._current().bulk(action, ids=ids, status=status)
 
+    async def resume_hook(self, token: str, payload: Any = None) -> WorkflowInstance:
+        return await self._env.resume_hook(token, payload)
+
 
 class WorkflowIntrospector:
     """Applies one set-up to every instance of a workflow created after it, and lists
@@ -558,6 +564,45 @@ class WorkflowTestEnvironment:
                 present[type] -= 1  # still stored (pending, or taken by a kept step)
                 continue
             await runtime.send_event(workflow, instance_id, type, payload)
+
+    async def resume_hook(self, token: str, payload: Any = None) -> WorkflowInstance:
+        """Resume the wait that registered ``token``, as ``Workflow.resume_hook``.
+
+        Raises:
+            NotFoundError: No wait with this token is waiting.
+            ValidationError: The payload does not fit the wait's ``payload_type``.
+        """
+        workflow, id = await self._runtime_or_fail().resume_hook(token, payload)
+        return _KitInstance(self, workflow, id)
+
+    async def call_webhook(
+        self,
+        url: str,
+        body: bytes | str = b"",
+        *,
+        method: str = "POST",
+        headers: Mapping[str, str] | None = None,
+        query: Mapping[str, str] | None = None,
+    ) -> int:
+        """Call a webhook as an outside service would; returns the HTTP status the host
+        answers: 202 taken, 401 bad signature, 404 unknown, 410 already called.
+
+        Args:
+            url: The webhook's ``url`` (or its token).
+            body: The raw body.
+            method: ``POST``, ``PUT`` or ``PATCH``.
+            headers: Request headers (a signature, a content type...).
+            query: Query string parameters.
+        """
+        token = url.rstrip("/").rpartition("/")[2]
+        request = WebhookRequest(
+            method=method.upper(),
+            path=f"/hooks/{token}",
+            query=dict(query or {}),
+            headers={k.lower(): v for k, v in (headers or {}).items()},
+            body=body.encode() if isinstance(body, str) else body,
+        )
+        return await self._runtime_or_fail().call_webhook(token, request)
 
     def now(self) -> datetime:
         """The environment's current time (virtual or real)."""

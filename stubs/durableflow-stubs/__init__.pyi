@@ -54,6 +54,9 @@ from ._types import StepContext as StepContext
 from ._types import StepRef as StepRef
 from ._types import WorkflowEvent as WorkflowEvent
 from ._types import WorkflowStepEvent as WorkflowStepEvent
+from ._webhooks import HmacSignature as HmacSignature
+from ._webhooks import Webhook as Webhook
+from ._webhooks import WebhookRequest as WebhookRequest
 
 __all__ = [
     "AuthenticationError",
@@ -67,6 +70,7 @@ __all__ = [
     "Duration",
     "ErrorInfo",
     "EventTimeoutError",
+    "HmacSignature",
     "HostError",
     "HostUnreachableError",
     "InstanceExistsError",
@@ -103,6 +107,8 @@ __all__ = [
     "SyncWorkflow",
     "SyncWorkflowInstance",
     "ValidationError",
+    "Webhook",
+    "WebhookRequest",
     "Workflow",
     "WorkflowEntrypoint",
     "WorkflowError",

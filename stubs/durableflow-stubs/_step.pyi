@@ -10,6 +10,7 @@ from ._config import StepConfig, StepConfigDict
 from ._duration import Duration
 from ._output import LogLevel
 from ._types import RollbackContext, StepContext, WorkflowStepEvent
+from ._webhooks import HmacSignature, Webhook, WebhookRequest
 
 __all__ = ["RollbackHandler", "StepCallback", "StepRollback", "WorkflowStep"]
 
@@ -119,9 +120,28 @@ class WorkflowStep(abc.ABC):
     def do(self, name: str | None = None, *, config: _Config | None = None) -> _StepDecorator: ...
     async def sleep(self, name: str, duration: Duration) -> None: ...
     async def sleep_until(self, name: str, timestamp: datetime | float) -> None: ...
+    # Without payload_type the payload is plain JSON; with one, it is structured into it.
+    @overload
     async def wait_for_event(
-        self, name: str, type: str, *, timeout: Duration = "24 hours"
-    ) -> WorkflowStepEvent: ...
+        self,
+        name: str,
+        type: str,
+        *,
+        timeout: Duration = "24 hours",
+        token: str | None = None,
+        payload_type: None = None,
+    ) -> WorkflowStepEvent[Any]: ...
+    @overload
+    async def wait_for_event(
+        self,
+        name: str,
+        type: str,
+        *,
+        timeout: Duration = "24 hours",
+        token: str | None = None,
+        payload_type: type[_T],
+    ) -> WorkflowStepEvent[_T]: ...
+    async def create_webhook(self, name: str, verify: HmacSignature | None = None) -> Webhook: ...
     def log(self, message: str, /, *, level: LogLevel = "info", **fields: Any) -> None: ...
     # Child workflows: ``params`` is checked against the binding's params type.
     # run_workflow returns the child's output type: Workflow[ParamsT, OutputT]'s OutputT.
@@ -152,8 +172,8 @@ class WorkflowStep(abc.ABC):
     async def _sleep(self, name: str, duration: Duration | None, until: float | None) -> None: ...
     @abc.abstractmethod
     async def _wait_for_event(
-        self, name: str, type: str, timeout: Duration
-    ) -> WorkflowStepEvent: ...
+        self, name: str, type: str, timeout: Duration, token: str | None, payload_type: Any
+    ) -> WorkflowStepEvent[Any]: ...
     @abc.abstractmethod
     async def _run_workflow(
         self,
@@ -164,3 +184,7 @@ class WorkflowStep(abc.ABC):
         timeout: Duration | None,
         wait: bool,
     ) -> Any: ...
+    @abc.abstractmethod
+    async def _create_webhook(self, name: str, verify: HmacSignature | None) -> Webhook: ...
+    @abc.abstractmethod
+    async def _wait_webhook(self, webhook: Webhook, timeout: Duration) -> WebhookRequest: ...

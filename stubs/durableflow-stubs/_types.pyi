@@ -26,11 +26,13 @@ __all__ = [
     "check_bulk",
     "check_id",
     "check_step_name",
+    "check_token",
 ]
 
 _ParamsT = TypeVar("_ParamsT")
 _T = TypeVar("_T")
 OutputT = _TypeVarWithDefault("OutputT", default=Any)
+_PayloadT = _TypeVarWithDefault("_PayloadT", default=Any)
 
 StatusName: TypeAlias = Literal[
     "queued",
@@ -54,9 +56,9 @@ class WorkflowEvent(Generic[_ParamsT]):
     workflow_name: str = ""
 
 @attrs.frozen(order=False)
-class WorkflowStepEvent:
+class WorkflowStepEvent(Generic[_PayloadT]):
     type: str
-    payload: Any
+    payload: _PayloadT
     timestamp: datetime
 
 @attrs.frozen(order=False)
@@ -122,4 +124,5 @@ def check_bulk(
     action: object, ids: object, status: object
 ) -> tuple[BulkAction, list[str] | None, StatusName | None]: ...
 def check_id(value: object, *, what: str = "instance id", max_length: int = 100) -> str: ...
+def check_token(value: object) -> str: ...
 def check_step_name(value: object) -> str: ...

@@ -4,7 +4,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeVar, overload
 
-from ._binding import Workflow
+from ._binding import Workflow, WorkflowInstance
 from ._duration import Duration
 from ._entrypoint import WorkflowEntrypoint
 from ._output import LogEntry, StreamChunk
@@ -115,6 +115,16 @@ class WorkflowTestEnvironment:
         self, workflow: type[WorkflowEntrypoint[Any, Any]] | str
     ) -> WorkflowIntrospector: ...
     async def deliver_mocked_events(self, workflow: str, instance_id: str) -> None: ...
+    async def resume_hook(self, token: str, payload: Any = None) -> WorkflowInstance: ...
+    async def call_webhook(
+        self,
+        url: str,
+        body: bytes | str = b"",
+        *,
+        method: str = "POST",
+        headers: Mapping[str, str] | None = None,
+        query: Mapping[str, str] | None = None,
+    ) -> int: ...
     def now(self) -> datetime: ...
     def advance(self, duration: Duration) -> None: ...
     async def wait_until_idle(self, *, timeout: float = 10.0) -> None: ...

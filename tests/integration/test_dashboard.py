@@ -177,10 +177,11 @@ def test_inline_script_is_valid_javascript(tmp_path: Path) -> None:
 
 
 def test_page_is_not_in_the_api_document() -> None:
-    """The OpenAPI document describes /api and /healthz only: the page is not API."""
+    """The OpenAPI document describes /api, /healthz and webhook URLs only: the page is
+    not API."""
     paths = build_openapi()["paths"]
     assert not [p for p in paths if "dashboard" in p or p == "/"]
-    assert all(p == "/healthz" or p.startswith("/api/") for p in paths)
+    assert all(p in ("/healthz", "/hooks/{token}") or p.startswith("/api/") for p in paths)
 
 
 def test_config_key(tmp_path: Path) -> None:

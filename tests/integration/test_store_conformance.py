@@ -31,6 +31,7 @@ from durableflow_runtime.engine import Engine, WorkflowSpec
 from durableflow_runtime.store.base import (
     EventRow,
     InstanceRef,
+    HookRow,
     Lease,
     LeaseLost,
     NewInstance,
@@ -1012,3 +1013,49 @@ async def test_terminate_with_cascade_ends_running_descendants_only(store: Store
     assert done is not None and done.status == "complete"
     with pytest.raises(InvalidTransitionError):
         await store.terminate("wf", "root", T0 + 4, cascade=True)
+
+
+def _hook(lease: Lease, token: str, name: str = "w", count: int = 1) -> HookRow:
+    return HookRow(
+        token=token,
+        kind="hook",
+        workflow=lease.workflow,
+        instance_id=lease.id,
+        key=lease.key,
+        instance_status="running",
+        step=name,
+        count=count,
+        channel=f"hook:{name}",
+        verify=None,
+        created_at=T0,
+        consumed_at=None,
+        step_status=None,
+        step_config=None,
+    )
+
+
+async def test_a_hook_token_is_unique_among_live_waits_and_takes_one_payload(
+    store: Store,
+) -> None:
+    """A token a waiting hook holds cannot be registered again until its payload came; a
+    payload is delivered once, to the registering instance, under the hook's channel."""
+    a = await running(store, "a")
+    wait = step("w", 0, "waiting", type="wait_for_event")
+    assert await store.register_hook(a, _hook(a, "tok"), wait) is True
+    await create(store, "b", at=T0 + 1)
+    [b] = await store.claim(T0 + 2, 10)
+    assert await store.register_hook(b, _hook(b, "tok"), step("w", 0, "waiting")) is False
+    assert await store.load_steps(b.key) == []  # nothing written for the refused wait
+    found = await store.find_hook("tok")
+    assert found is not None and (found.instance_id, found.step_status) == ("a", "waiting")
+    assert (await store.deliver_hook("tok", "webhook", b"1", T0 + 3))[0] == "unknown"
+    outcome, hook = await store.deliver_hook("tok", "hook", b'{"x": 1}', T0 + 3)
+    assert outcome == "delivered" and hook is not None and hook.instance_id == "a"
+    assert (await store.deliver_hook("tok", "hook", b"2", T0 + 4))[0] == "gone"
+    assert await store.pending_events(a, ["hook:w"]) == {"hook:w": T0 + 3}
+    # consumed: the token is free for another wait
+    assert await store.register_hook(b, _hook(b, "tok"), step("w", 0, "waiting")) is True
+    assert (await store.deliver_hook("nope", "hook", None, T0 + 5))[0] == "unknown"
+    await store.finish(b, "complete", None, None, T0 + 6)
+    assert await store.delete_finished(T0 + 7) == 1
+    assert await store.find_hook("tok") is None

@@ -102,7 +102,7 @@ async def must_fail(step: WorkflowStep) -> None:
     # Durations are timedeltas, milliseconds or strings; not None, not bytes.
     await step.sleep("nap", None)  # type: ignore[arg-type]
     await step.sleep("nap", b"1 day")  # type: ignore[arg-type]
-    await step.wait_for_event("approval", "approved", timeout=[1])  # type: ignore[arg-type]
+    await step.wait_for_event("approval", "approved", timeout=[1])  # type: ignore[call-overload]
     StepConfig(timeout=object())  # type: ignore[arg-type]
     del config_dict, retry_dict
     # Configs are frozen.

@@ -72,7 +72,7 @@ class MustFail(WorkflowEntrypoint[Env, OrderParams]):
         # An event payload is Any, but the event itself has a fixed shape.
         event.payload = OrderParams("o", 1)  # type: ignore[misc]
         # wait_for_event needs the event's type.
-        await step.wait_for_event("approval")  # type: ignore[call-arg]
+        await step.wait_for_event("approval")  # type: ignore[call-overload]
 
 
 def wrong_env(env: object) -> None:

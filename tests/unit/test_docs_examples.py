@@ -46,6 +46,7 @@ PAGES = [
     "rollback.md",
     "sleeping-and-events.md",
     "child-workflows.md",
+    "hooks.md",
     "testing.md",
     "streams.md",
     "instance-logs.md",

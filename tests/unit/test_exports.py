@@ -3,6 +3,7 @@ import durableflow
 EXPECTED = {
     "AuthenticationError",
     "Client",
+    "HmacSignature",
     "HostError",
     "HostUnreachableError",
     "Backoff",
@@ -48,6 +49,8 @@ EXPECTED = {
     "SyncWorkflow",
     "SyncWorkflowInstance",
     "ValidationError",
+    "Webhook",
+    "WebhookRequest",
     "Workflow",
     "WorkflowEntrypoint",
     "WorkflowError",

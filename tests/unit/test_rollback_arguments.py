@@ -30,7 +30,15 @@ class _Recorder(WorkflowStep):
     async def _sleep(self, name: str, duration: Any, until: float | None) -> None:
         raise NotImplementedError
 
-    async def _wait_for_event(self, name: str, type: str, timeout: Any) -> Any:
+    async def _wait_for_event(
+        self, name: str, type: str, timeout: Any, token: Any, payload_type: Any
+    ) -> Any:
+        raise NotImplementedError
+
+    async def _create_webhook(self, name: str, verify: Any) -> Any:
+        raise NotImplementedError
+
+    async def _wait_webhook(self, webhook: Any, timeout: Any) -> Any:
         raise NotImplementedError
 
     async def _run_workflow(

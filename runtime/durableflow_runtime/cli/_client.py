@@ -575,3 +575,30 @@ def instances_prune(
         timeout=PRUNE_TIMEOUT,
     )
     target.emit(data, lambda: click.echo(f"deleted {data['deleted']} instance(s)"))
+
+
+@main.group()
+def hooks() -> None:
+    """Resume hooks: waits registered with a token."""
+
+
+@hooks.command("resume")
+@click.argument("hook_token", metavar="TOKEN")
+@click.option("--payload", default=None, callback=_json_option, help="The payload as JSON.")
+@_client_options
+def hooks_resume(target: _Target, hook_token: str, payload: Any) -> None:
+    """Resume the wait that registered TOKEN (wait_for_event(..., token=TOKEN)).
+
+    The waiting instance may be of any workflow; a token nobody waits on is an error.
+    """
+    from durableflow import _http
+
+    try:
+        call = _http.hook_call(hook_token, payload)
+    except ValidationError as exc:
+        raise click.BadParameter(exc.message, param_hint="TOKEN") from None
+    data = target.run(lambda api: api.send(call))
+    target.emit(
+        data,
+        lambda: click.echo(f"resumed instance {data['instance_id']} of {data['workflow']}"),
+    )

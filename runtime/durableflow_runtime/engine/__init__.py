@@ -17,6 +17,7 @@ One module per job (docs/design.md draws the map):
 - ``_records``: what the engine reads from and writes into the store's rows.
 - ``_rollback``: rollback handlers (``Undo``) and running them in reverse step order.
 - ``_output``: streams and logs (``StepOutput``, ``step.log``'s replay rule, the readers).
+- ``_hooks``: hooks and webhooks: payload types, taken payloads, webhook verifiers.
 - ``_bindings``: the in-process bindings (``Bindings``, ``EngineWorkflow``, ``EngineInstance``).
 """
 

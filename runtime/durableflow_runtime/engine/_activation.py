@@ -16,12 +16,18 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import attrs
 
-from durableflow import LimitExceededError, NonDeterminismError, WorkflowStepEvent
+from durableflow import (
+    LimitExceededError,
+    NonDeterminismError,
+    ValidationError,
+    WorkflowStepEvent,
+)
 from durableflow._output import LogLevel
 from durableflow._serde import loads
 
 from ..store._rows import child_end
 from ..store.base import EventRow, Lease, StepRow, StepType
+from ._hooks import taken
 from ._output import log_entry
 from ._records import _event_timeout, _resolved_seq
 from ._rollback import Undo
@@ -61,7 +67,8 @@ class _Parked:
     kind: ParkKind
     future: asyncio.Future[Any]
     deadline: float | None = None
-    event_type: str | None = None
+    event_type: str | None = None  # the type (or a hook's channel) whose events it takes
+    payload_type: Any = None  # a wait's payload_type: what a taken payload is structured into
     closed: bool = False  # resolved, stopped or abandoned: nothing more to record
     task: asyncio.Task[Any] | None = None  # the task blocked on it
 
@@ -666,21 +673,34 @@ class _Activation:
             step.status = "complete"
             step.ended_at = now
             step.wake_at = None
-            entry.settle(
-                WorkflowStepEvent(
-                    type=event.type,
-                    payload=loads(event.payload),
-                    timestamp=datetime.fromtimestamp(event.created_at, UTC),
-                )
+            raw = WorkflowStepEvent(
+                type=event.type,
+                payload=loads(event.payload),
+                timestamp=datetime.fromtimestamp(event.created_at, UTC),
             )
+            try:
+                value = taken(raw, step.config or {}, entry.payload_type)
+            except ValidationError as exc:
+                # the payload is consumed; the step fails for good, as the error says
+                step.status = "failed"
+                step.error = {"name": "ValidationError", "message": exc.message}
+                self.begin()
+                try:
+                    await engine.store.put_step(self.lease, step)
+                finally:
+                    self.end(False)
+                entry.settle(error=exc)
+            else:
+                entry.settle(value)
         elif how == "timeout":
             assert entry.event_type is not None
+            type = (step.config or {}).get("type", entry.event_type)
             step.status = "failed"
             step.ended_at = now
             step.error = {
                 "name": "EventTimeoutError",
                 "message": f"wait_for_event {step.name!r} timed out waiting for an event of "
-                f"type {entry.event_type!r}",
+                f"type {type!r}",
             }
             if step.type == "run_workflow":
                 config = step.config = {**(step.config or {}), "status": "running"}
@@ -697,7 +717,7 @@ class _Activation:
             if step.type == "run_workflow":
                 entry.settle()  # run_workflow raises from the step as stored
             else:
-                entry.settle(error=_event_timeout(step, entry.event_type))
+                entry.settle(error=_event_timeout(step, type))
         engine.notify(self.spec.name, self.lease.id, None)
 
     def check_replayed_all(self) -> None:

@@ -146,5 +146,9 @@ class EngineWorkflow(Workflow[Any, Any]):
         results, _ = await self._engine.bulk(self.name, action, ids=ids, status=status)
         return results
 
+    async def resume_hook(self, token: str, payload: Any = None) -> WorkflowInstance:
+        workflow, id = await self._engine.resume_hook(token, payload)
+        return EngineInstance(self._engine, workflow, id)
+
     def __repr__(self) -> str:
         return f"<EngineWorkflow {self.name!r}>"

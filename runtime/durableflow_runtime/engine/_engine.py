@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
@@ -28,16 +29,26 @@ from durableflow import (
     LimitExceededError,
     NotFoundError,
     ValidationError,
+    WebhookRequest,
 )
 from durableflow._output import check_stream_name
 from durableflow._serde import describe_structure_error, dumps, loads, structure, unstructure
-from durableflow._types import MAX_BULK, STATUSES, BulkAction, StepRef, check_bulk, check_id
+from durableflow._types import (
+    MAX_BULK,
+    STATUSES,
+    BulkAction,
+    StepRef,
+    check_bulk,
+    check_id,
+    check_token,
+)
 
 from ..clock import Clock, RealClock
 from ..metrics import NO_OBSERVER, Observer  # observe: the hooks' interface
 from ..store._output import ChunkRow, LogRow, StreamInfo
 from ..store.base import FINAL_STATUSES, FINISHED, ControlAction, InstanceRow, NewInstance, Store
 from ._bindings import Bindings, EngineWorkflow
+from ._hooks import Verifiers, check_registered, find_verifier
 from ._output import StreamHub, read_stream
 from ._records import InstanceRecord
 from ._scheduler import Scheduler
@@ -53,6 +64,9 @@ _TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 _BULK_CONCURRENCY = 32
 
 _ID_PREFIX = re.compile(r"[A-Za-z0-9_-]+")  # the characters of an instance id
+_WEBHOOK_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what secrets.token_urlsafe draws
+
+log = logging.getLogger("durableflow")
 
 
 def _parse_time(value: str | None, name: str) -> float | None:
@@ -82,6 +96,8 @@ class Engine:
         max_concurrency: How many instances run (are in memory) at once; the rest queue.
         limits: Size and count limits.
         poll_interval: Seconds between store polls when the store cannot push wake-ups.
+        public_url: The base URL outside services reach this host at: webhook URLs
+            are ``<public_url>/hooks/<token>``.
     """
 
     def __init__(
@@ -93,8 +109,11 @@ class Engine:
         max_concurrency: int = 256,
         limits: Limits | None = None,
         poll_interval: float | None = None,
+        public_url: str = "http://127.0.0.1:8787",
     ) -> None:
         self.store = store
+        self.public_url = public_url.rstrip("/")
+        self.verifiers = Verifiers()
         self.clock = clock or RealClock()
         self.max_concurrency = max_concurrency
         self.limits = limits or Limits()
@@ -392,17 +411,84 @@ class Engine:
         return BulkResult(id, "applied", None, after)  # type: ignore[arg-type]
 
     async def send_event(self, workflow: str, id: str, type: str, payload: Any) -> None:
-        """Deliver an event to an instance."""
+        """Deliver an event to an instance.
+
+        Raises:
+            ValidationError: A wait for ``type`` is registered with a ``payload_type`` the
+                payload does not fit.
+        """
         self.spec(workflow)
         check_id(type, what="event type")
-        data = dumps(payload, what="the event payload") if payload is not None else None
-        if data is not None and len(data) > self.limits.max_payload_bytes:
-            raise LimitExceededError(
-                f"the event payload is {len(data)} bytes, over the limit of "
-                f"{self.limits.max_payload_bytes}"
-            )
+        data = self._payload_bytes(payload, "the event payload")
+        for config in await self.store.waiting_configs(workflow, id):
+            if config.get("type") == type and "channel" not in config:
+                check_registered(config, payload)  # the first wait of the type takes it
+                break
         await self.store.send_event(workflow, id, type, data, self.clock.now())
         self.kick()
+
+    def _payload_bytes(self, payload: Any, what: str) -> bytes | None:
+        data = dumps(payload, what=what) if payload is not None else None
+        if data is not None and len(data) > self.limits.max_payload_bytes:
+            raise LimitExceededError(
+                f"{what} is {len(data)} bytes, over the limit of {self.limits.max_payload_bytes}"
+            )
+        return data
+
+    async def resume_hook(self, token: str, payload: Any) -> tuple[str, str]:
+        """Resume the wait that registered ``token``; returns its ``(workflow, id)``.
+
+        Raises:
+            NotFoundError: No wait with this token is waiting.
+            ValidationError: The payload does not fit the wait's ``payload_type``.
+        """
+        check_token(token)
+        data = self._payload_bytes(payload, "the hook payload")
+        hook = await self.store.find_hook(token)
+        if hook is not None and hook.kind == "hook" and hook.refusal() is None:
+            check_registered(hook.step_config, payload)
+            outcome, hook = await self.store.deliver_hook(token, "hook", data, self.clock.now())
+            if outcome == "delivered" and hook is not None:
+                self.kick()
+                return hook.workflow, hook.instance_id
+        raise NotFoundError(
+            f"no hook waits with token {token!r} (unknown, expired, already resumed, or "
+            "not registered yet: a hook takes payloads only while it waits)"
+        )
+
+    async def call_webhook(self, token: str, request: WebhookRequest) -> int:
+        """A request to a webhook's URL: the HTTP status to answer.
+
+        202 taken (the instance resumes), 401 its signature does not verify, 404 no such
+        webhook, 410 it took a request already or its instance ended, 413 too large.
+        """
+        if not _WEBHOOK_TOKEN.fullmatch(token):
+            return 404
+        hook = await self.store.find_hook(token)
+        if hook is None or hook.kind != "webhook":
+            return 404
+        if hook.refusal() is not None:
+            return 410
+        if hook.verify is not None:
+            verifier = await find_verifier(self, hook)
+            if verifier is None:
+                log.warning(
+                    "webhook of instance %s/%s: its verifier was not found by replaying "
+                    "run() (did the code change?); request refused",
+                    hook.workflow,
+                    hook.instance_id,
+                )
+                return 401
+            if not verifier.verify(request):
+                return 401
+        data = dumps(request.to_json(), what="the webhook request")
+        if len(data) > self.limits.max_payload_bytes:
+            return 413
+        outcome, _ = await self.store.deliver_hook(token, "webhook", data, self.clock.now())
+        if outcome == "delivered":
+            self.kick()
+            return 202
+        return 410 if outcome == "gone" else 404
 
     async def wait(
         self,

@@ -4,7 +4,6 @@ wait's resolution stands in the history, and the record ``describe`` returns."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -14,9 +13,7 @@ from durableflow import (
     ResolvedStepConfig,
     StepFailedError,
     StepTimeoutError,
-    WorkflowStepEvent,
 )
-from durableflow._serde import loads
 
 from ..store.base import InstanceRef, InstanceRow, StepRow
 
@@ -53,15 +50,6 @@ def _failed(step: StepRow) -> StepFailedError:
         step_name=step.name,
         error_name=error["name"],
         error_message=error["message"],
-    )
-
-
-def _step_event(output: bytes | None) -> WorkflowStepEvent:
-    data = loads(output) or {}
-    return WorkflowStepEvent(
-        type=data.get("type", ""),
-        payload=data.get("payload"),
-        timestamp=datetime.fromtimestamp(data.get("timestamp", 0.0), UTC),
     )
 
 

@@ -5,7 +5,8 @@ instance applies each kind of job in its own ``_apply_*``): replay from history
 (``_replay_do``), wait out a back-off (``_back_off``, only when one is due), one attempt
 (``_begin_attempt``, ``_attempt``), then record a retry (``_record_retry``), a success
 (``_record_success``) or a failure (``_record_failure``). ``step.sleep`` and
-``step.wait_for_event`` record a wait and park the branch on it.
+``step.wait_for_event`` record a wait and park the branch on it; a wait with a token (a
+hook) registers it with the wait, and ``step.create_webhook`` draws a token in a step.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +23,7 @@ import attrs
 from durableflow import (
     ChildWorkflowError,
     ErrorInfo,
+    HmacSignature,
     InstanceExistsError,
     LimitExceededError,
     NonDeterminismError,
@@ -31,6 +34,8 @@ from durableflow import (
     StepContext,
     StepTimeoutError,
     ValidationError,
+    Webhook,
+    WebhookRequest,
     Workflow,
     WorkflowStep,
     WorkflowStepEvent,
@@ -41,12 +46,13 @@ from durableflow._output import LogLevel
 from durableflow._serde import dumps, loads, structure
 from durableflow._step import StepRollback
 
-from ..store.base import StepRow, StepType, child_event_type
+from ..store.base import HookKind, HookRow, StepRow, StepType, child_event_type
 from ._activation import ParkKind, _Activation, _future, _Parked
 from ._bindings import EngineWorkflow
 from ._callbacks import _awaited, _NotAwaitable, _return_type, _UnresolvedReturn, _wants_ctx
+from ._hooks import payload_schema, recorded_event, taken, type_ref, wait_failure
 from ._output import StepOutput
-from ._records import _config_json, _error_info, _event_timeout, _failed, _step_event
+from ._records import _config_json, _error_info, _failed
 from ._rollback import Undo
 
 #: Seconds an async delay function may take (Cloudflare's engine allows 5 as well); one
@@ -400,7 +406,12 @@ class _EngineStep(WorkflowStep):
         await act.park(_Parked(step, "sleep", _future(), deadline=wake_at))
 
     async def _park_recorded(
-        self, step: StepRow, kind: ParkKind, deadline: float | None, type: str | None
+        self,
+        step: StepRow,
+        kind: ParkKind,
+        deadline: float | None,
+        type: str | None,
+        payload_type: Any = None,
     ) -> Any:
         """Replay reached a wait the history has as pending or cancelled: block on it."""
         act = self._act
@@ -414,23 +425,53 @@ class _EngineStep(WorkflowStep):
                 )
             )
         act.check_stop()
-        return await act.park(_Parked(step, kind, _future(), deadline=deadline, event_type=type))
+        return await act.park(
+            _Parked(
+                step,
+                kind,
+                _future(),
+                deadline=deadline,
+                event_type=type,
+                payload_type=payload_type,
+            )
+        )
 
-    async def _wait_for_event(self, name: str, type: str, timeout: Duration) -> WorkflowStepEvent:
+    async def _wait_for_event(
+        self, name: str, type: str, timeout: Duration, token: str | None, payload_type: Any
+    ) -> WorkflowStepEvent[Any]:
+        config: dict[str, Any] = {"type": type}
+        ref = type_ref(payload_type)
+        if ref is not None:
+            config["payload_type"] = ref
+        if payload_type is not None and (schema := payload_schema(payload_type)) is not None:
+            config["payload_schema"] = schema
+        if token is not None:
+            config["token"] = token
+        event: WorkflowStepEvent[Any] = await self._wait(name, config, timeout, payload_type)
+        return event
+
+    async def _wait(
+        self, name: str, config: dict[str, Any], timeout: Duration, payload_type: Any
+    ) -> Any:
+        """A ``wait_for_event`` (``config["token"]``: a hook) or a webhook's wait."""
         act = self._act
         engine = act.engine
         clock = engine.clock
-        seconds = to_seconds(timeout, what=f"timeout of wait_for_event {name!r}")
+        type = config["type"]
+        seconds = to_seconds(timeout, what=f"timeout of wait {name!r}")
         count, step = await act.enter(name, "wait_for_event")
         if step is not None:
+            recorded = step.config or {}
             if step.status == "complete":
                 await act.replay_resolution(step)
-                return _step_event(step.output)
+                # a payload that fails here failed when it was taken, too (a crash came
+                # before the failure was written): the same ValidationError
+                return taken(recorded_event(step), recorded, payload_type)
             if step.status == "failed":
                 await act.replay_resolution(step)
-                raise _event_timeout(step, type)
-            event: WorkflowStepEvent = await self._park_recorded(step, "event", step.wake_at, type)
-            return event
+                raise wait_failure(step, type)
+            channel = recorded.get("channel", type)
+            return await self._park_recorded(step, "event", step.wake_at, channel, payload_type)
         act.check_stop()
         now = clock.now()
         step = act.new_step(name, count, "wait_for_event")
@@ -438,13 +479,103 @@ class _EngineStep(WorkflowStep):
         step.started_at = now
         step.wake_at = now + seconds
         step.attempts = 1
-        step.config = {"type": type, "timeout": seconds}
-        # even an event already sent is taken when run() next blocks, in the order of waits
-        act.write_step(step)
-        event = await act.park(
-            _Parked(step, "event", _future(), deadline=step.wake_at, event_type=type)
+        step.config = {**config, "timeout": seconds}
+        token = config.get("token")
+        channel = type
+        if config.get("webhook"):
+            channel = step.config["channel"] = f"webhook:{token}"
+            act.write_step(step)
+        elif token is not None:
+            channel = step.config["channel"] = f"hook:{step.seq}"
+            await self._register_hook(step, token, channel)
+        else:
+            # even an event already sent is taken when run() next blocks, in the order of waits
+            act.write_step(step)
+        return await act.park(
+            _Parked(
+                step,
+                "event",
+                _future(),
+                deadline=step.wake_at,
+                event_type=channel,
+                payload_type=payload_type,
+            )
         )
-        return event
+
+    async def _register_hook(self, step: StepRow, token: str, channel: str) -> None:
+        """Write a hook's wait with its token; a token a live wait holds fails the step."""
+        act = self._act
+        store = act.engine.store
+        hook = self._hook_row("hook", token, step.name, step.count, channel, None)
+        act.begin()
+        try:
+            if await store.register_hook(act.lease, hook, step):
+                return
+            step.status = "failed"
+            step.wake_at = None
+            step.ended_at = act.engine.clock.now()
+            step.error = {
+                "name": "TokenInUseError",
+                "message": f"wait_for_event {step.name!r}: the hook token {token!r} is held "
+                "by another waiting hook; a token is unique among waiting hooks of the store",
+            }
+            await store.put_step(act.lease, step)
+        finally:
+            act.end(False)
+        act.engine.notify(act.spec.name, act.lease.id, None)
+        raise _failed(step)
+
+    def _hook_row(
+        self,
+        kind: HookKind,
+        token: str,
+        name: str,
+        count: int,
+        channel: str,
+        verify: dict[str, Any] | None,
+    ) -> HookRow:
+        """The registration of a token by this (running) instance's step ``(name, count)``."""
+        act = self._act
+        return HookRow(
+            token=token,
+            kind=kind,
+            workflow=act.spec.name,
+            instance_id=act.lease.id,
+            key=act.lease.key,
+            instance_status="running",
+            step=name,
+            count=count,
+            channel=channel,
+            verify=verify,
+            created_at=act.engine.clock.now(),
+            consumed_at=None,
+            step_status=None,
+            step_config=None,
+        )
+
+    # --- step.create_webhook, webhook.wait ---------------------------------------------
+    async def _create_webhook(self, name: str, verify: HmacSignature | None) -> Webhook:
+        act = self._act
+        engine = act.engine
+
+        async def register(ctx: StepContext) -> dict[str, str]:
+            token = secrets.token_urlsafe(16)  # 128 bits: the URL is the secret
+            described = verify.describe() if verify is not None else None
+            hook = self._hook_row("webhook", token, name, ctx.count, f"webhook:{token}", described)
+            if not await engine.store.register_hook(act.lease, hook, None):
+                raise RuntimeError("a webhook token was drawn twice")  # 2**-128: try again
+            return {"token": token, "url": f"{engine.public_url}/hooks/{token}"}
+
+        data = await self._run_do(name, _WEBHOOK_STEP, register)
+        if verify is not None:
+            engine.verifiers.remember(data["token"], verify)
+        return Webhook(data["token"], data["url"], _step=self, _name=name)
+
+    async def _wait_webhook(self, webhook: Webhook, timeout: Duration) -> WebhookRequest:
+        config = {"type": "webhook", "token": webhook.token, "webhook": True}
+        request: WebhookRequest = await self._wait(webhook._name, config, timeout, None)
+        return request
+
 
     # --- step.run_workflow, step.start_workflow ---------------------------------------
     async def _run_workflow(
@@ -581,3 +712,7 @@ class _EngineStep(WorkflowStep):
             status=status,
             error=ErrorInfo(error["name"], error["message"]),
         )
+
+
+#: The step that draws a webhook's token: a failed registration (the store) is retried.
+_WEBHOOK_STEP = {"retries": {"limit": 5, "delay": "1 second", "backoff": "exponential"}}

@@ -30,6 +30,11 @@ cors_origins`` lists the origin, and a write with a body must say ``application/
 (which a browser only sends cross-origin after a preflight this host grants only to
 ``cors_origins``). Without a token, the ``Host`` header must name this machine, so a page
 that rebinds its own DNS name to 127.0.0.1 cannot reach the API either.
+
+Webhook URLs (``/hooks/{token}``) are outside ``/api`` on purpose, and none of those
+rules applies to them: providers call them from other sites, with their own content types
+and no bearer token. The random token in the URL (and, when set, a signature) is what
+authorizes a call, and the answer has no body, so nothing sent is reflected.
 """
 
 from ._app import build_app, mount_user_app

@@ -11,9 +11,15 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from durableflow import InvalidParamsError, LimitExceededError, StepRef, ValidationError
+from durableflow import (
+    InvalidParamsError,
+    LimitExceededError,
+    StepRef,
+    ValidationError,
+    WebhookRequest,
+)
 from durableflow._duration import to_seconds
-from durableflow._types import check_id
+from durableflow._types import check_id, check_token
 
 from ..engine import RESERVED_INSTANCE_IDS, Engine
 from ..openapi import build_openapi
@@ -321,6 +327,40 @@ async def send_event(request: web.Request) -> web.Response:
     return _json({"id": id, "type": event_type}, 202)
 
 
+async def resume_hook(request: web.Request) -> web.Response:
+    """``POST /api/hooks/{token}``: the body is the payload -> 202 ``{"workflow",
+    "instance_id"}`` of the instance whose wait took it; 404 when no wait holds the token."""
+    token = check_token(request.match_info["token"])
+    payload = await _body(request)
+    workflow, id = await _engine(request).resume_hook(
+        token, None if payload is _ABSENT else payload
+    )
+    return _json({"workflow": workflow, "instance_id": id}, 202)
+
+
+#: The methods a webhook URL takes.
+WEBHOOK_METHODS = ("POST", "PUT", "PATCH")
+
+
+async def call_webhook(request: web.Request) -> web.Response:
+    """``POST|PUT|PATCH /hooks/{token}``: an outside service calls a webhook.
+
+    No bearer token (the URL's random token is the secret) and any content type. The
+    answer is an empty 202 (taken), 401 (signature), 404 (unknown), 410 (already called,
+    or its instance ended) or 413 (too large): it never reflects what was sent.
+    """
+    body = await request.read()
+    call = WebhookRequest(
+        method=request.method,
+        path=request.path,
+        query=dict(request.query.items()),
+        headers={name.lower(): value for name, value in request.headers.items()},
+        body=body,
+    )
+    status = await _engine(request).call_webhook(request.match_info["token"], call)
+    return web.Response(status=status)
+
+
 async def prune_instances(request: web.Request) -> web.Response:
     """``POST /api/instances/prune`` body ``{"older_than", "status"?, "workflow"?}``.
 
@@ -375,6 +415,8 @@ API_ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/api/workflows/{name}/instances/{id}/events/{type}", send_event),
     *OUTPUT_ROUTES,
     ("POST", "/api/instances/prune", prune_instances),
+    ("POST", "/api/hooks/{token}", resume_hook),
+    *[(method, "/hooks/{token}", call_webhook) for method in WEBHOOK_METHODS],
 ]
 """Every route the host serves besides the user's, as (method, path, handler)."""
 

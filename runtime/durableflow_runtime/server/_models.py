@@ -129,6 +129,8 @@ class Step:
     payload_schema: dict[str, Any] | None = None
     #: ``run_workflow``/``start_workflow`` steps only: the child, ``{"workflow", "id"}``
     child: dict[str, str] | None = None
+    #: a hook's wait only: the token that resumes it (``POST /api/hooks/{token}``)
+    hook_token: str | None = None
 
     @classmethod
     def from_row(cls, step: StepRow, *, reveal: bool = False) -> Step:
@@ -159,6 +161,7 @@ class Step:
             event_type=config.get("type"),
             payload_schema=config.get("payload_schema"),
             child=_child_of(step),
+            hook_token=None if config.get("webhook") else config.get("token"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -167,7 +170,7 @@ class Step:
         data["attempt_log"] = [a.to_json() for a in self.attempt_log]
         data["rollback"] = self.rollback.to_json() if self.rollback is not None else None
         if self.type != "wait_for_event":
-            del data["event_type"], data["payload_schema"]
+            del data["event_type"], data["payload_schema"], data["hook_token"]
         if self.type not in _CHILD_STEPS:
             del data["child"]
         return data

@@ -23,6 +23,8 @@ from durableflow._types import StepRef
 
 from ._rows import (
     EVENT_COLUMNS,
+    HOOK_COLUMNS,
+    HOOK_INSERT_COLUMNS,
     INSTANCE_COLUMNS,
     STEP_COLUMNS,
     instance_from_row,
@@ -201,6 +203,35 @@ class Queries:
             " UNION ALL SELECT i.key FROM instances i JOIN tree t ON i.parent = t.key)"
             f" SELECT {INSTANCE_COLUMNS} FROM instances WHERE key IN (SELECT key FROM tree)"
             " AND status NOT IN ('complete', 'errored', 'terminated') ORDER BY key DESC"
+        )
+        #: Drops the registration of a token (``?``) that is no longer live, so that a
+        #: new one can take it.
+        self.delete_stale_hook = d.sql(
+            "DELETE FROM hooks WHERE token = ? AND (consumed_at IS NOT NULL"
+            " OR NOT EXISTS (SELECT 1 FROM instances i WHERE i.key = hooks.instance"
+            " AND i.status NOT IN ('complete', 'errored', 'terminated'))"
+            " OR (kind = 'hook' AND NOT EXISTS (SELECT 1 FROM steps s"
+            " WHERE s.instance = hooks.instance AND s.name = hooks.step"
+            " AND s.count = hooks.count AND s.status = 'waiting')))"
+        )
+        self.insert_hook = d.sql(
+            f"INSERT INTO hooks ({HOOK_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (token) DO NOTHING RETURNING token"
+        )
+        self.hook_by_token = d.sql(
+            f"SELECT {HOOK_COLUMNS} FROM hooks h JOIN instances i ON i.key = h.instance"
+            " LEFT JOIN steps s ON s.instance = h.instance AND s.name = h.step"
+            " AND s.count = h.count WHERE h.token = ?"
+        )
+        self.hook_instance = d.sql("SELECT instance FROM hooks WHERE token = ?")
+        self.lock_instance_status = d.sql(
+            f"SELECT key, status FROM instances WHERE key = ?{d.lock_row}"
+        )
+        self.consume_hook = d.sql("UPDATE hooks SET consumed_at = ? WHERE token = ?")
+        self.waiting_configs = d.sql(
+            "SELECT s.config FROM steps s JOIN instances i ON s.instance = i.key"
+            " WHERE i.workflow = ? AND i.id = ? AND s.type = 'wait_for_event'"
+            " AND s.status = 'waiting' ORDER BY s.seq"
         )
         #: Wakes an instance that waits for the event type just sent; its key if it did.
         self.wake_waiting = d.sql(

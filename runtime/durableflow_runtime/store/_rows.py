@@ -16,10 +16,12 @@ import orjson
 
 from durableflow import InstanceExistsError, InvalidTransitionError, NotFoundError
 
-from .base import FINAL_STATUSES, EventRow, InstanceRow, Lease, StepRow, StepStatus
+from .base import FINAL_STATUSES, EventRow, HookRow, InstanceRow, Lease, StepRow, StepStatus
 
 __all__ = [
     "EVENT_COLUMNS",
+    "HOOK_COLUMNS",
+    "HOOK_INSERT_COLUMNS",
     "INSTANCE_COLUMNS",
     "STEP_COLUMNS",
     "ChildEnd",
@@ -29,6 +31,8 @@ __all__ = [
     "child_payload",
     "event_from_row",
     "event_output",
+    "hook_from_row",
+    "hook_values",
     "instance_from_row",
     "json_text",
     "lease_of",
@@ -252,6 +256,50 @@ def with_event(values: StepValues, event: EventRow, now: float) -> StepValues:
         now,
         None,
         values[12],
+    )
+
+
+HOOK_INSERT_COLUMNS = "token, instance, kind, step, count, channel, verify, created_at"
+"""The columns :func:`hook_values` binds, in its order."""
+
+HOOK_COLUMNS = (
+    "h.token, h.kind, i.workflow, i.id, i.key, i.status, h.step, h.count, h.channel,"
+    " h.verify, h.created_at, h.consumed_at, s.status, s.config"
+)
+"""What :func:`hook_from_row` reads: a hook joined with its instance and its step."""
+
+
+def hook_values(hook: HookRow) -> tuple[Any, ...]:
+    """The values of :data:`HOOK_INSERT_COLUMNS` for ``hook``."""
+    return (
+        hook.token,
+        hook.key,
+        hook.kind,
+        hook.step,
+        hook.count,
+        hook.channel,
+        json_text(hook.verify),
+        hook.created_at,
+    )
+
+
+def hook_from_row(row: Sequence[Any]) -> HookRow:
+    """A :class:`HookRow` from a row of :data:`HOOK_COLUMNS`."""
+    return HookRow(
+        token=row[0],
+        kind=row[1],
+        workflow=row[2],
+        instance_id=row[3],
+        key=row[4],
+        instance_status=row[5],
+        step=row[6],
+        count=row[7],
+        channel=row[8],
+        verify=_json(row[9]),
+        created_at=row[10],
+        consumed_at=row[11],
+        step_status=row[12],
+        step_config=_json(row[13]),
     )
 
 

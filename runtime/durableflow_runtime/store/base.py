@@ -28,6 +28,9 @@ __all__ = [
     "Claimed",
     "ControlAction",
     "EventRow",
+    "HookDelivery",
+    "HookKind",
+    "HookRow",
     "InstanceCount",
     "InstanceRef",
     "InstanceRow",
@@ -185,6 +188,51 @@ class EventRow:
     created_at: float
     #: ``"name#count"`` of the wait that took it (``load_events`` only; else ``None``)
     consumed_by: str | None = None
+
+
+HookKind: TypeAlias = Literal["hook", "webhook"]
+
+
+@attrs.frozen
+class HookRow:
+    """A token registered by an instance: a hook (a ``wait_for_event`` with a token) or
+    a webhook (``step.create_webhook``), with what deciding about a delivery needs.
+
+    Attributes:
+        channel: The event type its payloads are stored under in the instance's events
+            (``hook:<seq>`` / ``webhook:<token>``: no user event type has a colon).
+        verify: A webhook's verifier, described without its secret, or ``None``.
+        step_status: The status of the step that registered it (``None`` once gone).
+        step_config: That step's config (a hook's ``payload_type`` reference).
+    """
+
+    token: str
+    kind: HookKind
+    workflow: str
+    instance_id: str
+    key: int
+    instance_status: str
+    step: str
+    count: int
+    channel: str
+    verify: dict[str, Any] | None
+    created_at: float
+    consumed_at: float | None
+    step_status: str | None
+    step_config: dict[str, Any] | None
+
+    def refusal(self) -> HookDelivery | None:
+        """Why a payload cannot be delivered now (``None``: it can)."""
+        if self.instance_status in FINAL_STATUSES or self.consumed_at is not None:
+            return "gone"
+        if self.kind == "hook" and self.step_status != "waiting":
+            return "unknown"  # timed out, cancelled or restarted: as if never registered
+        return None
+
+
+#: What :meth:`Store.deliver_hook` did: ``delivered``; ``unknown`` (no such live token);
+#: ``gone`` (known, but it takes nothing more: consumed, or its instance ended).
+HookDelivery: TypeAlias = Literal["delivered", "unknown", "gone"]
 
 
 class Store(abc.ABC):
@@ -465,6 +513,33 @@ class Store(abc.ABC):
             NotFoundError: No such instance.
             InvalidTransitionError: The instance has ended.
         """
+
+    # --- hooks and webhooks ------------------------------------------------------------
+    @abc.abstractmethod
+    def register_hook(
+        self, lease: Lease, hook: HookRow, step: StepRow | None
+    ) -> asyncio.Future[bool]:
+        """Register ``hook.token`` for the running instance, and write ``step`` with it.
+
+        A token is unique among live registrations of the whole store; a registration
+        that is no longer live (its wait ended, its payload came, its instance ended) is
+        dropped to make room. Returns ``False``, writing nothing, when a live one holds it.
+        """
+
+    @abc.abstractmethod
+    async def find_hook(self, token: str) -> HookRow | None:
+        """The registration of ``token``, live or not, or ``None``."""
+
+    @abc.abstractmethod
+    async def deliver_hook(
+        self, token: str, kind: HookKind, payload: bytes | None, now: float
+    ) -> tuple[HookDelivery, HookRow | None]:
+        """Store ``payload`` for the live registration of ``token`` (of ``kind``) and wake
+        its instance, all in one transaction; a registration takes one payload."""
+
+    @abc.abstractmethod
+    async def waiting_configs(self, workflow: str, id: str) -> list[dict[str, Any]]:
+        """The configs of the instance's ``wait_for_event`` steps that wait, oldest first."""
 
     # --- retention ----------------------------------------------------------------------
     @abc.abstractmethod

@@ -70,6 +70,7 @@ INSTANCE_TABLES: tuple[tuple[str, str], ...] = (
     ("events", "instance"),
     ("stream_chunks", "instance"),
     ("instance_logs", "instance"),
+    ("hooks", "instance"),
 )
 
 
@@ -219,10 +220,16 @@ def control_statements(
                 (now, False, json.dumps(TERMINATED_ERROR), key),
             )
         ]
-    # restart: the history goes, events already consumed go with it, pending ones stay
+    # restart: the history goes, events already consumed go with it, pending ones stay;
+    # hooks and webhooks belong to the history (their payloads too: no wait will take them)
     return [
         ("DELETE FROM steps WHERE instance = ?", (key,)),
-        ("DELETE FROM events WHERE instance = ? AND consumed_by IS NOT NULL", (key,)),
+        (
+            "DELETE FROM events WHERE instance = ? AND (consumed_by IS NOT NULL"
+            " OR type LIKE 'hook:%' OR type LIKE 'webhook:%')",
+            (key,),
+        ),
+        ("DELETE FROM hooks WHERE instance = ?", (key,)),
         (
             "UPDATE instances SET status = 'queued', run_at = ?, wait_types = NULL,"
             " pause_requested = ?, output = NULL, error = NULL, started_at = NULL,"
@@ -279,6 +286,27 @@ def restart_from_statements(
             statements.append(
                 ("DELETE FROM events WHERE instance = ? AND consumed_by = ?", (key, consumer))
             )
+            channel = (s.config or {}).get("channel")
+            if (s.config or {}).get("webhook") and isinstance(channel, str):
+                # the webhook was made before the restart point: it takes a request again
+                statements.append(
+                    (
+                        "UPDATE hooks SET consumed_at = NULL WHERE instance = ? AND channel = ?",
+                        (key, channel),
+                    )
+                )
+        # a hook or webhook the step registered goes, with a payload no wait took yet
+        statements += [
+            (
+                "DELETE FROM events WHERE instance = ? AND consumed_by IS NULL AND type IN"
+                " (SELECT channel FROM hooks WHERE instance = ? AND step = ? AND count = ?)",
+                (key, key, s.name, s.count),
+            ),
+            (
+                "DELETE FROM hooks WHERE instance = ? AND step = ? AND count = ?",
+                (key, s.name, s.count),
+            ),
+        ]
     statements.append(
         (
             "UPDATE instances SET status = 'queued', run_at = ?, wait_types = NULL,"

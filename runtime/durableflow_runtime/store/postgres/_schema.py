@@ -117,6 +117,21 @@ MIGRATIONS: list[str] = [
     ALTER TABLE instances ADD COLUMN parent bigint;
     CREATE INDEX instances_by_parent ON instances (parent) WHERE parent IS NOT NULL;
     """,
+    # 7: hooks and webhooks: tokens that resume an instance's wait, unique in the store
+    """
+    CREATE TABLE hooks (
+        token text PRIMARY KEY,
+        instance bigint NOT NULL,
+        kind text NOT NULL,
+        step text NOT NULL,
+        count integer NOT NULL,
+        channel text NOT NULL,
+        verify text,
+        created_at double precision NOT NULL,
+        consumed_at double precision
+    );
+    CREATE INDEX hooks_by_instance ON hooks (instance);
+    """,
 ]
 
 

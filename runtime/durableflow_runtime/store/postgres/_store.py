@@ -15,6 +15,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 import asyncpg
+import orjson
 
 from durableflow import StoreUnavailableError, ValidationError
 from durableflow._types import StepRef
@@ -38,6 +39,8 @@ from .._rows import (
     already_exists,
     child_payload,
     event_from_row,
+    hook_from_row,
+    hook_values,
     instance_from_row,
     json_text,
     lease_of,
@@ -55,6 +58,9 @@ from ..base import (
     Claimed,
     ControlAction,
     EventRow,
+    HookDelivery,
+    HookKind,
+    HookRow,
     InstanceCount,
     InstanceRef,
     InstanceRow,
@@ -742,6 +748,61 @@ class PostgresStore(Leases, Store):
 
         await self._transact(op)
         self._short_claim = None
+
+    # --- hooks and webhooks -------------------------------------------------------------
+    def register_hook(
+        self, lease: Lease, hook: HookRow, step: StepRow | None
+    ) -> asyncio.Future[bool]:
+        hook_args = hook_values(hook)
+        values = step_values(step) if step is not None else None
+
+        async def op(conn: Any) -> bool:
+            await self._fence(conn, lease)
+            await conn.execute(Q.delete_stale_hook, hook.token)
+            if await conn.fetchval(Q.insert_hook, *hook_args) is None:
+                return False
+            if values is not None and not await self._write_steps(conn, [(lease, values)]):
+                raise lost(lease)
+            return True
+
+        future: asyncio.Future[bool] = self._future()
+        self._enqueue(Op("call", lease, future, fn=op))
+        return future
+
+    async def find_hook(self, token: str) -> HookRow | None:
+        row = await self._call(lambda conn: conn.fetchrow(Q.hook_by_token, token))
+        return hook_from_row(row) if row is not None else None
+
+    async def deliver_hook(
+        self, token: str, kind: HookKind, payload: bytes | None, now: float
+    ) -> tuple[HookDelivery, HookRow | None]:
+        async def op(conn: Any) -> tuple[HookDelivery, HookRow | None]:
+            key = await conn.fetchval(Q.hook_instance, token)
+            if key is None:
+                return "unknown", None
+            # the instance's row first, as its activation's writes take it: this orders
+            # the delivery against a registration, a timeout or a suspension
+            await conn.fetchrow(Q.lock_instance_status, key)
+            row = await conn.fetchrow(Q.hook_by_token + " FOR UPDATE OF h", token)
+            hook = hook_from_row(row) if row is not None else None
+            if hook is None or hook.kind != kind or hook.key != key:
+                return "unknown", None
+            refusal = hook.refusal()
+            if refusal is not None:
+                return refusal, hook
+            await conn.execute(Q.insert_event, key, hook.channel, text(payload), now)
+            await conn.execute(Q.consume_hook, now, token)
+            if await conn.fetchval(Q.wake_waiting, now, key, hook.channel) is not None:
+                await self._notify(conn, "wake", hook.workflow, hook.instance_id)
+            return "delivered", hook
+
+        outcome = await self._transact(op)
+        self._short_claim = None
+        return outcome
+
+    async def waiting_configs(self, workflow: str, id: str) -> list[dict[str, Any]]:
+        rows = await self._call(lambda conn: conn.fetch(Q.waiting_configs, workflow, id))
+        return [orjson.loads(r[0]) for r in rows if r[0] is not None]
 
     # --- retention --------------------------------------------------------------------
     async def delete_finished(

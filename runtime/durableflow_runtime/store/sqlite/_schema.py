@@ -108,6 +108,21 @@ MIGRATIONS: list[str] = [
     ALTER TABLE instances ADD COLUMN parent INTEGER;
     CREATE INDEX instances_by_parent ON instances (parent) WHERE parent IS NOT NULL;
     """,
+    # 7: hooks and webhooks: tokens that resume an instance's wait, unique in the store
+    """
+    CREATE TABLE hooks (
+        token TEXT PRIMARY KEY,
+        instance INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        step TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        verify TEXT,
+        created_at REAL NOT NULL,
+        consumed_at REAL
+    );
+    CREATE INDEX hooks_by_instance ON hooks (instance);
+    """,
 ]
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlparse
 
+import orjson
+
 from durableflow import StoreUnavailableError
 from durableflow import ValidationError as _ValidationError
 from durableflow._types import StepRef
@@ -40,6 +42,8 @@ from .._rows import (
     already_exists,
     child_payload,
     event_from_row,
+    hook_from_row,
+    hook_values,
     instance_from_row,
     json_text,
     lease_of,
@@ -57,6 +61,9 @@ from ..base import (
     Claimed,
     ControlAction,
     EventRow,
+    HookDelivery,
+    HookKind,
+    HookRow,
     InstanceCount,
     InstanceRef,
     InstanceRow,
@@ -657,6 +664,56 @@ class SqliteStore(GroupCommit, Store):
             conn.execute(Q.wake_waiting, (now, key, SQLITE.wait_key(type))).fetchall()
 
         await self._write(op)
+
+    # --- hooks and webhooks -------------------------------------------------------------
+    def register_hook(
+        self, lease: Lease, hook: HookRow, step: StepRow | None
+    ) -> asyncio.Future[bool]:
+        hook_args = hook_values(hook)
+        step_args = (lease.key, *step_values(step)) if step is not None else None
+
+        def op(conn: sqlite3.Connection) -> bool:
+            self._fence(conn, lease)
+            conn.execute(Q.delete_stale_hook, (hook.token,))
+            if not conn.execute(Q.insert_hook, hook_args).fetchall():
+                return False
+            if step_args is not None:
+                conn.execute(_PUT_STEP, step_args)
+            return True
+
+        return self._write(op, lease)
+
+    async def find_hook(self, token: str) -> HookRow | None:
+        def op(conn: sqlite3.Connection) -> HookRow | None:
+            row = conn.execute(Q.hook_by_token, (token,)).fetchone()
+            return hook_from_row(row) if row is not None else None
+
+        return await self._read(op)
+
+    async def deliver_hook(
+        self, token: str, kind: HookKind, payload: bytes | None, now: float
+    ) -> tuple[HookDelivery, HookRow | None]:
+        def op(conn: sqlite3.Connection) -> tuple[HookDelivery, HookRow | None]:
+            row = conn.execute(Q.hook_by_token, (token,)).fetchone()
+            hook = hook_from_row(row) if row is not None else None
+            if hook is None or hook.kind != kind:
+                return "unknown", None
+            refusal = hook.refusal()
+            if refusal is not None:
+                return refusal, hook
+            conn.execute(Q.insert_event, (hook.key, hook.channel, text(payload), now))
+            conn.execute(Q.consume_hook, (now, token))
+            conn.execute(Q.wake_waiting, (now, hook.key, SQLITE.wait_key(hook.channel))).fetchall()
+            return "delivered", hook
+
+        return await self._write(op)
+
+    async def waiting_configs(self, workflow: str, id: str) -> list[dict[str, Any]]:
+        def op(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = conn.execute(Q.waiting_configs, (workflow, id)).fetchall()
+            return [orjson.loads(r[0]) for r in rows if r[0] is not None]
+
+        return await self._read(op)
 
     # --- retention --------------------------------------------------------------------
     async def delete_finished(
