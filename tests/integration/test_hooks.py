@@ -434,3 +434,48 @@ async def test_restart_and_terminate_release_tokens(
         status, body = await api.json("POST", "/api/hooks/approval:12", {})
         assert status == 404, body
         assert await api.call_webhook(url, b"late", {}) == (410, b"")
+
+
+async def test_delete_and_restart_from_a_step_release_and_reopen_tokens(
+    hosts: HostFactory, project: Path, storage: list[str]
+) -> None:
+    """Deleting an instance frees its hook's token; a restart from a hook's wait registers
+    it again, and one from a webhook's wait lets the webhook (made before the restart
+    point, so the same URL) take a new request."""
+    host = hosts.start(project, *storage)
+    session, api = await _caller(host)
+    async with session:
+        await api.create("approval", "d-1", {"order": 13})
+        await api.step("approval", "d-1", "decision", "waiting")
+        async with session.delete(f"{host.url}/api/workflows/approval/instances/d-1") as r:
+            assert r.status == 204, await r.text()
+        status, body = await api.json("POST", "/api/hooks/approval:13", {})
+        assert status == 404, body
+        await api.create("approval", "d-2", {"order": 13})
+        await api.step("approval", "d-2", "decision", "waiting")  # the token was free
+
+        await api.create("approval", "f-1", {"order": 14})
+        await api.step("approval", "f-1", "decision", "waiting")
+        decision = {"approved": True, "by": "ida"}
+        assert (await api.json("POST", "/api/hooks/approval:14", decision))[0] == 202
+        await api.ended("approval", "f-1")
+        restart = "/api/workflows/{}/instances/{}/restart"
+        wait_ref = {"from": {"name": "decision", "type": "wait_for_event"}}
+        status, body = await api.json("POST", restart.format("approval", "f-1"), wait_ref)
+        assert status == 200, body
+        await api.step("approval", "f-1", "decision", "waiting")
+        again = {"approved": False, "by": "jo"}
+        assert (await api.json("POST", "/api/hooks/approval:14", again))[0] == 202
+        assert await api.ended("approval", "f-1") == again
+
+        await api.create("payment", "f-2", {})
+        url = await api.webhook_url("f-2")
+        assert await api.call_webhook(url, b"one", {}) == (202, b"")
+        assert (await api.ended("payment", "f-2"))["text"] == "one"
+        wait_ref = {"from": {"name": "provider", "type": "wait_for_event"}}
+        status, body = await api.json("POST", restart.format("payment", "f-2"), wait_ref)
+        assert status == 200, body
+        await api.step("payment", "f-2", "provider", "waiting")
+        assert await api.webhook_url("f-2") == url
+        assert await api.call_webhook(url, b"two", {}) == (202, b"")
+        assert (await api.ended("payment", "f-2"))["text"] == "two"
