@@ -31,6 +31,7 @@ from durableflow import (
     WorkflowStepEvent,
 )
 from durableflow._duration import Duration
+from durableflow._output import LogLevel
 from durableflow._serde import describe_structure_error, loads, structure
 
 from ..schema import json_schema
@@ -211,6 +212,9 @@ class _VerifierProbe(WorkflowStep):
 
     async def _sleep(self, name: str, duration: Duration | None, until: float | None) -> None:
         self._recorded(name)
+
+    def _log(self, level: LogLevel, message: str, fields: dict[str, Any]) -> None:
+        """A replay logs nothing (the run already did, once)."""
 
     async def _wait_for_event(
         self, name: str, type: str, timeout: Duration, token: str | None, payload_type: Any

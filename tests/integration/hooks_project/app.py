@@ -57,6 +57,7 @@ class Payment(WorkflowEntrypoint[Any, Any]):
             "github": HmacSignature.github(GITHUB_SECRET),
             "stripe": HmacSignature.stripe(STRIPE_SECRET, tolerance="5 minutes"),
         }.get(kind)
+        step.log("making the webhook", verify=kind)  # replayed by the verifier probe too
         webhook = await step.create_webhook("provider", verify=verify)
 
         async def announce() -> str:
