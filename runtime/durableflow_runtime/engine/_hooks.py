@@ -265,6 +265,7 @@ async def _probe(engine: Engine, hook: HookRow) -> HmacSignature | None:
         payload=structure(loads(row.params), spec.params_type),
         timestamp=datetime.fromtimestamp(row.created_at, UTC),
         instance_id=row.id,
+        workflow_name=spec.name,  # what run() saw when it made the webhook
     )
     workflow = spec.cls(engine.env)
     task = asyncio.ensure_future(workflow.run(event, _VerifierProbe(steps, hook.token, found)))
