@@ -92,9 +92,9 @@ class Caller:
 
         return (await eventually(done, timeout=20, message=f"{id} completes"))["output"]
 
-    async def webhook_url(self, id: str) -> str:
-        """The URL the payment instance ``id`` announced."""
-        url: str = (await self.step("payment", id, "announce", "complete"))["output"]
+    async def webhook_url(self, id: str, workflow: str = "payment") -> str:
+        """The URL the instance ``id`` (of ``payment`` by default) announced."""
+        url: str = (await self.step(workflow, id, "announce", "complete"))["output"]
         return url
 
     async def call_webhook(
@@ -479,3 +479,59 @@ async def test_delete_and_restart_from_a_step_release_and_reopen_tokens(
         assert await api.webhook_url("f-2") == url
         assert await api.call_webhook(url, b"two", {}) == (202, b"")
         assert (await api.ended("payment", "f-2"))["text"] == "two"
+
+
+async def test_children_hold_hooks_and_a_probe_replays_child_steps(
+    hosts: HostFactory, project: Path, storage: list[str]
+) -> None:
+    """A webhook made after start_workflow and run_workflow is verified by a new host
+    after a kill -9 (its probe replays the child steps from the history). A child's hook
+    token is released when the child is terminated by a cascade or deleted."""
+    first = hosts.start(project, *storage)
+    session, api = await _caller(first)
+    async with session:
+        children = {}
+        for id, order in (("p-1", 21), ("p-2", 22)):
+            await api.create("parent", id, {"order": order})
+            url = await api.webhook_url(id, "parent")
+            approver = await api.step("parent", id, "approver", "complete")
+            children[id] = approver["child"]["id"]
+            await api.step("approval", children[id], "decision", "waiting")
+        await api.step("parent", "p-1", "provider", "waiting")
+        url = await api.webhook_url("p-1", "parent")
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait()
+    second = hosts.start(project, *storage)
+    session, api = await _caller(second)
+    async with session:
+        body = b'{"ok": true}'
+        forged = {"X-Hub-Signature-256": HmacSignature.github("nope").sign(body)}
+        assert await api.call_webhook(url, body, forged) == (401, b"")
+        signed = {"X-Hub-Signature-256": GITHUB.sign(body)}
+        assert await api.call_webhook(url, body, signed) == (202, b"")
+        assert await api.ended("parent", "p-1") == {
+            "child": children["p-1"],
+            "echoed": {"n": 21},
+            "text": body.decode(),
+        }
+
+        # terminate(cascade=True) ends the child: its token is free for another wait
+        path = "/api/workflows/parent/instances/p-2/terminate"
+        status, body_json = await api.json("POST", path, {"cascade": True})
+        assert status == 200, body_json
+        child = await api.detail("approval", children["p-2"])
+        assert child["status"] == "terminated", child
+        assert (await api.json("POST", "/api/hooks/approval:22", {}))[0] == 404
+        await api.create("approval", "again-22", {"order": 22})
+        await api.step("approval", "again-22", "decision", "waiting")
+        decision = {"approved": True, "by": "kim"}
+        assert (await api.json("POST", "/api/hooks/approval:22", decision))[0] == 202
+        assert await api.ended("approval", "again-22") == decision
+
+        # deleting a waiting child frees its token too
+        child_url = f"{second.url}/api/workflows/approval/instances/{children['p-1']}"
+        async with session.delete(child_url) as r:
+            assert r.status == 204, await r.text()
+        assert (await api.json("POST", "/api/hooks/approval:21", decision))[0] == 404
+        await api.create("approval", "again-21", {"order": 21})
+        await api.step("approval", "again-21", "decision", "waiting")

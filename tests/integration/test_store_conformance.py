@@ -30,8 +30,8 @@ from durableflow import (
 from durableflow_runtime.engine import Engine, WorkflowSpec
 from durableflow_runtime.store.base import (
     EventRow,
-    InstanceRef,
     HookRow,
+    InstanceRef,
     Lease,
     LeaseLost,
     NewInstance,

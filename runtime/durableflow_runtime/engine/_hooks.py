@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import sys
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from durableflow import (
     ValidationError,
     Webhook,
     WebhookRequest,
+    Workflow,
     WorkflowEvent,
     WorkflowStep,
     WorkflowStepEvent,
@@ -37,10 +38,11 @@ from durableflow._serde import describe_structure_error, loads, structure
 from ..schema import json_schema
 from ..store.base import HookRow, StepRow
 from ._callbacks import _return_type, _UnresolvedReturn
-from ._records import _event_timeout, _failed
+from ._records import _event_timeout, _failed, child_result
 
 if TYPE_CHECKING:
     from ._engine import Engine
+    from ._spec import WorkflowSpec
 
 #: How long a probe replay may take before the request is refused.
 PROBE_TIMEOUT = 10.0
@@ -182,7 +184,14 @@ class _Stop(BaseException):
 class _VerifierProbe(WorkflowStep):
     """A read-only replay of ``run()`` that looks for the ``create_webhook`` of one token."""
 
-    def __init__(self, steps: list[StepRow], token: str, found: asyncio.Future[Any]) -> None:
+    def __init__(
+        self,
+        steps: list[StepRow],
+        token: str,
+        found: asyncio.Future[Any],
+        workflows: Mapping[str, WorkflowSpec],
+    ) -> None:
+        self._workflows = workflows
         self._history = {(s.name, s.count): s for s in steps}
         self._counts: dict[str, int] = {}
         self._token = token
@@ -223,6 +232,18 @@ class _VerifierProbe(WorkflowStep):
         if step.status == "failed":
             raise wait_failure(step, type)
         return taken(recorded_event(step), step.config or {}, payload_type)  # type: ignore[no-any-return]
+
+    async def _run_workflow(
+        self,
+        name: str,
+        binding: Workflow[Any],
+        params: Any,
+        id: str | None,
+        timeout: Duration | None,
+        wait: bool,
+    ) -> Any:
+        """The child's id or recorded end; a child still awaited stops the probe."""
+        return child_result(self._recorded(name), self._workflows)
 
     async def _create_webhook(self, name: str, verify: HmacSignature | None) -> Webhook:
         step = self._recorded(name)
@@ -268,7 +289,9 @@ async def _probe(engine: Engine, hook: HookRow) -> HmacSignature | None:
         workflow_name=spec.name,  # what run() saw when it made the webhook
     )
     workflow = spec.cls(engine.env)
-    task = asyncio.ensure_future(workflow.run(event, _VerifierProbe(steps, hook.token, found)))
+    task = asyncio.ensure_future(
+        workflow.run(event, _VerifierProbe(steps, hook.token, found, engine.workflows))
+    )
     try:
         await asyncio.wait(
             {task, found}, timeout=PROBE_TIMEOUT, return_when=asyncio.FIRST_COMPLETED

@@ -4,18 +4,27 @@ wait's resolution stands in the history, and the record ``describe`` returns."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from durableflow import (
+    ChildWorkflowError,
+    ErrorInfo,
     EventTimeoutError,
+    InstanceExistsError,
     ResolvedStepConfig,
     StepFailedError,
     StepTimeoutError,
 )
+from durableflow._serde import loads, structure
 
 from ..store.base import InstanceRef, InstanceRow, StepRow
+from ._callbacks import _return_type, _UnresolvedReturn
+
+if TYPE_CHECKING:
+    from ._spec import WorkflowSpec
 
 _CONFIG_JSON: dict[ResolvedStepConfig, dict[str, Any]] = {}
 
@@ -67,3 +76,33 @@ class InstanceRecord:
     steps: list[StepRow]
     parent: InstanceRef | None = None
     children: list[InstanceRef] = attrs.field(factory=list)
+
+
+def child_result(step: StepRow, workflows: Mapping[str, WorkflowSpec]) -> Any:
+    """What a ``run_workflow`` or ``start_workflow`` step gives ``run()``: the child's id
+    or output, or the error that says why not (on the first run and on replay alike, from
+    the step as stored)."""
+    config = step.config or {}
+    workflow, child_id = config.get("workflow", ""), config.get("id", "")
+    error = step.error or {"name": "Error", "message": "the child did not complete"}
+    if step.status == "failed" and config.get("status") == "taken":
+        raise InstanceExistsError(error["message"])
+    if step.type == "start_workflow":
+        return child_id
+    if step.status == "complete":
+        spec = workflows.get(workflow)
+        output_type = _return_type(spec.cls.run) if spec is not None else Any
+        if isinstance(output_type, _UnresolvedReturn):
+            output_type = Any
+        return structure(loads(step.output), output_type)
+    status = config.get("status", "errored")
+    what = {"terminated": "was terminated", "running": "did not end in time"}
+    raise ChildWorkflowError(
+        f"child workflow {workflow}/{child_id} {what.get(status, 'errored')}: "
+        f"{error['name']}: {error['message']}",
+        step_name=step.name,
+        workflow=workflow,
+        instance_id=child_id,
+        status=status,
+        error=ErrorInfo(error["name"], error["message"]),
+    )

@@ -21,10 +21,7 @@ from typing import Any
 import attrs
 
 from durableflow import (
-    ChildWorkflowError,
-    ErrorInfo,
     HmacSignature,
-    InstanceExistsError,
     LimitExceededError,
     NonDeterminismError,
     NonRetryableError,
@@ -52,7 +49,7 @@ from ._bindings import EngineWorkflow
 from ._callbacks import _awaited, _NotAwaitable, _return_type, _UnresolvedReturn, _wants_ctx
 from ._hooks import payload_schema, recorded_event, taken, type_ref, wait_failure
 from ._output import StepOutput
-from ._records import _config_json, _error_info, _failed
+from ._records import _config_json, _error_info, _failed, child_result
 from ._rollback import Undo
 
 #: Seconds an async delay function may take (Cloudflare's engine allows 5 as well); one
@@ -576,7 +573,6 @@ class _EngineStep(WorkflowStep):
         request: WebhookRequest = await self._wait(webhook._name, config, timeout, None)
         return request
 
-
     # --- step.run_workflow, step.start_workflow ---------------------------------------
     async def _run_workflow(
         self,
@@ -685,33 +681,7 @@ class _EngineStep(WorkflowStep):
             )
 
     def _child_result(self, step: StepRow) -> Any:
-        """What a ``run_workflow`` or ``start_workflow`` step gives ``run()``: the child's
-        id or output, or the error that says why not (on the first run and on replay alike,
-        from the step as stored)."""
-        config = step.config or {}
-        workflow, child_id = config.get("workflow", ""), config.get("id", "")
-        error = step.error or {"name": "Error", "message": "the child did not complete"}
-        if step.status == "failed" and config.get("status") == "taken":
-            raise InstanceExistsError(error["message"])
-        if step.type == "start_workflow":
-            return child_id
-        if step.status == "complete":
-            spec = self._act.engine.workflows.get(workflow)
-            output_type = _return_type(spec.cls.run) if spec is not None else Any
-            if isinstance(output_type, _UnresolvedReturn):
-                output_type = Any
-            return structure(loads(step.output), output_type)
-        status = config.get("status", "errored")
-        what = {"terminated": "was terminated", "running": "did not end in time"}
-        raise ChildWorkflowError(
-            f"child workflow {workflow}/{child_id} {what.get(status, 'errored')}: "
-            f"{error['name']}: {error['message']}",
-            step_name=step.name,
-            workflow=workflow,
-            instance_id=child_id,
-            status=status,
-            error=ErrorInfo(error["name"], error["message"]),
-        )
+        return child_result(step, self._act.engine.workflows)
 
 
 #: The step that draws a webhook's token: a failed registration (the store) is retried.

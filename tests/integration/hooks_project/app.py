@@ -73,6 +73,32 @@ class Payment(WorkflowEntrypoint[Any, Any]):
         }
 
 
+class Parent(WorkflowEntrypoint[Any, Any]):
+    """Starts an approval of params["order"] as a child (not waited for), runs an echo
+    child to its end, then makes a GitHub-verified webhook: a verifier probe replays both
+    child steps from the history to reach it."""
+
+    async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> Any:
+        order = event.payload["order"]
+        child = await step.start_workflow("approver", self.env.APPROVAL, params={"order": order})
+        echoed = await step.run_workflow("echo", self.env.ECHO, params={"n": order})
+        webhook = await step.create_webhook("provider", verify=HmacSignature.github(GITHUB_SECRET))
+
+        async def announce() -> str:
+            return webhook.url
+
+        await step.do("announce", announce)
+        request = await webhook.wait(timeout="1 hour")
+        return {"child": child, "echoed": echoed, "text": request.text()}
+
+
+class Echo(WorkflowEntrypoint[Any, Any]):
+    """Returns its params."""
+
+    async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> Any:
+        return event.payload
+
+
 class TypedEvent(WorkflowEntrypoint[Any, Any]):
     """Sleeps params["sleep_ms"], then waits for a "decision" event typed ``Decision``."""
 
