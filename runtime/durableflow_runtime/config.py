@@ -30,6 +30,15 @@ is one line naming the file, the key and what was expected::
     class_name = "OrderWorkflow"
     retries = { limit = 5, delay = "10 seconds", backoff = "exponential" }
     timeout = "10 minutes"
+    max_concurrency = 20               # flow control: see docs/flow-control.md
+    concurrency_key = "params.customer_id"
+    key_concurrency = 1
+    rate_limit = "100/minute"
+
+    [[schedules]]                      # see docs/schedules.md
+    workflow = "order-processing"
+    cron = "0 9 * * MON-FRI"
+    timezone = "Europe/Paris"
 
 Relative SQLite paths are relative to the directory holding the config file.
 """
@@ -56,6 +65,9 @@ from durableflow._config import resolve_config
 from durableflow._duration import to_seconds
 from durableflow._types import check_id
 
+from .schedules import ScheduleConfig, parse_schedules
+from .store.base import FlowLimits
+
 if TYPE_CHECKING:
     from .engine import WorkflowSpec
 
@@ -78,7 +90,7 @@ DEFAULT_STORAGE_URL = "sqlite:///.durableflow/state.db"
 TOKEN_ENV = "DURABLEFLOW_TOKEN"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 
-_TOP_KEYS = ("main", "app", "storage", "server", "workflows")
+_TOP_KEYS = ("main", "app", "storage", "server", "workflows", "schedules")
 _STORAGE_KEYS = ("url", "durability", "retention", "unavailable_timeout")
 DEFAULT_UNAVAILABLE_TIMEOUT = 5.0
 _SERVER_KEYS = (
@@ -104,6 +116,20 @@ _ORIGIN = re.compile(
 )
 _PUBLIC_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(?:/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?")
 _WORKFLOW_KEYS = ("name", "binding", "class_name", "retries", "timeout", "run_retries")
+_WORKFLOW_KEYS = (
+    "name",
+    "binding",
+    "class_name",
+    "retries",
+    "timeout",
+    "run_retries",
+    "max_concurrency",
+    "concurrency_key",
+    "key_concurrency",
+    "rate_limit",
+)
+#: ``rate_limit = "<n>/<unit>"``: the units and their seconds
+RATE_UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
 
 
 class ConfigError(ValidationError):
@@ -175,6 +201,10 @@ class WorkflowConfig:
         timeout: Default per-attempt timeout of its steps, if set.
         run_retries: How often ``run()`` runs again when it raises (the dict form of
             ``retries``: ``limit``, ``delay``, ``backoff``), if set.
+        flow: Its flow control (``max_concurrency``, ``key_concurrency``,
+            ``rate_limit``), enforced where instances are claimed.
+        concurrency_key: The dotted path into the params (``params.customer_id``) of the
+            key ``key_concurrency`` counts by.
     """
 
     name: str
@@ -183,6 +213,8 @@ class WorkflowConfig:
     retries: Mapping[str, Any] | None = None
     timeout: str | int | float | None = None
     run_retries: Mapping[str, Any] | None = None
+    flow: FlowLimits = attrs.field(factory=FlowLimits)
+    concurrency_key: str | None = None
 
 
 @attrs.frozen
@@ -202,6 +234,7 @@ class Config:
             request waits for an unreachable store before it is answered 503.
         server: The ``[server]`` table.
         workflows: The ``[[workflows]]`` entries, in file order.
+        schedules: The ``[[schedules]]`` entries, in file order.
     """
 
     path: Path
@@ -214,6 +247,7 @@ class Config:
     storage_durability: str | None = None
     storage_retention: float | None = None
     unavailable_timeout: float = DEFAULT_UNAVAILABLE_TIMEOUT
+    schedules: list[ScheduleConfig] = attrs.field(factory=list)
 
 
 def _where(path: Path, key: str) -> str:
@@ -477,6 +511,7 @@ def load_config(path: Path | None = None) -> Config:
         run_retries = entry.get("run_retries")
         if run_retries is not None:
             _expect(run_retries, dict, path, f"{where} run_retries", "a table")
+        flow, key_path = _flow(entry, path, where)
         workflow = WorkflowConfig(
             name=name,
             binding=binding,
@@ -484,6 +519,8 @@ def load_config(path: Path | None = None) -> Config:
             retries=retries,
             timeout=timeout,
             run_retries=run_retries,
+            flow=flow,
+            concurrency_key=key_path,
         )
         try:
             _defaults(workflow)
@@ -493,6 +530,13 @@ def load_config(path: Path | None = None) -> Config:
         workflows.append(workflow)
     if not workflows:
         raise ConfigError(f"{path}: no [[workflows]] entry: declare at least one workflow")
+    raw_schedules = _expect(
+        data.get("schedules", []), list, path, "[[schedules]]", "an array of tables"
+    )
+    try:
+        schedules = parse_schedules(raw_schedules, names)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {exc.message}") from None
 
     return Config(
         path=path,
@@ -505,7 +549,66 @@ def load_config(path: Path | None = None) -> Config:
         unavailable_timeout=unavailable_timeout,
         server=server,
         workflows=workflows,
+        schedules=schedules,
     )
+
+
+def _positive_int(entry: Mapping[str, Any], key: str, path: Path, where: str) -> int | None:
+    value = entry.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{path}: {where}: {key} must be a positive integer, not {value!r}")
+    return value
+
+
+def parse_rate(value: object) -> tuple[int, float]:
+    """``"100/minute"`` (also ``/second``, ``/hour``, plural or not) as ``(100, 60.0)``.
+
+    Raises:
+        ValidationError: Anything else.
+    """
+    count, _, unit = str(value).partition("/") if isinstance(value, str) else ("", "", "")
+    seconds = RATE_UNITS.get(unit.strip().lower().removesuffix("s"))
+    if seconds is None or not count.strip().isdigit() or int(count) < 1:
+        raise ValidationError(
+            f"rate_limit must be '<starts>/second', '/minute' or '/hour' (such as "
+            f"'100/minute'), not {value!r}"
+        )
+    return int(count), seconds
+
+
+def _flow(entry: Mapping[str, Any], path: Path, where: str) -> tuple[FlowLimits, str | None]:
+    """A ``[[workflows]]`` entry's flow control and ``concurrency_key`` path."""
+    max_concurrency = _positive_int(entry, "max_concurrency", path, where)
+    key_concurrency = _positive_int(entry, "key_concurrency", path, where)
+    key_path = entry.get("concurrency_key")
+    if key_path is not None:
+        parts = key_path.split(".") if isinstance(key_path, str) else [""]
+        if not all(parts):
+            raise ConfigError(
+                f"{path}: {where}: concurrency_key must be a dotted path into the params "
+                f"such as 'params.customer_id', not {key_path!r}"
+            )
+        if parts[0] != "params":
+            key_path = f"params.{key_path}"
+    if (key_path is None) != (key_concurrency is None):
+        raise ConfigError(
+            f"{path}: {where}: concurrency_key and key_concurrency go together "
+            "(the path of the key, and how many may execute per key)"
+        )
+    rate = entry.get("rate_limit")
+    try:
+        parsed_rate = parse_rate(rate) if rate is not None else None
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {where}: {exc.message}") from None
+    flow = FlowLimits(
+        max_concurrency=max_concurrency,
+        key_concurrency=key_concurrency,
+        rate=parsed_rate,
+        label=str(rate) if rate is not None else "",
+    )
+    return flow, key_path
 
 
 def _retention(value: object, path: Path) -> float | None:
@@ -645,6 +748,8 @@ def build_specs(
             binding=workflow.binding,
             defaults=_defaults(workflow),
             run_retries=_run_retries(workflow),
+            flow=workflow.flow,
+            concurrency_key=workflow.concurrency_key,
         )
         for workflow in config.workflows
     ]

@@ -170,7 +170,10 @@ class Host:
                 store_options["unavailable_timeout"] = config.unavailable_timeout
             store = open_store(url, **store_options)
             engine = Engine(
-                store, specs, public_url=config.server.public_url or _base_url(host, port)
+                store,
+                specs,
+                public_url=config.server.public_url or _base_url(host, port),
+                schedules=config.schedules,
             )
             engine.observer = build_observer(engine, **config.server.observe)  # observe:
         except ValidationError as exc:

@@ -88,6 +88,36 @@ _SCHEMAS: dict[str, Any] = {
                 "it, or missing params where the type requires them, are a 400 "
                 "`invalid_params` naming the field, and nothing is stored."
             },
+            "priority": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 100,
+                "description": "Among queued instances of this workflow, higher starts "
+                "first (default 0).",
+            },
+            "concurrency_key": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 256,
+                "description": "The key the workflow's key_concurrency counts this instance "
+                "under (default: read from the params by the workflow's concurrency_key path).",
+            },
+        },
+    },
+    "BatchEntry": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "One instance of a batch: an id and params (the batch's instances "
+        "get priority 0 and their workflow's concurrency key).",
+        "properties": {
+            "id": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 100,
+                "pattern": _ID_PATTERN,
+                "description": "Default: a new UUID4 string.",
+            },
+            "params": {"description": "The instance's params, as in CreateInstance."},
         },
     },
     "CreateBatch": {
@@ -99,7 +129,7 @@ _SCHEMAS: dict[str, Any] = {
                 "type": "array",
                 "minItems": 1,
                 "maxItems": 100,
-                "items": _ref("CreateInstance"),
+                "items": _ref("BatchEntry"),
             }
         },
     },
@@ -123,6 +153,11 @@ _SCHEMAS: dict[str, Any] = {
                 "params type (attrs classes and dataclasses, nested ones in $defs; enums as "
                 "enum; lists, optional fields, defaults); null when the workflow declares no "
                 "params type. The host still checks params with cattrs.",
+            },
+            "schedules": {
+                "type": "array",
+                "items": _ref("WorkflowSchedule"),
+                "description": "The [[schedules]] that start it.",
             },
             "defaults": {
                 **_ref("ResolvedStepConfig"),
@@ -157,6 +192,48 @@ _SCHEMAS: dict[str, Any] = {
             "timeout": {"type": "number", "exclusiveMinimum": 0},
             "sensitive": _nullable({"type": "string", "enum": ["output"]}),
         },
+    },
+    "WorkflowSchedule": {
+        "type": "object",
+        "required": ["name", "cron", "timezone", "next_instance", "paused"],
+        "properties": {
+            "name": {"type": "string"},
+            "cron": {"type": "string"},
+            "timezone": {"type": "string"},
+            "next_instance": {
+                **_TIME,
+                "description": "When the next instance starts (null while paused).",
+            },
+            "paused": {"type": "boolean"},
+        },
+    },
+    "Schedule": {
+        "type": "object",
+        "required": [
+            "name",
+            "workflow",
+            "cron",
+            "timezone",
+            "catch_up",
+            "paused",
+            "next_instance",
+            "last_tick",
+        ],
+        "properties": {
+            "name": {"type": "string"},
+            "workflow": {"type": "string"},
+            "cron": {"type": "string"},
+            "timezone": {"type": "string"},
+            "catch_up": {"type": "string", "enum": ["latest", "all", "none"]},
+            "paused": {"type": "boolean"},
+            "next_instance": _TIME,
+            "last_tick": {**_TIME, "description": "The last tick started (by any host)."},
+        },
+    },
+    "ScheduleList": {
+        "type": "object",
+        "required": ["schedules"],
+        "properties": {"schedules": {"type": "array", "items": _ref("Schedule")}},
     },
     "WorkflowList": {
         "type": "object",
@@ -362,6 +439,13 @@ _SCHEMAS: dict[str, Any] = {
                 "type": "array",
                 "items": _ref("Relative"),
                 "description": "The instances this one started, oldest first.",
+            },
+            "priority": {"type": "integer", "minimum": 0, "maximum": 100},
+            "concurrency_key": _nullable({"type": "string"}),
+            "blocked": {
+                **_nullable({"type": "string"}),
+                "description": "Why a runnable instance is not running: 'concurrency "
+                "limit 20 reached', 'rate limit 100/minute reached'; else null.",
             },
         },
     },
@@ -760,6 +844,22 @@ def _control(action: str, what: str) -> dict[str, Any]:
 
 
 @functools.cache
+def _schedule_action(action: str, what: str) -> dict[str, Any]:
+    name = _param("name", "path", "The schedule's name.", {"type": "string"})
+    return {
+        "post": {
+            "operationId": f"{action}Schedule",
+            "summary": what,
+            "tags": ["schedules"],
+            "parameters": [name],
+            "responses": {
+                **_ok("200", "The schedule afterwards.", "Schedule"),
+                **_errors("401", "404"),
+            },
+        }
+    }
+
+
 def _document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/healthz": {
@@ -1132,6 +1232,23 @@ def _document() -> dict[str, Any]:
                 for method in ("POST", "PUT", "PATCH")
             }
         },
+        "/api/schedules": {
+            "get": {
+                "operationId": "listSchedules",
+                "summary": "The schedules of the config, with their shared state.",
+                "tags": ["schedules"],
+                "responses": {
+                    **_ok("200", "The schedules.", "ScheduleList"),
+                    **_errors("401"),
+                },
+            }
+        },
+        "/api/schedules/{name}/pause": _schedule_action(
+            "pause", "Stop starting instances, on every host sharing the store."
+        ),
+        "/api/schedules/{name}/resume": _schedule_action(
+            "resume", "Start instances again from the next tick (missed ones are skipped)."
+        ),
         "/api/instances/prune": {
             "post": {
                 "operationId": "pruneInstances",

@@ -141,13 +141,22 @@ class Workflow(abc.ABC, Generic[ParamsT, OutputT]):
 
     @abc.abstractmethod
     async def create(
-        self, *, id: str | None = None, params: ParamsT | None = None
+        self,
+        *,
+        id: str | None = None,
+        params: ParamsT | None = None,
+        priority: int | None = None,
+        concurrency_key: str | None = None,
     ) -> WorkflowInstance[OutputT]:
         """Create and start an instance.
 
         Args:
             id: Its id (default: a new UUID4 string).
             params: Its params, checked against the workflow's params type.
+            priority: 0 to 100 (default 0): among this workflow's queued instances,
+                higher starts first.
+            concurrency_key: The key the workflow's ``key_concurrency`` counts it under
+                (default: read from the params by the workflow's ``concurrency_key``).
 
         Raises:
             ValidationError: A bad id; InvalidParamsError: params that do not fit.

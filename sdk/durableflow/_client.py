@@ -241,9 +241,16 @@ class _HttpWorkflow(Workflow[P, OutT]):
         return _HttpInstance(self._api, self.name, id, self._output_type)
 
     async def create(
-        self, *, id: str | None = None, params: P | None = None
+        self,
+        *,
+        id: str | None = None,
+        params: P | None = None,
+        priority: int | None = None,
+        concurrency_key: str | None = None,
     ) -> WorkflowInstance[OutT]:
-        data = await self._api.send(_http.create_call(self.name, id, params))
+        data = await self._api.send(
+            _http.create_call(self.name, id, params, priority, concurrency_key)
+        )
         return self._instance(data["id"])
 
     async def create_batch(self, batch: Sequence[CreateOptions[P]]) -> list[WorkflowInstance[OutT]]:
@@ -374,6 +381,31 @@ class Client:
         data = await self._api.send(_http.workflows_call())
         workflows: list[dict[str, Any]] = data["workflows"]
         return workflows
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        """The host's schedules: ``[{"name", "workflow", "cron", "timezone", "catch_up",
+        "paused", "next_instance", "last_tick"}]``."""
+        data = await self._api.send(_http.schedules_call())
+        schedules: list[dict[str, Any]] = data["schedules"]
+        return schedules
+
+    async def pause_schedule(self, name: str) -> dict[str, Any]:
+        """Stop a schedule's ticks on every host; the schedule afterwards.
+
+        Raises:
+            NotFoundError: No such schedule.
+        """
+        result: dict[str, Any] = await self._api.send(_http.schedule_action_call(name, "pause"))
+        return result
+
+    async def resume_schedule(self, name: str) -> dict[str, Any]:
+        """Start a paused schedule's ticks again (missed ones are skipped).
+
+        Raises:
+            NotFoundError: No such schedule.
+        """
+        result: dict[str, Any] = await self._api.send(_http.schedule_action_call(name, "resume"))
+        return result
 
     async def close(self) -> None:
         """Close the connection pool."""

@@ -82,6 +82,8 @@ __all__ = [
     "one",
     "restart_call",
     "result_polls",
+    "schedule_action_call",
+    "schedules_call",
     "status_call",
     "status_from",
     "with_retries",
@@ -292,6 +294,15 @@ def workflows_call() -> Call:
     return Call("GET", "/api/workflows")
 
 
+def schedules_call() -> Call:
+    return Call("GET", "/api/schedules")
+
+
+def schedule_action_call(name: str, action: str) -> Call:
+    # pausing twice is pausing: safe to repeat
+    return Call("POST", f"/api/schedules/{quote(name, safe='')}/{action}", {}, idempotent=True)
+
+
 def status_call(instance: str) -> Call:
     return Call("GET", instance + "/status")
 
@@ -351,12 +362,22 @@ def hook_call(token: str, payload: Any) -> Call:
     return Call("POST", f"/api/hooks/{_segment(token)}", unstructure(payload), True)
 
 
-def create_call(workflow: str, id: str | None, params: Any) -> Call:
+def create_call(
+    workflow: str,
+    id: str | None,
+    params: Any,
+    priority: int | None = None,
+    concurrency_key: str | None = None,
+) -> Call:
     body: dict[str, Any] = {}
     if id is not None:
         body["id"] = id
     if params is not None:
         body["params"] = unstructure(params)
+    if priority is not None:
+        body["priority"] = priority
+    if concurrency_key is not None:
+        body["concurrency_key"] = concurrency_key
     # with an id, a repeat cannot create a second instance: safe to retry
     return Call("POST", instances_path(workflow), body, idempotent=id is not None)
 

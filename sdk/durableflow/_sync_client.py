@@ -266,7 +266,12 @@ class SyncWorkflow(Generic[P, OutT]):
         return SyncWorkflowInstance(self._api, self.name, id, self._output_type)
 
     def create(
-        self, *, id: str | None = None, params: P | None = None
+        self,
+        *,
+        id: str | None = None,
+        params: P | None = None,
+        priority: int | None = None,
+        concurrency_key: str | None = None,
     ) -> SyncWorkflowInstance[OutT]:
         """Create and start an instance.
 
@@ -274,12 +279,14 @@ class SyncWorkflow(Generic[P, OutT]):
             id: Its id (default: a new UUID4 string). With an id the call is safe to
                 repeat, so it is retried after a 503 or a failed connection.
             params: Its params, checked against the workflow's params type.
+            priority: 0 to 100 (default 0): higher starts first among queued instances.
+            concurrency_key: The key ``key_concurrency`` counts it under.
 
         Raises:
             ValidationError: A bad id; InvalidParamsError: params that do not fit.
             InstanceExistsError: The id is taken.
         """
-        data = self._api.send(_http.create_call(self.name, id, params))
+        data = self._api.send(_http.create_call(self.name, id, params, priority, concurrency_key))
         return self._instance(data["id"])
 
     def create_batch(self, batch: Sequence[CreateOptions[P]]) -> list[SyncWorkflowInstance[OutT]]:
@@ -419,6 +426,21 @@ class SyncClient:
         """The workflows the host runs: ``[{"name", "binding", "class_name", ...}]``."""
         workflows: list[dict[str, Any]] = self._api.send(_http.workflows_call())["workflows"]
         return workflows
+
+    def schedules(self) -> list[dict[str, Any]]:
+        """The host's schedules, as :meth:`Client.schedules`."""
+        schedules: list[dict[str, Any]] = self._api.send(_http.schedules_call())["schedules"]
+        return schedules
+
+    def pause_schedule(self, name: str) -> dict[str, Any]:
+        """Stop a schedule's ticks on every host; the schedule afterwards."""
+        result: dict[str, Any] = self._api.send(_http.schedule_action_call(name, "pause"))
+        return result
+
+    def resume_schedule(self, name: str) -> dict[str, Any]:
+        """Start a paused schedule's ticks again (missed ones are skipped)."""
+        result: dict[str, Any] = self._api.send(_http.schedule_action_call(name, "resume"))
+        return result
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -325,8 +325,17 @@ class _KitWorkflow(Workflow[Any]):
     def _current(self) -> Workflow[Any]:
         return self._env._runtime_or_fail().binding(self._workflow)
 
-    async def create(self, *, id: str | None = None, params: Any = None) -> WorkflowInstance:
-        instance = await self._current().create(id=id, params=params)
+    async def create(
+        self,
+        *,
+        id: str | None = None,
+        params: Any = None,
+        priority: int | None = None,
+        concurrency_key: str | None = None,
+    ) -> WorkflowInstance:
+        instance = await self._current().create(
+            id=id, params=params, priority=priority, concurrency_key=concurrency_key
+        )
         return _KitInstance(self._env, self._workflow, instance.id)
 
     async def create_batch(self, batch: Sequence[CreateOptions[Any]]) -> list[WorkflowInstance]:

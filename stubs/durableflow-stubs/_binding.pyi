@@ -43,7 +43,12 @@ class WorkflowInstance(abc.ABC, Generic[OutputT]):
 class Workflow(abc.ABC, Generic[_ParamsT, OutputT]):
     @abc.abstractmethod
     async def create(
-        self, *, id: str | None = None, params: _ParamsT | None = None
+        self,
+        *,
+        id: str | None = None,
+        params: _ParamsT | None = None,
+        priority: int | None = None,
+        concurrency_key: str | None = None,
     ) -> WorkflowInstance[OutputT]: ...
     @abc.abstractmethod
     async def create_batch(

@@ -19,6 +19,7 @@ One module per job (docs/design.md draws the map):
 - ``_output``: streams and logs (``StepOutput``, ``step.log``'s replay rule, the readers).
 - ``_hooks``: hooks and webhooks: payload types, taken payloads, webhook verifiers.
 - ``_bindings``: the in-process bindings (``Bindings``, ``EngineWorkflow``, ``EngineInstance``).
+- ``_schedules``: ``ScheduleRunner``, which starts an instance at every cron tick.
 """
 
 from ._bindings import Bindings, EngineInstance, EngineWorkflow
@@ -26,6 +27,7 @@ from ._engine import Engine
 from ._records import InstanceRecord
 from ._rollback import rollback_record
 from ._scheduler import Scheduler
+from ._schedules import ScheduleRunner
 from ._spec import RESERVED_INSTANCE_IDS, RETRY_AFTER, InstanceHooks, Limits, WorkflowSpec
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "InstanceHooks",
     "InstanceRecord",
     "Limits",
+    "ScheduleRunner",
     "Scheduler",
     "WorkflowSpec",
     "rollback_record",

@@ -107,8 +107,17 @@ class EngineWorkflow(Workflow[Any, Any]):
         """The engine it calls (a child workflow must run on the parent's)."""
         return self._engine
 
-    async def create(self, *, id: str | None = None, params: Any = None) -> WorkflowInstance[Any]:
-        [instance_id] = await self._engine.create(self.name, [(id, params)])
+    async def create(
+        self,
+        *,
+        id: str | None = None,
+        params: Any = None,
+        priority: int | None = None,
+        concurrency_key: str | None = None,
+    ) -> WorkflowInstance[Any]:
+        [instance_id] = await self._engine.create(
+            self.name, [(id, params)], priority=priority, concurrency_key=concurrency_key
+        )
         return EngineInstance(self._engine, self.name, instance_id)
 
     async def create_batch(

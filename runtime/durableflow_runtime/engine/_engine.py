@@ -45,6 +45,8 @@ from durableflow._types import (
 
 from ..clock import Clock, RealClock
 from ..metrics import NO_OBSERVER, Observer  # observe: the hooks' interface
+from ..schedules import ScheduleConfig, instance_id
+from ..store._flow import why_blocked
 from ..store._output import ChunkRow, LogRow, StreamInfo
 from ..store.base import FINAL_STATUSES, FINISHED, ControlAction, InstanceRow, NewInstance, Store
 from ._bindings import Bindings, EngineWorkflow
@@ -52,7 +54,8 @@ from ._hooks import Verifiers, check_registered, find_verifier
 from ._output import StreamHub, read_stream
 from ._records import InstanceRecord
 from ._scheduler import Scheduler
-from ._spec import RESERVED_INSTANCE_IDS, InstanceHooks, Limits, WorkflowSpec
+from ._schedules import ScheduleRunner
+from ._spec import RESERVED_INSTANCE_IDS, InstanceHooks, Limits, WorkflowSpec, check_priority
 
 if TYPE_CHECKING:
     from ._activation import _Activation
@@ -98,6 +101,7 @@ class Engine:
         poll_interval: Seconds between store polls when the store cannot push wake-ups.
         public_url: The base URL outside services reach this host at: webhook URLs
             are ``<public_url>/hooks/<token>``.
+        schedules: The ``[[schedules]]`` whose ticks it starts (params checked here).
     """
 
     def __init__(
@@ -110,6 +114,7 @@ class Engine:
         limits: Limits | None = None,
         poll_interval: float | None = None,
         public_url: str = "http://127.0.0.1:8787",
+        schedules: Sequence[ScheduleConfig] = (),
     ) -> None:
         self.store = store
         self.public_url = public_url.rstrip("/")
@@ -139,10 +144,17 @@ class Engine:
         self.stream_hub = StreamHub()  # chunks written here, handed to readers here
         self._started = False
         self.observer: Observer = NO_OBSERVER  # observe: the host installs metrics/tracing
+        for schedule in schedules:
+            try:
+                self.prepare(schedule.workflow, instance_id(schedule.name, 0), schedule.params)
+            except ValidationError as exc:
+                raise ValidationError(f"schedule {schedule.name!r}: {exc.message}") from None
+        self.schedules = ScheduleRunner(self, schedules)
 
     # --- life cycle -------------------------------------------------------------------
     async def start(self) -> None:
         """Open the store, resume what a crash left running, and start scheduling."""
+        self.store.set_flow_limits({name: spec.flow for name, spec in self.workflows.items()})
         await self.store.open()
         self.store.subscribe(self._remote_change)
         if self.store.single_host:
@@ -150,6 +162,7 @@ class Engine:
         self.draining = False
         self._started = True
         self.scheduler.start()
+        self.schedules.start()
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking work; running steps get ``grace`` seconds to finish, then are cancelled.
@@ -160,6 +173,7 @@ class Engine:
             return
         self._started = False
         self.draining = True
+        await self.schedules.stop()
         await self.scheduler.stop(grace)
         await self.store.close()
 
@@ -216,13 +230,22 @@ class Engine:
         except KeyError:
             raise NotFoundError(f"no workflow named {workflow!r}") from None
 
-    def prepare(self, workflow: str, id: str | None, params: Any) -> NewInstance:
+    def prepare(
+        self,
+        workflow: str,
+        id: str | None,
+        params: Any,
+        *,
+        priority: int | None = None,
+        concurrency_key: str | None = None,
+    ) -> NewInstance:
         """Validate one instance to create.
 
         Raises:
             NotFoundError, ValidationError, InvalidParamsError, LimitExceededError.
         """
         spec = self.spec(workflow)
+        rank = check_priority(priority)
         instance_id = check_id(id) if id is not None else str(uuid.uuid4())
         if instance_id in RESERVED_INSTANCE_IDS:
             raise ValidationError(
@@ -252,7 +275,14 @@ class Engine:
             raise LimitExceededError(
                 f"params are {len(data)} bytes, over the limit of {self.limits.max_payload_bytes}"
             )
-        return NewInstance(workflow, instance_id, data, self.clock.now())
+        return NewInstance(
+            workflow,
+            instance_id,
+            data,
+            self.clock.now(),
+            priority=rank,
+            concurrency_key=spec.flow_key(value, concurrency_key),
+        )
 
     async def create(
         self,
@@ -260,8 +290,13 @@ class Engine:
         items: Sequence[tuple[str | None, Any]],
         *,
         traceparent: str | None = None,
+        priority: int | None = None,
+        concurrency_key: str | None = None,
     ) -> list[str]:
         """Create instances (all or none); returns their ids.
+
+        ``priority`` (0-100, default 0) and ``concurrency_key`` (default: read from the
+        params by the workflow's ``concurrency_key`` path) apply to each of them.
 
         ``traceparent`` (a W3C trace context header, kept when well formed) is stored with
         each instance, so its first activation's span is a child of the creator's, on any
@@ -271,7 +306,10 @@ class Engine:
             raise LimitExceededError(
                 f"a batch holds at most {self.limits.max_batch} instances, not {len(items)}"
             )
-        rows = [self.prepare(workflow, id, params) for id, params in items]
+        rows = [
+            self.prepare(workflow, id, params, priority=priority, concurrency_key=concurrency_key)
+            for id, params in items
+        ]
         if traceparent is not None and _TRACEPARENT.fullmatch(traceparent):
             rows = [attrs.evolve(r, trace=traceparent) for r in rows]
         ids = [r.id for r in rows]
@@ -673,4 +711,20 @@ class Engine:
         if row is None:
             raise NotFoundError(f"no instance {id!r} of workflow {workflow!r}")
         parent, children = await self.store.relatives(row)
-        return InstanceRecord(row, await self.store.load_steps(row.key), parent, children)
+        return InstanceRecord(
+            row,
+            await self.store.load_steps(row.key),
+            parent,
+            children,
+            blocked=await self.why_blocked(row),
+        )
+
+    async def why_blocked(self, row: InstanceRow) -> str | None:
+        """Why a runnable instance is not running, or ``None`` (the detail's ``blocked``)."""
+        now = self.clock.now()
+        flow = self.store.flow_limits.get(row.workflow)
+        if flow is None or row.run_at is None or row.run_at > now:
+            return None
+        period = flow.rate[1] if flow.rate is not None else 0.0
+        usage = await self.store.flow_usage(row.workflow, row.concurrency_key, now, period)
+        return why_blocked(flow, usage, row.concurrency_key, row.started_at is None)

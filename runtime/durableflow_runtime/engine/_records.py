@@ -76,6 +76,8 @@ class InstanceRecord:
     steps: list[StepRow]
     parent: InstanceRef | None = None
     children: list[InstanceRef] = attrs.field(factory=list)
+    #: why the instance is runnable yet not running (a flow limit), else ``None``
+    blocked: str | None = None
 
 
 def child_result(step: StepRow, workflows: Mapping[str, WorkflowSpec]) -> Any:

@@ -10,9 +10,13 @@ import attrs
 from durableflow import ResolvedStepConfig, ValidationError, WorkflowEntrypoint
 from durableflow._entrypoint import output_type, params_type
 
+from ..store.base import FlowLimits
+
 log = logging.getLogger("durableflow")
 
 MiB = 1024 * 1024
+#: The longest concurrency key kept (a longer value read from params is cut).
+MAX_KEY_LENGTH = 256
 #: Instance ids that would be read as a route below ``/instances/`` (``batch``, and
 #: ``actions`` for bulk actions).
 RESERVED_INSTANCE_IDS = frozenset({"batch", "actions"})
@@ -47,6 +51,10 @@ class WorkflowSpec:
     binding: str = ""
     defaults: ResolvedStepConfig = attrs.field(factory=ResolvedStepConfig)
     run_retries: ResolvedStepConfig | None = None
+    #: flow control: what the store's claim enforces for it across hosts
+    flow: FlowLimits = attrs.field(factory=FlowLimits)
+    #: dotted path (``params.customer_id``) of the value ``key_concurrency`` counts by
+    concurrency_key: str | None = None
 
     params_type: Any = attrs.field(init=False, eq=False)
     #: the return annotation of ``run()``: bindings restore outputs to it
@@ -61,6 +69,53 @@ class WorkflowSpec:
             log.warning("workflow %r: %s; outputs are returned as plain JSON", self.name, exc)
             output = Any
         object.__setattr__(self, "output_type", output)
+
+    def flow_key(self, params: Any, given: str | None) -> str | None:
+        """The concurrency key of an instance with these (unstructured) params: ``given``
+        when set, else the value at the workflow's ``concurrency_key`` path.
+
+        Raises:
+            ValidationError: ``given`` is not a string of 1-256 characters, or the path
+                finds nothing, or finds something else than a string, number or boolean.
+        """
+        if given is not None:
+            if not 0 < len(given) <= MAX_KEY_LENGTH:
+                raise ValidationError(
+                    f"concurrency_key must be a string of 1 to {MAX_KEY_LENGTH} characters, "
+                    f"not {given!r}"
+                )
+            return given
+        if self.concurrency_key is None:
+            return None
+        value: Any = {"params": params}
+        for part in self.concurrency_key.split("."):
+            if not isinstance(value, dict) or part not in value:
+                raise ValidationError(
+                    f"workflow {self.name!r} counts concurrency by {self.concurrency_key}, "
+                    f"which these params lack (give concurrency_key= to create instead)"
+                )
+            value = value[part]
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str | int | float) and str(value):
+            return str(value)[:MAX_KEY_LENGTH]
+        raise ValidationError(
+            f"workflow {self.name!r}: {self.concurrency_key} must be a string or a number "
+            f"to count concurrency by, not {value!r}"
+        )
+
+
+def check_priority(priority: object) -> int:
+    """A create's ``priority``: 0 (the default) to 100, higher first.
+
+    Raises:
+        ValidationError: Anything else.
+    """
+    if priority is None:
+        return 0
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 100:
+        raise ValidationError(f"priority must be an integer from 0 to 100, not {priority!r}")
+    return priority
 
 
 class InstanceHooks(Protocol):

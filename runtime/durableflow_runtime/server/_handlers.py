@@ -65,7 +65,9 @@ async def openapi(request: web.Request) -> web.Response:
 
 async def list_workflows(request: web.Request) -> web.Response:
     """``GET /api/workflows``."""
-    return _json({"workflows": request.config_dict[SETTINGS_KEY].workflows})
+    workflows = request.config_dict[SETTINGS_KEY].workflows
+    schedules = await _schedules_by_workflow(request)
+    return _json({"workflows": [{**w, "schedules": schedules[w["name"]]} for w in workflows]})
 
 
 async def describe_workflow(request: web.Request) -> web.Response:
@@ -75,18 +77,57 @@ async def describe_workflow(request: web.Request) -> web.Response:
     [info] = [w for w in request.config_dict[SETTINGS_KEY].workflows if w["name"] == name]
     engine = _engine(request)
     counts = await engine.store.instance_counts(engine.clock.now())
-    return _json({**info, "counts": {c.status: c.count for c in counts if c.workflow == name}})
+    return _json(
+        {
+            **info,
+            "counts": {c.status: c.count for c in counts if c.workflow == name},
+            "schedules": (await _schedules_by_workflow(request))[name],
+        }
+    )
+
+
+async def _schedules_by_workflow(request: web.Request) -> dict[str, list[dict[str, Any]]]:
+    """Each workflow's schedules as ``GET /api/workflows`` lists them (Cloudflare's
+    ``{cron, timezone, next_instance}``, with the schedule's ``name`` and ``paused``)."""
+    engine = _engine(request)
+    found: dict[str, list[dict[str, Any]]] = {name: [] for name in engine.workflows}
+    for schedule in await engine.schedules.describe():
+        found[schedule["workflow"]].append(
+            {key: schedule[key] for key in ("name", "cron", "timezone", "next_instance", "paused")}
+        )
+    return found
+
+
+async def list_schedules(request: web.Request) -> web.Response:
+    """``GET /api/schedules``: every schedule of the config, with its shared state."""
+    return _json({"schedules": await _engine(request).schedules.describe()})
+
+
+def _schedule_action(paused: bool) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        """``POST /api/schedules/{name}/pause|resume``: for every host sharing the store."""
+        name = request.match_info["name"]
+        return _json(await _engine(request).schedules.set_paused(name, paused))
+
+    return handler
 
 
 async def create_instance(request: web.Request) -> web.Response:
     """``POST /api/workflows/{name}/instances`` -> 201 ``{"id", "status"}``."""
     name = _workflow(request)
-    body = await _object_body(request, ("id", "params"))
+    body = await _object_body(request, ("id", "params", "priority", "concurrency_key"))
     instance_id = _instance_id(body.get("id", _ABSENT), "'id'")
+    key = body.get("concurrency_key")
+    if key is not None and not isinstance(key, str):
+        raise ApiError(
+            400, "invalid_request", f"'concurrency_key' must be a string, not {_json_type(key)}"
+        )
     [created] = await _engine(request).create(
         name,
         [(instance_id, body.get("params"))],
         traceparent=request.headers.get("traceparent"),  # observe: the creator's trace
+        priority=body.get("priority"),
+        concurrency_key=key,
     )
     return _json({"id": created, "status": "queued"}, 201)
 
@@ -417,6 +458,9 @@ API_ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/api/instances/prune", prune_instances),
     ("POST", "/api/hooks/{token}", resume_hook),
     *[(method, "/hooks/{token}", call_webhook) for method in WEBHOOK_METHODS],
+    ("GET", "/api/schedules", list_schedules),
+    ("POST", "/api/schedules/{name}/pause", _schedule_action(True)),
+    ("POST", "/api/schedules/{name}/resume", _schedule_action(False)),
 ]
 """Every route the host serves besides the user's, as (method, path, handler)."""
 

@@ -210,6 +210,12 @@ class InstanceDetail:
     parent: dict[str, str] | None
     #: the instances it started, oldest first
     children: list[dict[str, str]]
+    #: 0-100, higher starts first among queued instances of its workflow
+    priority: int = 0
+    #: the key ``key_concurrency`` counts it under, if any
+    concurrency_key: str | None = None
+    #: why it is runnable yet not running (a flow limit), else None
+    blocked: str | None = None
 
     @classmethod
     def from_record(cls, record: InstanceRecord, *, reveal: bool = False) -> InstanceDetail:
@@ -231,6 +237,9 @@ class InstanceDetail:
             run_retries=row.run_retries,
             parent=attrs.asdict(record.parent) if record.parent is not None else None,
             children=[attrs.asdict(c) for c in record.children],
+            priority=row.priority,
+            concurrency_key=row.concurrency_key,
+            blocked=record.blocked,
         )
 
     def to_json(self) -> dict[str, Any]:

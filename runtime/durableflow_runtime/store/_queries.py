@@ -21,6 +21,7 @@ import attrs
 
 from durableflow._types import StepRef
 
+from ._flow import EXECUTING
 from ._rows import (
     EVENT_COLUMNS,
     HOOK_COLUMNS,
@@ -233,6 +234,34 @@ class Queries:
             " WHERE i.workflow = ? AND i.id = ? AND s.type = 'wait_for_event'"
             " AND s.status = 'waiting' ORDER BY s.seq"
         )
+        # flow control (see ._flow): what a limited workflow runs and started
+        self.flow_executing = d.sql(
+            f"SELECT count(*) FROM instances WHERE workflow = ? AND {EXECUTING}"
+        )
+        self.flow_executing_by_key = d.sql(
+            "SELECT concurrency_key, count(*) FROM instances WHERE workflow = ?"
+            f" AND {EXECUTING} AND concurrency_key IS NOT NULL"
+            " GROUP BY concurrency_key"
+        )
+        self.flow_executing_for_key = d.sql(
+            "SELECT count(*) FROM instances WHERE workflow = ?"
+            f" AND {EXECUTING} AND concurrency_key = ?"
+        )
+        self.flow_started = d.sql(
+            "SELECT count(*), min(started_at) FROM instances WHERE workflow = ? AND started_at > ?"
+        )
+        self.schedule_states = "SELECT name, paused, last_tick FROM schedules"
+        self.pause_schedule = d.sql(
+            "INSERT INTO schedules (name, paused, last_tick) VALUES (?, ?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET paused = excluded.paused,"
+            " last_tick = CASE WHEN excluded.paused THEN schedules.last_tick"
+            " ELSE excluded.last_tick END"
+        )
+        self.mark_schedule_tick = d.sql(
+            f"INSERT INTO schedules (name, paused, last_tick) VALUES (?, {d.false}, ?)"
+            " ON CONFLICT (name) DO UPDATE SET last_tick = excluded.last_tick"
+            " WHERE schedules.last_tick IS NULL OR schedules.last_tick < excluded.last_tick"
+        )
         #: Wakes an instance that waits for the event type just sent; its key if it did.
         self.wake_waiting = d.sql(
             "UPDATE instances SET run_at = ? WHERE key = ? AND status = 'waiting'"
@@ -275,6 +304,37 @@ class Queries:
         sql += " ORDER BY key DESC LIMIT ?"
         args.append(limit)
         return self.dialect.sql(sql), tuple(args)
+
+    def flow_candidates(
+        self, workflow: str, now: float, fresh_ok: bool, saturated: Sequence[str], limit: int
+    ) -> Statement:
+        """Due instances of a limited workflow that could fit, in claim order:
+        ``(key, fresh, concurrency_key)``; never-started ones only when ``fresh_ok``,
+        none of a ``saturated`` concurrency key."""
+        sql = (
+            "SELECT key, started_at IS NULL, concurrency_key FROM instances"
+            " WHERE workflow = ? AND run_at <= ?"
+        )
+        args: list[Any] = [workflow, now]
+        if not fresh_ok:
+            sql += " AND started_at IS NOT NULL"
+        if saturated:
+            match, match_args = self.dialect.any_of("concurrency_key", saturated)
+            sql += f" AND (concurrency_key IS NULL OR NOT {match})"
+            args += match_args
+        sql += " ORDER BY run_at LIMIT ?"
+        args.append(limit)
+        return self.dialect.sql(sql), tuple(args)
+
+    def next_run_at_unblocked(self, blocked: Sequence[str], after: float) -> Statement:
+        """The earliest ``run_at``, leaving out the instances of ``blocked`` workflows
+        that were due at ``after`` (a limit holds them; the store knows when to look)."""
+        match, args = self.dialect.any_of("workflow", blocked)
+        sql = (
+            "SELECT min(run_at) FROM instances WHERE run_at IS NOT NULL"
+            f" AND (NOT {match} OR run_at > ?)"
+        )
+        return self.dialect.sql(sql), (*args, after)
 
     def pending_events(self, key: int, types: Sequence[str]) -> Statement:
         """For each of ``types`` with an unconsumed event: the type, the oldest's time."""

@@ -66,7 +66,8 @@ def _json(value: str | None) -> Any:
 
 INSTANCE_COLUMNS = (
     "key, workflow, id, status, params, output, error, created_at, started_at, ended_at, "
-    "run_at, epoch, generation, pause_requested, trace, rollback_to, run_retries, parent"
+    "run_at, epoch, generation, pause_requested, trace, rollback_to, run_retries, parent,"
+    " priority, concurrency_key"
 )
 """The columns :func:`instance_from_row` reads, in its order (both stores' schemas)."""
 
@@ -92,6 +93,8 @@ def instance_from_row(row: Sequence[Any]) -> InstanceRow:
         rollback_to=row[15],
         run_retries=row[16],
         parent=row[17],
+        priority=row[18],
+        concurrency_key=row[19],
     )
 
 

@@ -28,6 +28,8 @@ __all__ = [
     "Claimed",
     "ControlAction",
     "EventRow",
+    "FlowLimits",
+    "FlowUsage",
     "HookDelivery",
     "HookKind",
     "HookRow",
@@ -40,6 +42,7 @@ __all__ = [
     "NewChunk",
     "NewInstance",
     "NewLog",
+    "ScheduleState",
     "StepRow",
     "StepStatus",
     "StepType",
@@ -92,6 +95,10 @@ class NewInstance:
     trace: str | None = None
     #: the key of the instance that started it (``step.run_workflow``/``start_workflow``)
     parent: int | None = None
+    #: 0-100: among queued instances of one workflow, higher starts first
+    priority: int = 0
+    #: the key ``key_concurrency`` counts it under (flow control), if any
+    concurrency_key: str | None = None
 
 
 @attrs.define
@@ -118,6 +125,8 @@ class InstanceRow:
     #: how many times ``run()`` was run again under the workflow's ``run_retries``
     run_retries: int = 0
     parent: int | None = None  # the key of the instance that started it, if one did
+    priority: int = 0
+    concurrency_key: str | None = None
 
 
 @attrs.frozen
@@ -176,6 +185,50 @@ class InstanceCount:
     status: str
     count: int
     due: int
+
+
+@attrs.frozen
+class FlowLimits:
+    """The flow control of one workflow, enforced by :meth:`Store.claim` across hosts.
+
+    Attributes:
+        max_concurrency: At most this many of its instances executing (``running`` or
+            ``waitingForPause``) at once.
+        key_concurrency: At most this many executing per ``concurrency_key``.
+        rate: ``(starts, period in seconds)``: at most ``starts`` first starts per period.
+        label: The rate as configured (``"100/minute"``), for messages.
+    """
+
+    max_concurrency: int | None = None
+    key_concurrency: int | None = None
+    rate: tuple[int, float] | None = None
+    label: str = ""
+
+
+@attrs.frozen
+class FlowUsage:
+    """What one workflow's limits are measured against at one moment.
+
+    Attributes:
+        executing: Its instances executing now.
+        executing_for_key: Of those, the ones with the asked ``concurrency_key``.
+        started: Its first starts within the rate period before now.
+        next_start_free: When the oldest of those starts leaves the period (or ``None``).
+    """
+
+    executing: int
+    executing_for_key: int
+    started: int
+    next_start_free: float | None
+
+
+@attrs.frozen
+class ScheduleState:
+    """What the store keeps of a schedule: shared by every host."""
+
+    name: str
+    paused: bool
+    last_tick: float | None
 
 
 @attrs.frozen
@@ -241,6 +294,16 @@ class Store(abc.ABC):
     #: True when one host owns the whole store (SQLite): a ``running`` instance found at
     #: start-up was left by a crash and is resumed at once.
     single_host: bool = True
+    #: Per workflow, the limits :meth:`claim` enforces (see :meth:`set_flow_limits`).
+    flow_limits: dict[str, FlowLimits] = {}  # replaced by set_flow_limits, never mutated
+
+    def set_flow_limits(self, limits: dict[str, FlowLimits]) -> None:
+        """Enforce ``limits`` from the next claim on (workflows absent: unlimited)."""
+        self.flow_limits = {
+            name: flow
+            for name, flow in limits.items()
+            if flow.max_concurrency or flow.key_concurrency or flow.rate
+        }
 
     @abc.abstractmethod
     async def open(self) -> None:
@@ -318,6 +381,26 @@ class Store(abc.ABC):
 
         One grouped query (the metrics read it every few seconds).
         """
+
+    @abc.abstractmethod
+    async def flow_usage(
+        self, workflow: str, concurrency_key: str | None, now: float, period: float
+    ) -> FlowUsage:
+        """How many of ``workflow``'s instances execute (with ``concurrency_key``) and
+        how many started within ``period`` seconds before ``now``."""
+
+    # --- schedules --------------------------------------------------------------------
+    @abc.abstractmethod
+    async def schedule_states(self) -> dict[str, ScheduleState]:
+        """Every schedule the store knows of, by name."""
+
+    @abc.abstractmethod
+    async def set_schedule_paused(self, name: str, paused: bool, now: float) -> None:
+        """Pause or resume a schedule; a resumed one catches up nothing before ``now``."""
+
+    @abc.abstractmethod
+    async def mark_schedule_tick(self, name: str, tick: float) -> None:
+        """Record that the schedule's ticks up to ``tick`` are done (never moves back)."""
 
     # --- writes by a running instance (fenced by its lease) ---------------------------
     @abc.abstractmethod

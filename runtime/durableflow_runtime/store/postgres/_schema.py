@@ -132,6 +132,20 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX hooks_by_instance ON hooks (instance);
     """,
+    # 8: flow control (priority, concurrency keys, starts per period) and schedules
+    """
+    ALTER TABLE instances ADD COLUMN priority integer NOT NULL DEFAULT 0;
+    ALTER TABLE instances ADD COLUMN concurrency_key text;
+    CREATE INDEX instances_due ON instances (workflow, run_at)
+        WHERE run_at IS NOT NULL;
+    CREATE INDEX instances_started ON instances (workflow, started_at)
+        WHERE started_at IS NOT NULL;
+    CREATE TABLE schedules (
+        name text PRIMARY KEY,
+        paused boolean NOT NULL DEFAULT false,
+        last_tick double precision
+    );
+    """,
 ]
 
 

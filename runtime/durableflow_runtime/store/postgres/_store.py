@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -20,6 +21,7 @@ import orjson
 from durableflow import StoreUnavailableError, ValidationError
 from durableflow._types import StepRef
 
+from .._flow import Blocked, FlowPlan, queued_run_at
 from .._output import (
     READ_CHUNKS,
     READ_LOGS,
@@ -58,6 +60,8 @@ from ..base import (
     Claimed,
     ControlAction,
     EventRow,
+    FlowLimits,
+    FlowUsage,
     HookDelivery,
     HookKind,
     HookRow,
@@ -66,6 +70,7 @@ from ..base import (
     InstanceRow,
     Lease,
     NewInstance,
+    ScheduleState,
     StepRow,
     Store,
     child_event_type,
@@ -84,10 +89,12 @@ __all__ = ["PostgresStore"]
 
 
 # Claims the instances due at $1 and those whose lease expired, up to $2, for host $3
-# with a lease of $4 seconds; returns their rows. ``claim`` keeps their leases.
+# with a lease of $4 seconds; returns their rows. ``claim`` keeps their leases. The due
+# instances of the workflows $5 (those with flow limits) are left to ``_claim_limited``;
+# an expired lease is taken over whatever its workflow: it holds its slot already.
 _CLAIM = f"""
 WITH due AS (
-    SELECT key FROM instances WHERE run_at <= $1
+    SELECT key FROM instances WHERE run_at <= $1 AND workflow <> ALL($5::text[])
     ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED
 ), expired AS (
     SELECT key FROM instances WHERE status IN {LEASED} AND lease_expires < now()
@@ -98,6 +105,14 @@ WITH due AS (
 UPDATE instances i SET {CLAIM_SET.replace("?", "$1")},
     owner = $3, lease_expires = now() + make_interval(secs => $4)
 FROM picked WHERE i.key = picked.key
+RETURNING {", ".join(f"i.{c.strip()}" for c in INSTANCE_COLUMNS.split(","))}
+"""
+
+# The due instances of one limited workflow ($2: their keys) claimed at $1, as _CLAIM.
+_CLAIM_KEYS = f"""
+UPDATE instances i SET {CLAIM_SET.replace("?", "$1")},
+    owner = $3, lease_expires = now() + make_interval(secs => $4)
+WHERE i.key = ANY($2::bigint[])
 RETURNING {", ".join(f"i.{c.strip()}" for c in INSTANCE_COLUMNS.split(","))}
 """
 
@@ -127,10 +142,12 @@ _READ_LOGS = POSTGRES.sql(READ_LOGS)
 _STREAMS_OF = POSTGRES.sql(STREAMS_OF)
 
 _CREATE = (
-    "INSERT INTO instances (workflow, id, status, params, created_at, run_at, trace, parent)"
-    " SELECT v.w, v.i, 'queued', v.p, v.c, v.c, v.t, v.parent FROM unnest($1::text[],"
-    " $2::text[], $3::text[], $4::float8[], $5::text[], $6::bigint[])"
-    " AS v(w, i, p, c, t, parent) ON CONFLICT (workflow, id) DO NOTHING RETURNING workflow, id"
+    "INSERT INTO instances (workflow, id, status, params, created_at, run_at, trace, parent,"
+    " priority, concurrency_key) SELECT v.w, v.i, 'queued', v.p, v.c, v.r, v.t, v.parent,"
+    " v.pr, v.k FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[],"
+    " $6::bigint[], $7::float8[], $8::int[], $9::text[])"
+    " AS v(w, i, p, c, t, parent, r, pr, k) ON CONFLICT (workflow, id) DO NOTHING"
+    " RETURNING workflow, id"
 )
 
 _RECHECK_LOCKED = 0.05  # seconds before looking again at a due instance another host locks
@@ -242,6 +259,7 @@ class PostgresStore(Leases, Store):
         self._closing = False
         # (engine time, loop time) of the last claim that took fewer than asked
         self._short_claim: tuple[float, float] | None = None
+        self._blocked = Blocked()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> PostgresStore:
@@ -348,6 +366,9 @@ class PostgresStore(Leases, Store):
                 [r.created_at for r in rows],
                 [r.trace for r in rows],
                 [r.parent for r in rows],
+                [queued_run_at(r.created_at, r.priority) for r in rows],
+                [r.priority for r in rows],
+                [r.concurrency_key for r in rows],
             )
             if len(created) != len(rows):
                 made = {(r[0], r[1]) for r in created}
@@ -399,15 +420,52 @@ class PostgresStore(Leases, Store):
         expires."""
 
     async def _claim(self, now: float, limit: int) -> list[InstanceRow]:
+        limited = self.flow_limits
         rows = await self._call(
-            lambda conn: conn.fetch(_CLAIM, now, limit, self.host_id, self.lease_seconds)
+            lambda conn: conn.fetch(
+                _CLAIM, now, limit, self.host_id, self.lease_seconds, list(limited)
+            )
         )
         instances = [instance_from_row(r) for r in rows]
+        for workflow, flow in limited.items():
+            room = limit - len(instances)
+            if room <= 0:
+                break
+            instances += await self._transact(
+                functools.partial(
+                    self._claim_limited, workflow=workflow, flow=flow, now=now, room=room
+                )
+            )
         for row in instances:
             self._held[row.key] = lease_of(row)
         short = len(instances) < limit
         self._short_claim = (now, asyncio.get_running_loop().time()) if short else None
         return instances
+
+    async def _claim_limited(
+        self, conn: Any, workflow: str, flow: FlowLimits, now: float, room: int
+    ) -> list[InstanceRow]:
+        """One limited workflow's claim, in the caller's transaction: hosts claiming the
+        same workflow take turns on its advisory lock, so each measures what the one
+        before it claimed and the limits hold across hosts."""
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))", f"{self.channel}:flow:{workflow}"
+        )
+        period = flow.rate[1] if flow.rate is not None else 0.0
+        plan = FlowPlan.measure(
+            flow,
+            now,
+            await conn.fetchval(Q.flow_executing, workflow),
+            await conn.fetch(Q.flow_executing_by_key, workflow) if flow.key_concurrency else (),
+            await conn.fetchrow(Q.flow_started, workflow, now - period) if flow.rate else None,
+        )
+        sql, args = plan.candidates(Q, workflow, room)
+        keys = plan.pick(await conn.fetch(sql + " FOR UPDATE SKIP LOCKED", *args), room)
+        self._blocked.note(workflow, plan.blocked_until, now)
+        if not keys:
+            return []
+        rows = await conn.fetch(_CLAIM_KEYS, now, keys, self.host_id, self.lease_seconds)
+        return [instance_from_row(r) for r in rows]
 
     async def claim(self, now: float, limit: int) -> list[Lease]:
         return [lease_of(row) for row in await self._claim(now, limit)]
@@ -435,7 +493,13 @@ class PostgresStore(Leases, Store):
         return [InstanceCount(*row) for row in rows]
 
     async def next_run_at(self) -> float | None:
-        value = await self._call(lambda conn: conn.fetchval(Q.next_run_at))
+        blocked = self._blocked
+        if blocked.until:
+            sql, args = Q.next_run_at_unblocked(list(blocked.until), blocked.at)
+            found = await self._call(lambda conn: conn.fetchval(sql, *args))
+            value = blocked.earliest(found)
+        else:
+            value = await self._call(lambda conn: conn.fetchval(Q.next_run_at))
         if value is None:
             return None
         short = self._short_claim
@@ -448,6 +512,32 @@ class PostgresStore(Leases, Store):
             # it; look again shortly rather than at once, over and over
             return short[0] + _RECHECK_LOCKED
         return float(value)
+
+    async def flow_usage(
+        self, workflow: str, concurrency_key: str | None, now: float, period: float
+    ) -> FlowUsage:
+        async def op(conn: Any) -> FlowUsage:
+            executing = await conn.fetchval(Q.flow_executing, workflow)
+            for_key = (
+                await conn.fetchval(Q.flow_executing_for_key, workflow, concurrency_key)
+                if concurrency_key is not None
+                else 0
+            )
+            started, oldest = await conn.fetchrow(Q.flow_started, workflow, now - period)
+            return FlowUsage(executing, for_key, started, oldest)
+
+        return await self._call(op)
+
+    # --- schedules --------------------------------------------------------------------
+    async def schedule_states(self) -> dict[str, ScheduleState]:
+        rows = await self._call(lambda conn: conn.fetch(Q.schedule_states))
+        return {r[0]: ScheduleState(r[0], bool(r[1]), r[2]) for r in rows}
+
+    async def set_schedule_paused(self, name: str, paused: bool, now: float) -> None:
+        await self._call(lambda conn: conn.execute(Q.pause_schedule, name, paused, now))
+
+    async def mark_schedule_tick(self, name: str, tick: float) -> None:
+        await self._call(lambda conn: conn.execute(Q.mark_schedule_tick, name, tick))
 
     # --- fenced writes ----------------------------------------------------------------
     def put_step(self, lease: Lease, step: StepRow) -> asyncio.Future[None]:
@@ -583,6 +673,9 @@ class PostgresStore(Leases, Store):
                 [child.created_at],
                 [child.trace],
                 [child.parent],
+                [queued_run_at(child.created_at, child.priority)],
+                [child.priority],
+                [child.concurrency_key],
             )
             outcome: Literal["created", "adopted", "taken"] = "created"
             if not created:

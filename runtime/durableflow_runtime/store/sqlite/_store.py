@@ -21,6 +21,7 @@ from durableflow import StoreUnavailableError
 from durableflow import ValidationError as _ValidationError
 from durableflow._types import StepRef
 
+from .._flow import Blocked, FlowPlan, queued_run_at
 from .._output import (
     APPEND_CHUNK,
     APPEND_LOG,
@@ -61,6 +62,8 @@ from ..base import (
     Claimed,
     ControlAction,
     EventRow,
+    FlowLimits,
+    FlowUsage,
     HookDelivery,
     HookKind,
     HookRow,
@@ -70,6 +73,7 @@ from ..base import (
     Lease,
     LeaseLost,
     NewInstance,
+    ScheduleState,
     StepRow,
     Store,
     child_event_type,
@@ -94,6 +98,14 @@ _CLAIM = (
     f" WHERE run_at <= ? ORDER BY run_at LIMIT ?) RETURNING {INSTANCE_COLUMNS}"
 )
 
+# The same, leaving out the workflows with flow limits ({match}: they are not one of them),
+# which ``_claim_limited`` takes one by one.
+_CLAIM_UNLIMITED = (
+    f"UPDATE instances SET {CLAIM_SET} WHERE key IN (SELECT key FROM instances"
+    " WHERE run_at <= ? AND NOT {match} ORDER BY run_at LIMIT ?)"
+    f" RETURNING {INSTANCE_COLUMNS}"
+)
+
 _PUT_STEP = (
     f"INSERT OR REPLACE INTO steps ({STEP_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
 )
@@ -101,8 +113,8 @@ _PUT_STEP = (
 _PUT_STEP_FENCED = _PUT_STEP + " WHERE (SELECT epoch FROM instances WHERE key = ?1) = ?15"
 
 _INSERT_INSTANCE = (
-    "INSERT INTO instances (workflow, id, status, params, created_at, run_at, trace, parent)"
-    " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)"
+    "INSERT INTO instances (workflow, id, status, params, created_at, run_at, trace, parent,"
+    " priority, concurrency_key) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)"
 )
 
 _FINISH = (
@@ -117,9 +129,11 @@ def _new_values(row: NewInstance) -> tuple[Any, ...]:
         row.id,
         text(row.params),
         row.created_at,
-        row.created_at,
+        queued_run_at(row.created_at, row.priority),
         row.trace,
         row.parent,
+        row.priority,
+        row.concurrency_key,
     )
 
 
@@ -178,6 +192,7 @@ class SqliteStore(GroupCommit, Store):
         self._subscribers = []
         self._loop = None
         self._watcher = None
+        self._blocked = Blocked()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SqliteStore:
@@ -328,9 +343,47 @@ class SqliteStore(GroupCommit, Store):
             self._recover_pending = True
             self._recover_at = now
 
-    @staticmethod
-    def _claim(conn: sqlite3.Connection, now: float, limit: int) -> list[InstanceRow]:
-        return [instance_from_row(r) for r in conn.execute(_CLAIM, (now, now, limit)).fetchall()]
+    def _claim(self, conn: sqlite3.Connection, now: float, limit: int) -> list[InstanceRow]:
+        limited = self.flow_limits
+        if not limited:
+            return [instance_from_row(r) for r in conn.execute(_CLAIM, (now, now, limit))]
+        match, names = SQLITE.any_of("workflow", list(limited))
+        rows = [
+            instance_from_row(r)
+            for r in conn.execute(_CLAIM_UNLIMITED.format(match=match), (now, now, *names, limit))
+        ]
+        # the writer runs this transaction alone: measuring and claiming cannot interleave
+        # with another claim, so the limits hold without a lock
+        for workflow, flow in limited.items():
+            room = limit - len(rows)
+            if room <= 0:
+                break
+            rows += self._claim_limited(conn, workflow, flow, now, room)
+        return rows
+
+    def _claim_limited(
+        self, conn: sqlite3.Connection, workflow: str, flow: FlowLimits, now: float, room: int
+    ) -> list[InstanceRow]:
+        period = flow.rate[1] if flow.rate is not None else 0.0
+        plan = FlowPlan.measure(
+            flow,
+            now,
+            conn.execute(Q.flow_executing, (workflow,)).fetchone()[0],
+            conn.execute(Q.flow_executing_by_key, (workflow,)) if flow.key_concurrency else (),
+            conn.execute(Q.flow_started, (workflow, now - period)).fetchone()
+            if flow.rate
+            else None,
+        )
+        sql, args = plan.candidates(Q, workflow, room)
+        keys = plan.pick(conn.execute(sql, args).fetchall(), room)
+        self._blocked.note(workflow, plan.blocked_until, now)
+        if not keys:
+            return []
+        marks = ",".join("?" * len(keys))
+        claim = (
+            f"UPDATE instances SET {CLAIM_SET} WHERE key IN ({marks}) RETURNING {INSTANCE_COLUMNS}"
+        )
+        return [instance_from_row(r) for r in conn.execute(claim, (now, *keys))]
 
     async def claim(self, now: float, limit: int) -> list[Lease]:
         rows = await self._write(lambda conn: self._claim(conn, now, limit))
@@ -360,11 +413,47 @@ class SqliteStore(GroupCommit, Store):
         return await self._read(op)
 
     async def next_run_at(self) -> float | None:
+        blocked = self._blocked
+
         def op(conn: sqlite3.Connection) -> float | None:
-            row = conn.execute(Q.next_run_at).fetchone()
-            return row[0] if row else None
+            if blocked.until:
+                row = conn.execute(*Q.next_run_at_unblocked(list(blocked.until), blocked.at))
+            else:
+                row = conn.execute(Q.next_run_at)
+            found = row.fetchone()
+            return blocked.earliest(found[0] if found else None)
 
         return await self._read(op)
+
+    async def flow_usage(
+        self, workflow: str, concurrency_key: str | None, now: float, period: float
+    ) -> FlowUsage:
+        def op(conn: sqlite3.Connection) -> FlowUsage:
+            executing = conn.execute(Q.flow_executing, (workflow,)).fetchone()[0]
+            for_key = (
+                conn.execute(Q.flow_executing_for_key, (workflow, concurrency_key)).fetchone()[0]
+                if concurrency_key is not None
+                else 0
+            )
+            started, oldest = conn.execute(Q.flow_started, (workflow, now - period)).fetchone()
+            return FlowUsage(executing, for_key, started, oldest)
+
+        return await self._read(op)
+
+    # --- schedules --------------------------------------------------------------------
+    async def schedule_states(self) -> dict[str, ScheduleState]:
+        def op(conn: sqlite3.Connection) -> dict[str, ScheduleState]:
+            return {
+                r[0]: ScheduleState(r[0], bool(r[1]), r[2]) for r in conn.execute(Q.schedule_states)
+            }
+
+        return await self._read(op)
+
+    async def set_schedule_paused(self, name: str, paused: bool, now: float) -> None:
+        await self._write(lambda conn: conn.execute(Q.pause_schedule, (name, paused, now)))
+
+    async def mark_schedule_tick(self, name: str, tick: float) -> None:
+        await self._write(lambda conn: conn.execute(Q.mark_schedule_tick, (name, tick)))
 
     # --- fenced writes ----------------------------------------------------------------
     @staticmethod
