@@ -1,4 +1,5 @@
-"""The commands that talk to a running host over HTTP: workflows, trigger, instances."""
+"""The commands that talk to a running host over HTTP: workflows, trigger, instances,
+schedules."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import click
 import orjson
@@ -200,14 +202,36 @@ def workflows_delete(target: _Target, name: str, yes: bool) -> None:
 @click.argument("name")
 @click.option("--id", "instance_id", default=None, help="The instance id (default: a UUID).")
 @click.option("--params", default=None, callback=_json_option, help="Params as JSON.")
+@click.option(
+    "--priority",
+    type=click.IntRange(0, 100),
+    default=None,
+    help="0-100: among queued instances, higher starts first (default 0).",
+)
+@click.option(
+    "--concurrency-key",
+    default=None,
+    help="The key key_concurrency counts it under (default: from the params).",
+)
 @_client_options
-def trigger(target: _Target, name: str, instance_id: str | None, params: Any) -> None:
+def trigger(
+    target: _Target,
+    name: str,
+    instance_id: str | None,
+    params: Any,
+    priority: int | None,
+    concurrency_key: str | None,
+) -> None:
     """Create an instance of workflow NAME and print its id."""
     body: dict[str, Any] = {}
     if instance_id is not None:
         body["id"] = instance_id
     if params is not None:
         body["params"] = params
+    if priority is not None:
+        body["priority"] = priority
+    if concurrency_key is not None:
+        body["concurrency_key"] = concurrency_key
     data = target.run(lambda api: api.request("POST", _path(name, "instances"), body=body))
     target.emit(data, lambda: click.echo(data["id"]))
 
@@ -602,3 +626,47 @@ def hooks_resume(target: _Target, hook_token: str, payload: Any) -> None:
         data,
         lambda: click.echo(f"resumed instance {data['instance_id']} of {data['workflow']}"),
     )
+
+
+@main.group()
+def schedules() -> None:
+    """Schedules of the running host: list, pause, resume (for every host)."""
+
+
+@schedules.command("list")
+@_client_options
+def schedules_list(target: _Target) -> None:
+    """List the schedules, paused or not, with their next instance."""
+    data = target.run(lambda api: api.request("GET", "/api/schedules"))
+    target.emit(
+        data,
+        lambda: _table(
+            ["name", "workflow", "cron", "timezone", "state", "next instance"],
+            [
+                (
+                    s["name"],
+                    s["workflow"],
+                    s["cron"],
+                    s["timezone"],
+                    "paused" if s["paused"] else "active",
+                    s["next_instance"],
+                )
+                for s in data["schedules"]
+            ],
+        ),
+    )
+
+
+def _schedule_command(action: str, help: str) -> None:
+    @schedules.command(action, help=help)
+    @click.argument("name")
+    @_client_options
+    def command(target: _Target, name: str) -> None:
+        path = f"/api/schedules/{quote(name, safe='')}/{action}"
+        data = target.run(lambda api: api.request("POST", path, body={}))
+        state = "paused" if data["paused"] else f"active, next instance {data['next_instance']}"
+        target.emit(data, lambda: click.echo(f"{data['name']}: {state}"))
+
+
+_schedule_command("pause", "Pause schedule NAME: no host starts its ticks until resumed.")
+_schedule_command("resume", "Resume schedule NAME from its next tick (missed ones are skipped).")

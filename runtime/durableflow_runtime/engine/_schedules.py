@@ -156,7 +156,7 @@ class ScheduleRunner:
                 )
                 missed = missed[-MAX_CATCH_UP:]
             for tick in missed:
-                await self._start(schedule, tick)
+                await self._start(schedule, tick, late=True)
 
     async def _tick(self, now: float) -> None:
         due = {
@@ -174,8 +174,9 @@ class ScheduleRunner:
                     await self._start(self.schedules[name], tick)
             self._cursor[name] = ticks[-1]
 
-    async def _start(self, schedule: ScheduleConfig, tick: float) -> None:
-        """Create the tick's instance unless another host did; record the tick."""
+    async def _start(self, schedule: ScheduleConfig, tick: float, late: bool = False) -> None:
+        """Create the tick's instance unless another host did; record the tick (``late``:
+        a tick missed while no host ran)."""
         id = instance_id(schedule.name, tick)
         try:
             await self.engine.create(schedule.workflow, [(id, schedule.params)])
@@ -187,7 +188,8 @@ class ScheduleRunner:
             # bad params were refused at start-up; anything else must not stop the clock
             log.exception("schedule %r: starting %s failed", schedule.name, id)
         else:
-            log.info("schedule %r started %s", schedule.name, id)
+            what = "caught up with" if late else "started"
+            log.info("schedule %r %s %s", schedule.name, what, id)
         await self.engine.store.mark_schedule_tick(schedule.name, tick)
 
 
