@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Page, expect
 
 import durableflow
 from tests.helpers import eventually
 
 from .conftest import HostFactory, HostProcess, run_cli
 from .flow import Project, api_of, flow_project
+from .test_dashboard import needs_chromium
+from .test_dashboard import page as page  # the browser page fixture
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +76,8 @@ async def test_two_hosts_start_one_instance_per_tick(hosts: HostFactory, tmp_pat
     """A schedule ticking every second on two hosts sharing PostgreSQL for 10 s: exactly
     one instance per tick, named {name}-{YYYYMMDDHHMMSS}, each run once."""
     with flow_project(tmp_path, "postgres", EVERY_SECOND.format(catch_up="latest")) as project:
-        first, second = project.start(hosts), project.start(hosts)
+        first = project.start(hosts)
+        project.start(hosts)  # the second host
         before = await _ticks(first)
         await _wait_seconds(10)
         ticks = await _wait_ticks(first, len(before) + 9)
@@ -87,7 +91,6 @@ async def test_two_hosts_start_one_instance_per_tick(hosts: HostFactory, tmp_pat
         )
         _one_per_tick(project, ticks)
         assert ticks[-1] - ticks[0] >= 9
-
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])
@@ -135,7 +138,7 @@ async def test_pause_and_resume_hold_for_every_host(
         host = started[-1]
         await _wait_ticks(host, 1)
         listing = host.get_json("/api/workflows")["workflows"]
-        [schedule] = [w for w in listing if w["name"] == "recorded"][0]["schedules"]
+        [schedule] = next(w for w in listing if w["name"] == "recorded")["schedules"]
         assert schedule["cron"] == "* * * * * *"
         assert schedule["timezone"] == "UTC"
         assert schedule["paused"] is False
@@ -179,3 +182,29 @@ async def test_schedule_config_errors(tmp_path: Path) -> None:
             result = run_cli("serve", "--port", "0", cwd=project.path)
             assert result.returncode != 0
             assert message in result.stderr + result.stdout, result.stderr
+
+
+@needs_chromium
+async def test_dashboard_shows_schedules_and_why_an_instance_waits(
+    hosts: HostFactory, tmp_path: Path, page: Page
+) -> None:
+    """The workflow page shows its schedule and next instance; a queued instance's page
+    says which limit holds it back."""
+    config = EVERY_SECOND.format(catch_up="none").replace(
+        'class_name = "RecordedWorkflow"\n',
+        'class_name = "RecordedWorkflow"\nmax_concurrency = 1\n',
+        1,
+    )
+    with flow_project(tmp_path, "sqlite", config) as project:
+        host = project.start(hosts)
+        async with api_of(host) as api:
+            path = "/api/workflows/recorded/instances"
+            await api.ok("POST", path, {"id": "busy", "params": {"hold": 30}}, 201)
+            await eventually(project.lines, message="the busy one to start")
+            await api.ok("POST", path, {"id": "waits", "params": {}}, 201)
+        await page.goto(host.url + "/dashboard#/workflows/recorded")
+        await expect(page.locator("#schedules")).to_contain_text("tick: * * * * * * UTC, next")
+        await page.goto(host.url + "/dashboard#/workflows/recorded/instances/waits")
+        await expect(page.locator("#blocked")).to_have_text("concurrency limit 1 reached")
+        await page.goto(host.url + "/dashboard#/")
+        await expect(page.locator("main")).to_contain_text("tick: * * * * * * UTC")
