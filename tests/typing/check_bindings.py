@@ -52,6 +52,13 @@ async def create_and_steer(orders: Workflow[OrderParams]) -> None:
     assert_type(await instance.result(timeout=5), Any)
 
 
+async def flow_control(orders: Workflow[OrderParams]) -> None:
+    params = OrderParams(order_id="o1", amount=5)
+    urgent = await orders.create(params=params, priority=90, concurrency_key="customer-7")
+    assert_type(urgent, WorkflowInstance[Any])
+    assert_type(await orders.create(params=params, priority=None), WorkflowInstance[Any])
+
+
 async def untyped(binding: Workflow[Any]) -> None:
     await binding.create(params={"anything": [1, 2]})
 
@@ -63,6 +70,9 @@ async def must_fail(orders: Workflow[OrderParams], instance: WorkflowInstance) -
     await orders.create_batch([CreateOptions(params=RefundParams("x"))])  # type: ignore[arg-type]
     # id and params are keyword-only.
     await orders.create("order-1")  # type: ignore[call-arg]
+    # priority is a number from 0 to 100, the concurrency key a string.
+    await orders.create(priority="high")  # type: ignore[arg-type]
+    await orders.create(concurrency_key=7)  # type: ignore[arg-type]
     # A misspelt status literal.
     status = await instance.status()
     finished = status.status == "completed"  # type: ignore[comparison-overlap]

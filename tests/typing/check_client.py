@@ -30,6 +30,10 @@ async def use_client() -> None:
         # Workflow[P] is Workflow[P, Any]
         assert_type(orders, Workflow[OrderParams, Any])
         assert_type(await instance.result(), Any)
+        assert_type(await client.schedules(), list[dict[str, Any]])
+        assert_type(await client.pause_schedule("nightly"), dict[str, Any])
+        assert_type(await client.resume_schedule("nightly"), dict[str, Any])
+        assert_type(await orders.create(priority=10, concurrency_key="c1"), WorkflowInstance[Any])
     plain = Client("http://127.0.0.1:8787")
     await plain.close()
 
@@ -52,4 +56,6 @@ async def must_fail() -> None:
     Client(8787)  # type: ignore[arg-type]
     # workflows() is a coroutine.
     names: list[dict[str, Any]] = client.workflows()  # type: ignore[assignment]
+    # a schedule is named by a string
+    await client.pause_schedule()  # type: ignore[call-arg]
     del names

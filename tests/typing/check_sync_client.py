@@ -50,6 +50,9 @@ def use_sync_client() -> None:
         assert_type(typed.get("o1").result(), Receipt)
         assert_type(typed.get("o1").status(), InstanceStatus[Receipt])
         assert_type(client.workflow("x", output_type=Receipt), SyncWorkflow[Any, Receipt])
+        assert_type(client.schedules(), list[dict[str, Any]])
+        assert_type(client.pause_schedule("nightly"), dict[str, Any])
+        assert_type(orders.create(priority=10), SyncWorkflowInstance[Any])
     SyncClient("http://127.0.0.1:8787").close()
 
 
