@@ -125,6 +125,9 @@ def test_the_instance_detail_json_is_the_shape_the_api_has_always_answered() -> 
         "run_retries": 0,
         "parent": None,
         "children": [],
+        "priority": 0,
+        "concurrency_key": None,
+        "blocked": None,
     }
     assert orjson.dumps(detail.to_json()) == orjson.dumps(expected)
 

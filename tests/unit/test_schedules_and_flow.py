@@ -16,8 +16,16 @@ from durableflow_runtime.store.base import FlowLimits, FlowUsage
 PARIS = ZoneInfo("Europe/Paris")
 
 
-def _at(*fields: int, tz: ZoneInfo | None = None) -> float:
-    return datetime(*fields, tzinfo=tz or UTC).timestamp()  # type: ignore[misc]
+def _at(
+    year: int,
+    month: int,
+    day: int,
+    hour: int = 0,
+    minute: int = 0,
+    second: int = 0,
+    tz: ZoneInfo | None = None,
+) -> float:
+    return datetime(year, month, day, hour, minute, second, tzinfo=tz or UTC).timestamp()
 
 
 def test_instance_ids_name_the_tick_in_utc() -> None:
