@@ -332,6 +332,8 @@ def instances_describe(target: _Target, name: str, instance_id: str) -> None:
                 counts[child["status"]] = counts.get(child["status"], 0) + 1
             summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
             fields.append(("children", f"{len(children)} ({summary})"))
+        if data.get("blocked"):
+            fields.insert(2, ("blocked", data["blocked"]))
         for label, value in fields:
             click.echo(f"{label:<9} {_cell(value)}")
         click.echo()
