@@ -207,10 +207,6 @@ class Blocked:
             self.until[workflow] = until
             self.at = now
 
-    def clear(self) -> None:
-        """Something changed (an instance ended or was created): look at all again."""
-        self.until.clear()
-
     def earliest(self, found: float | None) -> float | None:
         """``found`` (the next ``run_at`` outside blocked workflows) or the earliest time
         to look at a blocked one again, whichever comes first."""
