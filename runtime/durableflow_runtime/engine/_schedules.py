@@ -132,6 +132,10 @@ class ScheduleRunner:
             except StoreUnavailableError as exc:
                 log.warning("schedules: the store is unavailable (%s); retrying", exc)
                 await asyncio.sleep(1.0)
+            except Exception:
+                # the clock must keep going: the tick is tried again (its id dedupes)
+                log.exception("schedules: a tick failed; retrying")
+                await asyncio.sleep(1.0)
 
     async def _catch_up(self) -> None:
         """Start what was missed while no host ran, as each schedule's ``catch_up`` says."""

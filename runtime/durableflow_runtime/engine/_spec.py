@@ -113,6 +113,8 @@ def check_priority(priority: object) -> int:
     """
     if priority is None:
         return 0
+    if isinstance(priority, float) and priority.is_integer():
+        priority = int(priority)  # JSON's 5.0 is the integer 5 (as JSON Schema says)
     if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 100:
         raise ValidationError(f"priority must be an integer from 0 to 100, not {priority!r}")
     return priority
