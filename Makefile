@@ -50,6 +50,7 @@ fuzz: setup
 
 bench-smoke: setup-bench
 	$(PY) tests/benchmarks/bench_core.py --quick
+	$(PY) tests/benchmarks/bench_flow.py --quick --store sqlite
 	$(PY) tests/benchmarks/bench_dbos.py --quick --chart $(VENV)/bench-smoke.png
 	$(PY) tests/benchmarks/chaos.py --quick
 
@@ -73,6 +74,7 @@ docs-check: docs-setup
 
 bench: setup-bench
 	$(PY) tests/benchmarks/bench_core.py
+	$(PY) tests/benchmarks/bench_flow.py
 	$(PY) tests/benchmarks/bench_dbos.py
 
 chaos: setup
