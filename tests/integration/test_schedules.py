@@ -154,6 +154,8 @@ async def test_pause_and_resume_hold_for_every_host(
         assert all(t <= paused_at + 1 for t in frozen)
         listed = run_cli("schedules", "list", "--url", host.url)
         assert re.search(r"tick\s+recorded\s+\* \* \* \* \* \*\s+UTC\s+paused", listed.stdout)
+        described = run_cli("workflows", "describe", "recorded", "--url", host.url)
+        assert "schedule  tick: * * * * * * (UTC), paused" in described.stdout
 
         async with durableflow.Client(host.url) as client:
             [info] = await client.schedules()

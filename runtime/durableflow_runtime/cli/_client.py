@@ -143,7 +143,16 @@ def workflows_describe(target: _Target, name: str) -> None:
     data = target.run(lambda api: api.request("GET", _path(name)))
 
     def human() -> None:
-        known = ("name", "binding", "class_name", "module", "params_type", "defaults", "counts")
+        known = (
+            "name",
+            "binding",
+            "class_name",
+            "module",
+            "params_type",
+            "defaults",
+            "counts",
+            "schedules",
+        )
         fields = [
             ("workflow", data["name"]),
             ("binding", data["binding"]),
@@ -151,7 +160,15 @@ def workflows_describe(target: _Target, name: str) -> None:
             ("params", data.get("params_type")),
             ("defaults", _short_json(data.get("defaults"))),
         ]
-        # what other parts of the host add to the payload (versions, schedules, ...)
+        for schedule in data.get("schedules") or []:
+            upcoming = "paused" if schedule["paused"] else f"next {schedule['next_instance']}"
+            fields.append(
+                (
+                    "schedule",
+                    f"{schedule['name']}: {schedule['cron']} ({schedule['timezone']}), {upcoming}",
+                )
+            )
+        # what other parts of the host add to the payload (versions, ...)
         fields += [
             (k, _short_json(v)) for k, v in data.items() if k not in (*known, "params_schema")
         ]
