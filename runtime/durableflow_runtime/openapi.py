@@ -89,18 +89,15 @@ _SCHEMAS: dict[str, Any] = {
                 "`invalid_params` naming the field, and nothing is stored."
             },
             "priority": {
-                "type": "integer",
-                "minimum": 0,
-                "maximum": 100,
+                **_nullable({"type": "integer", "minimum": 0, "maximum": 100}),
                 "description": "Among queued instances of this workflow, higher starts "
-                "first (default 0).",
+                "first (default, and null: 0).",
             },
             "concurrency_key": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": 256,
+                **_nullable({"type": "string", "minLength": 1, "maxLength": 256}),
                 "description": "The key the workflow's key_concurrency counts this instance "
-                "under (default: read from the params by the workflow's concurrency_key path).",
+                "under (default, and null: read from the params by the workflow's "
+                "concurrency_key path).",
             },
         },
     },
