@@ -115,7 +115,6 @@ _ORIGIN = re.compile(
     r"https?://[A-Za-z0-9.\-]+(?::[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?"
 )
 _PUBLIC_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(?:/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?")
-_WORKFLOW_KEYS = ("name", "binding", "class_name", "retries", "timeout", "run_retries")
 _WORKFLOW_KEYS = (
     "name",
     "binding",
