@@ -175,6 +175,47 @@ async def test_priority_orders_the_queue(hosts: HostFactory, tmp_path: Path, sto
         assert order == ["first", "high", "low-0", "low-1", "low-2"]
 
 
+HOOKED = """
+[[workflows]]
+name = "hooked"
+class_name = "HookedWorkflow"
+max_concurrency = 1
+"""
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+async def test_hook_waits_hold_no_slot(hosts: HostFactory, tmp_path: Path, store: str) -> None:
+    """Instances waiting on a hook do not count as executing: with max_concurrency = 1,
+    three instances all reach their hook wait, are not blocked, and each completes when
+    its token is resumed."""
+    with flow_project(tmp_path, store, HOOKED) as project:
+        host = project.start(hosts)
+        async with api_of(host) as api:
+            ids = await _create(api, "hooked", 3, params={})
+            path = "/api/workflows/hooked/instances"
+
+            async def all_waiting() -> bool:
+                for id in ids:
+                    detail = await api.ok("GET", f"{path}/{id}")
+                    if detail["status"] != "waiting":
+                        return False
+                    assert detail["blocked"] is None
+                return True
+
+            await eventually(all_waiting, timeout=30, message="three instances on their hook")
+            for id in ids:
+                answer = await api.ok("POST", f"/api/hooks/go-{id}", {"n": id}, 202)
+                assert answer == {"workflow": "hooked", "instance_id": id}
+
+            async def all_complete() -> bool:
+                details = [await api.ok("GET", f"{path}/{id}") for id in ids]
+                return all(d["status"] == "complete" for d in details)
+
+            await eventually(all_complete, timeout=30, message="the resumed instances to end")
+            for id in ids:
+                assert (await api.ok("GET", f"{path}/{id}"))["output"] == {"n": id}
+
+
 async def test_limits_hold_across_a_kill_9(hosts: HostFactory, tmp_path: Path) -> None:
     """A host killed with kill -9 while limited instances run: the next host resumes them
     and the limit still holds over both lives."""

@@ -43,3 +43,19 @@ class RecordedWorkflow(WorkflowEntrypoint[Any, Job]):
             return "done"
 
         return await step.do("work", work)
+
+
+class HookedWorkflow(WorkflowEntrypoint[Any, Job]):
+    """Runs its step, then waits on a hook whose token is ``go-<instance id>``."""
+
+    async def run(self, event: WorkflowEvent[Job], step: WorkflowStep) -> Any:
+        job = event.payload
+
+        async def work() -> str:
+            record("start", event.instance_id, job.customer)
+            record("end", event.instance_id, job.customer)
+            return "done"
+
+        await step.do("work", work)
+        got = await step.wait_for_event("go", "go", token=f"go-{event.instance_id}")
+        return got.payload
