@@ -546,7 +546,7 @@ async def test_client_retries_only_calls_safe_to_repeat(
 
         private_pg.start()
         assert (await kept.status()).status == "complete"
-    assert host.stop() == 0
+    assert host.stop() == 0, host.output()[-4000:]
 
     # an unreachable host: the GET is tried 1 + retries times, then HostUnreachableError
     async with durableflow.Client(host.url, retries=2, retry_delay=0.2) as client:

@@ -112,16 +112,8 @@ class Scheduler:
                     claim_started = engine.observer.claim_started()  # observe: claim latency
                     claimed = await store.claim_work(clock.now(), free)
                     engine.observer.claimed(claim_started, claimed, clock.now())  # observe:
-                except StoreUnavailableError as exc:
-                    # a full disk or an outage: one line, not a traceback a second
-                    if str(exc) != store_fault:
-                        log.warning("claiming work failed, retrying every second: %s", exc)
-                    store_fault = str(exc)
-                    await asyncio.sleep(1.0)
-                    continue
-                except Exception:
-                    log.exception("claiming work failed; retrying")
-                    await asyncio.sleep(1.0)
+                except Exception as exc:
+                    store_fault = await _claim_failed(exc, store_fault)
                     continue
                 if store_fault:
                     log.warning("claiming work works again")
@@ -132,7 +124,11 @@ class Scheduler:
                     continue
             if self._wake.is_set():
                 continue
-            next_at = await store.next_run_at() if free > 0 else None
+            try:
+                next_at = await store.next_run_at() if free > 0 else None
+            except Exception as exc:  # e.g. the store went away since the claim
+                store_fault = await _claim_failed(exc, store_fault)
+                continue
             if self._wake.is_set():
                 continue
             if not self._running and clock.idle(next_at):
@@ -368,3 +364,16 @@ class Scheduler:
         await self.engine.store.retry_run(act.lease, run_at, info, dropped)
         self.engine.notify(act.lease.workflow, act.lease.id, "waiting")
         return True
+
+
+async def _claim_failed(exc: Exception, store_fault: str) -> str:
+    """Log a failed claim (a full disk or an outage: one line, not a traceback a second;
+    anything else with its traceback), wait a second; the store fault now logged."""
+    if isinstance(exc, StoreUnavailableError):
+        if str(exc) != store_fault:
+            log.warning("claiming work failed, retrying every second: %s", exc)
+        store_fault = str(exc)
+    else:
+        log.exception("claiming work failed; retrying")
+    await asyncio.sleep(1.0)
+    return store_fault
