@@ -53,6 +53,7 @@ class HostOptions:
         insecure: Allow a non-loopback interface without a token.
         grace: Seconds running steps get to finish at shutdown.
         access_log: Log every HTTP request.
+        host_id: This host's identity on a PostgreSQL store (default: the store's).
     """
 
     host: str | None = None
@@ -61,6 +62,7 @@ class HostOptions:
     insecure: bool = False
     grace: float = 10.0
     access_log: bool = False
+    host_id: str | None = None
 
 
 def _is_loopback(host: str) -> bool:
@@ -168,6 +170,8 @@ class Host:
                 store_options["durability"] = config.storage_durability
             if url.startswith(("postgresql:", "postgres:")) and "unavailable_timeout=" not in url:
                 store_options["unavailable_timeout"] = config.unavailable_timeout
+            if options.host_id and url.startswith(("postgresql:", "postgres:")):
+                store_options["host_id"] = options.host_id
             store = open_store(url, **store_options)
             engine = Engine(
                 store,

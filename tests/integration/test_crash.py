@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import eventually_sync
+
+from .conftest import HostFactory, _pg, copy_project, storage_args
 
 CHILD = Path(__file__).with_name("crash_child.py")
 
@@ -83,3 +92,45 @@ def test_sigkill_mid_run_then_restart_finishes_everything(tmp_path: Path) -> Non
         for i in range(6):
             assert after[(instance, f"step-{i}")] >= 1
     os.remove(log)
+
+
+@pytest.mark.slow
+def test_postgres_host_killed_and_restarted_resumes_at_once(
+    hosts: HostFactory, tmp_path: Path
+) -> None:
+    """``durableflow serve`` on PostgreSQL, killed with -9 mid-step and started again on the
+    same machine and database with no host id given, takes back its leases at once: the
+    instance resumes long before its 60 s lease would have run out."""
+    schema = f"crash_{os.getpid()}_{time.monotonic_ns()}"
+    project = copy_project(tmp_path / "project")
+    args = storage_args("postgres", schema)
+    args[-1] += "&lease_seconds=60"
+    try:
+        host = hosts.start(project, *args)
+        gate, started = tmp_path / "gate", tmp_path / "started"
+        body = {"id": "g1", "params": {"gate": str(gate), "started": str(started)}}
+        request = urllib.request.Request(
+            host.url + "/api/workflows/gate/instances",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 201
+        eventually_sync(started.exists, timeout=30, message="the step to start")
+        host.stop(signal.SIGKILL)
+        started.unlink()
+        gate.write_text("open")
+        host = hosts.start(project, *args)
+
+        def complete() -> Any:
+            detail = host.get_json("/api/workflows/gate/instances/g1")
+            return detail if detail["status"] == "complete" else None
+
+        # 30 s: well inside the 60 s the lease would otherwise hold the instance
+        detail = eventually_sync(complete, timeout=30, message="g1 to complete")
+        assert detail["output"] == {"gate": "open"}
+        assert started.exists(), "the step did not run again after the restart"
+        assert "took back 1 leases" in host.output()
+    finally:
+        hosts.close()
+        _pg(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

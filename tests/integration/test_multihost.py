@@ -668,3 +668,78 @@ async def test_unreachable_server_is_a_clear_error() -> None:
     with pytest.raises(StoreUnavailableError, match=r"127\.0\.0\.1:9/app") as info:
         await store.open()
     assert "secret" not in str(info.value)
+
+
+async def _all_started(cluster: Cluster, count: int) -> None:
+    async def started() -> bool:
+        found = await cluster.scalar(
+            "SELECT count(DISTINCT instance) FROM effects WHERE kind = 'start'"
+        )
+        return bool(found == count)
+
+    await eventually(started, timeout=30, message=f"{count} instances running")
+
+
+async def _all_complete(cluster: Cluster, count: int) -> None:
+    async def complete() -> bool:
+        return (await cluster.status_counts()).get("complete", 0) == count
+
+    # 40 s: well inside the 60 s the tests' leases would otherwise hold the instances
+    await eventually(complete, timeout=40, message=f"{count} instances complete")
+
+
+@pytest.mark.timeout(180)
+async def test_restarted_host_takes_back_its_leases_at_once(cluster: Cluster) -> None:
+    """A host killed with -9 and started again under the same host id resumes its
+    instances at once, long before its leases (60 s here) would have expired."""
+    engine = await cluster.control_engine()
+    h1 = await Host.start(cluster, "stable", lease=60.0, poll=0.5)
+    await engine.create("slow", [(f"r{n}", {"steps": 4, "seconds": 0.3}) for n in range(5)])
+
+    await _all_started(cluster, 5)
+    await h1.kill()
+    leased = await cluster.scalar(
+        "SELECT count(*) FROM instances WHERE owner = 'stable' AND lease_expires > now()"
+    )
+    assert leased > 0, "the killed host held no lease: the test shows nothing"
+    h1 = await Host.start(cluster, "stable", lease=60.0, poll=0.5)
+
+    await _all_complete(cluster, 5)
+    stats = await h1.stop()
+    assert stats["leases_taken_back"] > 0, stats
+
+
+@pytest.mark.timeout(180)
+async def test_two_processes_with_one_host_id_are_fenced(cluster: Cluster) -> None:
+    """A second process started under a host id that a live (stalled) process still uses
+    takes its leases over at once; the older process, continued, writes nothing more for
+    them, notices it was superseded and stops claiming."""
+    engine = await cluster.control_engine()
+    old = await Host.start(cluster, "dup", lease=60.0, poll=0.5)
+    await engine.create("slow", [(f"d{n}", {"steps": 6, "seconds": 0.4}) for n in range(5)])
+
+    await _all_started(cluster, 5)
+    old.signal(signal.SIGSTOP)
+    new = await Host.start(cluster, "dup", lease=60.0, poll=0.5)
+
+    await _all_complete(cluster, 5)
+    steps_sql = "SELECT * FROM steps ORDER BY instance, name, count"
+    before = [dict(r) for r in await cluster.db.fetch(steps_sql)]
+    instances_before = [dict(r) for r in await cluster.db.fetch("SELECT * FROM instances")]
+
+    old.signal(signal.SIGCONT)
+
+    async def old_superseded() -> bool:
+        return (await old.stats())["superseded"] == 1
+
+    await eventually(old_superseded, timeout=60, message="the old process noticing")
+    await engine.create("slow", [("later", {"steps": 1, "seconds": 0})])
+    await finished(engine, "slow", "later", timeout=30)
+    old_stats = await old.stop()
+    assert old_stats["fenced"] + old_stats["leases_lost"] > 0, old_stats
+    after = [dict(r) for r in await cluster.db.fetch(steps_sql)]
+    assert [r for r in after if r["instance"] in {i["key"] for i in instances_before}] == before
+    assert [
+        dict(r) for r in await cluster.db.fetch("SELECT * FROM instances WHERE id <> 'later'")
+    ] == instances_before
+    await new.stop()

@@ -116,6 +116,7 @@ def _serve(
     insecure: bool,
     grace: float,
     access_log: bool,
+    host_id: str | None = None,
 ) -> None:
     from ..host import HostOptions, StartupError, run_host  # only the host needs the engine
 
@@ -127,6 +128,7 @@ def _serve(
         insecure=insecure,
         grace=grace,
         access_log=access_log,
+        host_id=host_id,
     )
     log = logging.getLogger("durableflow.host")
 
@@ -159,6 +161,13 @@ def _serve(
     default=None,
     help="Log lines or JSON objects (default: [server] log_format, else text).",
 )
+@click.option(
+    "--host-id",
+    default=None,
+    envvar="DURABLEFLOW_HOST_ID",
+    help="This host's identity on a PostgreSQL store, kept across restarts so that a "
+    "restarted host takes back its leases at once (default: hostname:slot).",
+)
 def serve(
     config_path: Path | None,
     host: str | None,
@@ -169,10 +178,11 @@ def serve(
     log_level: str,
     access_log: bool,
     log_format: str | None,
+    host_id: str | None,
 ) -> None:
     """Run the host in the foreground; SIGTERM/SIGINT stop it gracefully."""
     _configure_logging(log_level, log_format or _load(config_path).server.log_format)
-    _serve(config_path, host, port, storage, insecure, grace, access_log)
+    _serve(config_path, host, port, storage, insecure, grace, access_log, host_id)
 
 
 _WATCHED_SUFFIXES = (".py", ".toml")

@@ -13,6 +13,7 @@ from durableflow import StoreUnavailableError
 from ..base import LeaseLost
 from ._batch import NO_LEASE, Op
 from ._connection import transient
+from ._identity import generation_of
 from ._writer import GroupCommit
 
 log = logging.getLogger("durableflow.postgres")
@@ -55,11 +56,14 @@ class Leases(GroupCommit):
     """The lease upkeep of :class:`PostgresStore` (which sets the state)."""
 
     _pause_seen: set[tuple[int, int]]
+    generation: int
+    superseded: bool
 
     async def _keep_leases(self) -> None:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
+                await self._check_generation()
                 await self._renew()
                 await self._release_forfeited()
                 if await self._pool_or_fail().fetchval(_ANY_EXPIRED):
@@ -69,6 +73,29 @@ class Leases(GroupCommit):
                     log.debug("lease upkeep: database unavailable: %s", exc)
                 else:
                     log.exception("lease upkeep failed")
+
+    async def _check_generation(self) -> None:
+        """Stop when another process started under this host's identity: hand back the
+        leases still held (their writes are fenced already) and claim nothing more."""
+        if self.superseded:
+            return
+        current = await generation_of(self._pool_or_fail(), self.host_id)
+        if current is None or current == self.generation:
+            return
+        log.error(
+            "host id %r was taken over by another process (generation %s, this one %s); "
+            "this host stops running instances: give each host its own host_id",
+            self.host_id,
+            current,
+            self.generation,
+        )
+        self.superseded = True
+        self.stats["superseded"] = 1
+        for lease in list(self._held.values()):
+            del self._held[lease.key]
+            self._to_release[lease.key] = lease
+            self.stats["leases_lost"] += 1
+            self._emit(lease.workflow, lease.id, "terminate")
 
     async def _renew(self) -> None:
         held = list(self._held.values())

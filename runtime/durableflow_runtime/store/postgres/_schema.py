@@ -146,6 +146,15 @@ MIGRATIONS: list[str] = [
         last_tick double precision
     );
     """,
+    # 9: host identities: a restarted host takes back its own leases at once; the
+    # generation fences an older process that still runs under the same identity
+    """
+    CREATE TABLE hosts (
+        host_id text PRIMARY KEY,
+        generation bigint NOT NULL,
+        started_at timestamptz NOT NULL DEFAULT now()
+    );
+    """,
 ]
 
 

@@ -9,8 +9,6 @@ import functools
 import logging
 import os
 import re
-import secrets
-import socket
 from collections.abc import Sequence
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
@@ -79,6 +77,7 @@ from ..base import (
 from ..transitions import INSTANCE_TABLES
 from ._batch import Op, lost
 from ._connection import keep_session, transient
+from ._identity import HostSlot, host_slot, take_over
 from ._leases import LEASED, Leases
 from ._schema import migrate
 from ._writer import Q
@@ -159,6 +158,7 @@ _OWN_OPTIONS = {
     "pool_size",
     "reconnect_timeout",
     "unavailable_timeout",
+    "host_id",
 }
 
 
@@ -179,8 +179,10 @@ class PostgresStore(Leases, Store):
             come back.
         unavailable_timeout: How long a call made for a client (create, read, control,
             event) waits for the database before it raises ``StoreUnavailableError``.
-        host_id: This host's name in leases and in each step's ``host``; default
-            ``hostname-pid-random``.
+        host_id: This host's name in leases and in each step's ``host``, stable across
+            restarts so that a restarted host takes back its own leases at once; default
+            the ``DURABLEFLOW_HOST_ID`` environment variable, else ``hostname:slot`` with
+            the lowest slot free on this machine (see :mod:`._identity`).
 
     Raises:
         ValidationError: A bad option.
@@ -231,7 +233,17 @@ class PostgresStore(Leases, Store):
             raise ValidationError(f"pool_size must be an integer, not {size!r}") from None
         if self.pool_size < 2:
             raise ValidationError(f"pool_size must be at least 2, not {self.pool_size}")
-        self.host_id = host_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        given = host_id or own.get("host_id") or os.environ.get("DURABLEFLOW_HOST_ID")
+        if given is not None and not given.strip():
+            raise ValidationError("host_id must not be empty")
+        #: Set at ``open`` when not given (the slot lock of :func:`._identity.host_slot`).
+        self.host_id = given or ""
+        self._given_host_id = given
+        self._slot: HostSlot | None = None
+        #: This process's generation of its identity; a moved one means another process
+        #: took the identity over, and this one stops claiming.
+        self.generation = 0
+        self.superseded = False
         #: Counters for operators and tests.
         self.stats: dict[str, int] = {
             "batches": 0,
@@ -241,6 +253,8 @@ class PostgresStore(Leases, Store):
             "lease_renewals": 0,  # observe: read by /metrics
             "fenced": 0,
             "notifications": 0,
+            "leases_taken_back": 0,
+            "superseded": 0,
         }
         self.channel = ""
         self._pool = None
@@ -272,6 +286,10 @@ class PostgresStore(Leases, Store):
     # --- life cycle -------------------------------------------------------------------
     async def open(self) -> None:
         self._closing = False
+        self.superseded = False
+        if self._given_host_id is None and self._slot is None:
+            self._slot = host_slot(self._dsn, self.schema)
+            self.host_id = self._slot.host_id
         try:
             self._pool = await asyncpg.create_pool(
                 self._dsn,
@@ -291,11 +309,16 @@ class PostgresStore(Leases, Store):
         try:
             async with self._pool.acquire() as conn:  # the pool's first connection, too
                 await migrate(conn, self.schema)
+                self.generation, taken = await take_over(conn, self.host_id)
+            self.stats["leases_taken_back"] += taken
+            if taken:
+                log.info("host %s took back %d leases of its previous run", self.host_id, taken)
             schema = self.schema or await self._pool.fetchval("SELECT current_schema()")
             self.channel = f"durableflow.{schema}"[:63]
         except BaseException as exc:
             await self._pool.close()
             self._pool = None
+            self._release_slot()
             if isinstance(exc, Exception) and (transient(exc) or isinstance(exc, TimeoutError)):
                 raise StoreUnavailableError(
                     f"cannot connect to PostgreSQL at {redact_url(self._dsn)}: {exc}"
@@ -350,6 +373,12 @@ class PostgresStore(Leases, Store):
         except Exception:
             self._pool.terminate()
         self._pool = None
+        self._release_slot()
+
+    def _release_slot(self) -> None:
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
 
     # --- instances --------------------------------------------------------------------
     async def create_instances(self, rows: Sequence[NewInstance]) -> None:
@@ -420,6 +449,8 @@ class PostgresStore(Leases, Store):
         expires."""
 
     async def _claim(self, now: float, limit: int) -> list[InstanceRow]:
+        if self.superseded:
+            return []  # another process holds this identity now
         limited = self.flow_limits
         rows = await self._call(
             lambda conn: conn.fetch(

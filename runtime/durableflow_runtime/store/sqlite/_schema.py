@@ -137,6 +137,14 @@ MIGRATIONS: list[str] = [
         last_tick REAL
     );
     """,
+    # 9: the list of a workflow's instances, newest first, reads an index rather than the
+    # whole table (the key is the rowid, which every index carries); the start-up
+    # recovery finds the instances a crash left running without a scan
+    """
+    CREATE INDEX instances_by_key ON instances (workflow);
+    CREATE INDEX instances_live ON instances (status)
+        WHERE status IN ('running', 'waitingForPause', 'rollingBack');
+    """,
 ]
 
 

@@ -47,15 +47,28 @@ _Entry = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any] | None"
 
 
 def recover(conn: sqlite3.Connection, now: float) -> None:
-    """Make the instances a crash left running (or pausing) runnable (or paused)."""
+    """Make the instances a crash left running (or pausing) runnable (or paused).
+
+    Each statement names the statuses of the partial index ``instances_live`` so that it
+    reads only the live instances, however many are stored.
+    """
     conn.execute(
         "UPDATE instances SET status = 'paused', run_at = NULL, pause_requested = 0"
-        " WHERE status = 'waitingForPause'"
+        f" WHERE status IN {_LIVE} AND status = 'waitingForPause'"
     )
     conn.execute(
-        "UPDATE instances SET status = 'queued', run_at = ? WHERE status = 'running'", (now,)
+        f"UPDATE instances SET status = 'queued', run_at = ? WHERE status IN {_LIVE}"
+        " AND status = 'running'",
+        (now,),
     )
-    conn.execute("UPDATE instances SET run_at = ? WHERE status = 'rollingBack'", (now,))
+    conn.execute(
+        f"UPDATE instances SET run_at = ? WHERE status IN {_LIVE} AND status = 'rollingBack'",
+        (now,),
+    )
+
+
+#: The statuses in the partial index ``instances_live`` (migration 5).
+_LIVE = "('running', 'waitingForPause', 'rollingBack')"
 
 
 class GroupCommit(FileGuard):
