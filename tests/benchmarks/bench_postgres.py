@@ -6,7 +6,10 @@ Needs a PostgreSQL server (``DURABLEFLOW_TEST_PG_DSN``, default
 ``postgresql://postgres@127.0.0.1:5432/test``); works in a fresh schema it drops at the end.
 Prints, measured in this one run on this machine:
 
-  * a sequential instance (one step after the other): time per step, SQLite and PostgreSQL;
+  * a sequential instance (one step after the other): time per step, SQLite and PostgreSQL,
+    and the PostgreSQL statements (round trips) per step, by kind: every statement the
+    store's connections send is counted through asyncpg's query loggers (``BEGIN`` and
+    ``COMMIT`` included; a pipelined ``executemany`` counts once);
   * N instances x 10 no-op steps started at once: instances/s and steps/s for SQLite (one
     host), PostgreSQL with one host in this process, and PostgreSQL with one and with two
     host processes on the same database (this process only creates the instances and
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import signal
 import sys
@@ -59,12 +63,56 @@ class NoOps(WorkflowEntrypoint[Any, int]):
 SPECS = [WorkflowSpec("noops", NoOps)]
 
 
+class RoundTrips:
+    """Counts the statements sent on the connections of the pools made while active."""
+
+    def __init__(self) -> None:
+        self.by_kind: collections.Counter[str] = collections.Counter()
+        self.counting = True
+        self._real = asyncpg.create_pool
+
+    def __enter__(self) -> RoundTrips:
+        real = self._real
+
+        def counting_pool(*args: Any, **kwargs: Any) -> Any:
+            async def init(conn: Any) -> None:
+                conn.add_query_logger(self._log)
+
+            return real(*args, init=init, **kwargs)
+
+        asyncpg.create_pool = counting_pool
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncpg.create_pool = self._real
+
+    def _log(self, record: Any) -> None:
+        if self.counting:
+            self.by_kind[_kind(record.query)] += 1
+
+    def total(self) -> int:
+        return sum(self.by_kind.values())
+
+
+def _kind(query: str) -> str:
+    """A statement's first words, enough to tell the statements of the store apart."""
+    words = " ".join(query.split()).split(" ")
+    if words[0].upper() == "WITH":
+        for keyword in ("UPDATE", "INSERT", "DELETE"):
+            if keyword in words[3:]:
+                return f"WITH ... {keyword} {words[words.index(keyword, 3) + 1]}"
+    return " ".join(words[:4])[:60]
+
+
 def pg_store(schema: str, host_id: str | None = None) -> PostgresStore:
     return PostgresStore(PG_DSN, schema=schema, poll_interval=1.0, host_id=host_id)
 
 
-async def run_in_process(store: Store, instances: int, steps: int) -> float:
-    """Seconds for one in-process engine to run ``instances`` instances of ``steps`` steps."""
+async def run_in_process(
+    store: Store, instances: int, steps: int, trips: RoundTrips | None = None
+) -> float:
+    """Seconds for one in-process engine to run ``instances`` instances of ``steps`` steps
+    (``trips``: counts the statements from the first create to the last completion)."""
     engine = Engine(store, SPECS, max_concurrency=512)
     await engine.start()
     done = asyncio.Event()
@@ -79,11 +127,35 @@ async def run_in_process(store: Store, instances: int, steps: int) -> float:
 
     engine.add_listener(count)
     try:
+        if trips is not None:
+            trips.by_kind.clear()
         start = time.perf_counter()
         for first in range(0, instances, 100):
             batch = [(f"i{n}", steps) for n in range(first, min(first + 100, instances))]
             await engine.create("noops", batch)
         await asyncio.wait_for(done.wait(), 600)
+        if trips is not None:
+            trips.counting = False
+        return time.perf_counter() - start
+    finally:
+        await engine.stop()
+
+
+async def one_at_a_time(store: Store, instances: int, steps: int, trips: RoundTrips) -> float:
+    """Seconds for one engine to run ``instances`` instances, each created once the one
+    before completed (``trips`` counts from the first create to the last completion)."""
+    engine = Engine(store, SPECS, max_concurrency=512)
+    await engine.start()
+    done = asyncio.Event()
+    engine.add_listener(lambda _w, _i, status: done.set() if status == "complete" else None)
+    try:
+        trips.by_kind.clear()
+        start = time.perf_counter()
+        for n in range(instances):
+            done.clear()
+            await engine.create("noops", [(f"o{n}", steps)])
+            await asyncio.wait_for(done.wait(), 60)
+        trips.counting = False
         return time.perf_counter() - start
     finally:
         await engine.stop()
@@ -159,8 +231,10 @@ async def bench(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t = await run_in_process(SqliteStore(Path(tmp) / "s.db"), 1, seq)
     print(f"  SQLite       {t / seq * 1e6:8.0f} us/step")
-    t = await fresh_schema(lambda s: run_in_process(pg_store(s), 1, seq))
+    with RoundTrips() as trips:
+        t = await fresh_schema(lambda s: run_in_process(pg_store(s), 1, seq, trips))
     print(f"  PostgreSQL   {t / seq * 1e6:8.0f} us/step")
+    show_round_trips(trips, seq, "the sequential instance, create to completion")
 
     n = args.instances or (300 if args.quick else 2000)
     print(f"\n{n} instances x {STEPS} no-op steps, started at once:")
@@ -173,12 +247,26 @@ async def bench(args: argparse.Namespace) -> None:
             "SQLite, one host (in process)",
             await run_in_process(SqliteStore(Path(tmp) / "t.db"), n, STEPS),
         )
-    line(
-        "PostgreSQL, one host (in process)",
-        await fresh_schema(lambda s: run_in_process(pg_store(s), n, STEPS)),
-    )
+    with RoundTrips() as trips:
+        seconds = await fresh_schema(lambda s: run_in_process(pg_store(s), n, STEPS, trips))
+    line("PostgreSQL, one host (in process)", seconds)
     line("PostgreSQL, one host process", await fresh_schema(lambda s: run_hosts(s, 1, n, STEPS)))
     line("PostgreSQL, two host processes", await fresh_schema(lambda s: run_hosts(s, 2, n, STEPS)))
+    print()
+    show_round_trips(trips, n * STEPS, f"{n} x {STEPS} at once, one host in process")
+    seq_small = 20
+    print(f"\n{seq_small} instances x {STEPS} no-op steps, one after the other:")
+    with RoundTrips() as trips:
+        t = await fresh_schema(lambda s: one_at_a_time(pg_store(s), seq_small, STEPS, trips))
+    print(f"  PostgreSQL   {t / seq_small * 1e3:8.2f} ms/instance")
+    show_round_trips(trips, seq_small * STEPS, "one instance at a time")
+
+
+def show_round_trips(trips: RoundTrips, steps: int, what: str) -> None:
+    print(f"  PostgreSQL round trips per step, {what}: {trips.total() / steps:.2f}")
+    for kind, count in trips.by_kind.most_common():
+        if count / steps >= 0.005:
+            print(f"    {count / steps:6.3f}  {kind}")
 
 
 async def serve(args: argparse.Namespace) -> None:
