@@ -10,6 +10,9 @@ Prints, measured in this one run on this machine:
     and the PostgreSQL statements (round trips) per step, by kind: every statement the
     store's connections send is counted through asyncpg's query loggers (``BEGIN`` and
     ``COMMIT`` included; a pipelined ``executemany`` counts once);
+  * a host process killed with -9 while it runs 100 instances and started again, under
+    the same host id (it takes back its leases at once) and under another (the instances
+    wait until their leases expire): seconds from the kill until every instance resumed;
   * N instances x 10 no-op steps started at once: instances/s and steps/s for SQLite (one
     host), PostgreSQL with one host in this process, and PostgreSQL with one and with two
     host processes on the same database (this process only creates the instances and
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import functools
 import os
 import signal
 import sys
@@ -32,7 +36,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -44,6 +48,7 @@ from durableflow_runtime.store.sqlite import SqliteStore
 
 PG_DSN = os.environ.get("DURABLEFLOW_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 STEPS = 10
+T = TypeVar("T")
 
 
 async def _noop() -> int:
@@ -60,7 +65,21 @@ class NoOps(WorkflowEntrypoint[Any, int]):
         return total
 
 
-SPECS = [WorkflowSpec("noops", NoOps)]
+class Slow(WorkflowEntrypoint[Any, int]):
+    """``payload`` steps of 0.2 s each: instances still running when their host is killed."""
+
+    async def run(self, event: WorkflowEvent[int], step: WorkflowStep) -> Any:
+        async def slow() -> int:
+            await asyncio.sleep(0.2)
+            return 1
+
+        total = 0
+        for _ in range(event.payload):
+            total += await step.do("s", slow)
+        return total
+
+
+SPECS = [WorkflowSpec("noops", NoOps), WorkflowSpec("slow", Slow)]
 
 
 class RoundTrips:
@@ -166,20 +185,7 @@ async def run_hosts(schema: str, hosts: int, instances: int, steps: int) -> floa
     procs = []
     try:
         for n in range(hosts):
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                __file__,
-                "serve",
-                "--schema",
-                schema,
-                "--host-id",
-                f"bench-{n}",
-                stdout=asyncio.subprocess.PIPE,
-            )
-            procs.append(proc)
-            assert proc.stdout is not None
-            line = await asyncio.wait_for(proc.stdout.readline(), 60)
-            assert line.strip() == b"ready", line
+            procs.append(await start_host_process(schema, f"bench-{n}"))
         store = pg_store(schema, "bench-client")
         await store.open()
         db = await asyncpg.connect(PG_DSN, server_settings={"search_path": schema})
@@ -208,7 +214,62 @@ async def run_hosts(schema: str, hosts: int, instances: int, steps: int) -> floa
             await proc.communicate()
 
 
-async def fresh_schema(fn: Callable[[str], Coroutine[Any, Any, float]]) -> float:
+async def start_host_process(schema: str, host_id: str) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "serve",
+        "--schema",
+        schema,
+        "--host-id",
+        host_id,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 60)
+    assert line.strip() == b"ready", line
+    return proc
+
+
+async def restart(schema: str, host_id: str, instances: int = 100) -> tuple[float, float]:
+    """A host process runs ``instances`` slow instances, is killed with -9 and started
+    again (under the same host id, or another); seconds from the kill until every
+    instance has stored a step more than it had at the kill (a 0.2 s step included), and
+    of those, the seconds the new process took to start (Python's imports, the store's
+    opening)."""
+    proc = await start_host_process(schema, "bench-r")
+    store = pg_store(schema, "bench-client")
+    await store.open()
+    db = await asyncpg.connect(PG_DSN, server_settings={"search_path": schema})
+    steps_sql = "SELECT instance, count(*) FROM steps GROUP BY instance"
+    try:
+        now = time.time()
+        await store.create_instances(
+            [NewInstance("slow", f"r{n}", b"40", now) for n in range(instances)]
+        )
+        while True:  # every instance has a step stored: all are running
+            if len(await db.fetch(steps_sql)) == instances:
+                break
+            await asyncio.sleep(0.05)
+        proc.kill()
+        await proc.wait()
+        killed = time.perf_counter()
+        at_kill: dict[int, int] = {r[0]: r[1] for r in await db.fetch(steps_sql)}
+        proc = await start_host_process(schema, host_id)
+        ready = time.perf_counter() - killed
+        while True:
+            now_counts: dict[int, int] = {r[0]: r[1] for r in await db.fetch(steps_sql)}
+            if all(now_counts[k] > at_kill[k] for k in at_kill):
+                return time.perf_counter() - killed, ready
+            await asyncio.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await proc.communicate()
+        await db.close()
+        await store.close()
+
+
+async def fresh_schema(fn: Callable[[str], Coroutine[Any, Any, T]]) -> T:
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     try:
         return await fn(schema)
@@ -254,6 +315,13 @@ async def bench(args: argparse.Namespace) -> None:
     line("PostgreSQL, two host processes", await fresh_schema(lambda s: run_hosts(s, 2, n, STEPS)))
     print()
     show_round_trips(trips, n * STEPS, f"{n} x {STEPS} at once, one host in process")
+    print("\na host process killed with -9 mid-run (100 instances), then started again:")
+    for label, host_id in (("under the same host id", "bench-r"), ("under another", "bench-o")):
+        seconds, ready = await fresh_schema(functools.partial(restart, host_id=host_id))
+        print(
+            f"  {label:<24} {seconds:6.2f} s from the kill until every instance resumed"
+            f" ({ready:.2f} s of it starting the new process)"
+        )
     seq_small = 20
     print(f"\n{seq_small} instances x {STEPS} no-op steps, one after the other:")
     with RoundTrips() as trips:

@@ -31,32 +31,20 @@ Statement = tuple[str, tuple[Any, ...]]
 def list_shapes(queries: Queries) -> list[tuple[str, Statement]]:
     """Each combination of the list filters, with and without a cursor."""
     shapes = []
-    for status, prefix, after, before, cursor in itertools.product(
-        (None, "errored"), *[(None, value) for value in ("ord", 1.0, 2.0, 1000)]
-    ):
-        name = "list" + "".join(
-            f" {label}"
-            for label, value in zip(
-                ("status", "id_prefix", "created_after", "created_before", "cursor"),
-                (status, prefix, after, before, cursor),
-                strict=True,
-            )
-            if value is not None
+    for status, prefix, after, before, cursor in itertools.product([False, True], repeat=5):
+        used = (status, prefix, after, before, cursor)
+        labels = ("status", "id_prefix", "created_after", "created_before", "cursor")
+        name = "list" + "".join(f" {label}" for label, on in zip(labels, used, strict=True) if on)
+        statement = queries.list_instances(
+            "wf",
+            "errored" if status else None,
+            50,
+            1000 if cursor else None,
+            id_prefix="ord" if prefix else None,
+            created_after=1.0 if after else None,
+            created_before=2.0 if before else None,
         )
-        shapes.append(
-            (
-                name,
-                queries.list_instances(
-                    "wf",
-                    status,
-                    50,
-                    cursor,
-                    id_prefix=prefix,
-                    created_after=after,  # type: ignore[arg-type]
-                    created_before=before,  # type: ignore[arg-type]
-                ),
-            )
-        )
+        shapes.append((name, statement))
     return shapes
 
 
