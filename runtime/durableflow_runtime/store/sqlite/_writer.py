@@ -67,7 +67,7 @@ def recover(conn: sqlite3.Connection, now: float) -> None:
     )
 
 
-#: The statuses in the partial index ``instances_live`` (migration 5).
+#: The statuses in the partial index ``instances_live`` (see the SQLite MIGRATIONS).
 _LIVE = "('running', 'waitingForPause', 'rollingBack')"
 
 
