@@ -4,7 +4,9 @@ the instances stored) on both stores, as ``EXPLAIN QUERY PLAN`` / ``EXPLAIN`` gi
 
 PostgreSQL's planner picks a sequential scan for a small table whatever its indexes, so
 the check runs with ``enable_seqscan = off``: a ``Seq Scan`` that remains is one that no
-index can replace.
+index can replace. A list must also come in index order, not sorted after reading every
+instance of the workflow; other statements may sort the few rows an index found (the
+children of one instance).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def other_shapes(queries: Queries) -> list[tuple[str, Statement]]:
     return [
         ("next_run_at", (queries.next_run_at, ())),
         ("instance_by_name", (queries.instance_by_name, ("wf", "a"))),
+        ("children_of", (queries.children_of, (1,))),
     ]
 
 
@@ -78,8 +81,9 @@ async def test_sqlite_queries_use_an_index(tmp_path: Path) -> None:
         scans = {}
         for name, (sql, args) in shapes:
             plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, args)]
-            # a scan, or a sort of every row the index found: either grows with the table
-            if any(line.startswith("SCAN instances") or "TEMP B-TREE" in line for line in plan):
+            # a scan, or (a list) a sort of every row of the workflow: both grow with the table
+            sorted_all = name.startswith("list") and any("TEMP B-TREE" in line for line in plan)
+            if sorted_all or any(line.startswith("SCAN instances") for line in plan):
                 scans[name] = plan
         assert scans == {}, f"full scans or sorts of instances: {scans}"
     finally:
@@ -103,7 +107,8 @@ async def test_postgres_queries_use_an_index() -> None:
         scans = {}
         for name, (sql, args) in shapes:
             plan = [row[0] for row in await conn.fetch("EXPLAIN " + sql, *args)]
-            if any("Seq Scan on instances" in line or "Sort" in line for line in plan):
+            sorted_all = name.startswith("list") and any("Sort" in line for line in plan)
+            if sorted_all or any("Seq Scan on instances" in line for line in plan):
                 scans[name] = plan
         assert scans == {}, f"full scans or sorts of instances: {scans}"
     finally:
