@@ -25,8 +25,9 @@ from aiohttp.web_log import AccessLogger
 
 from durableflow import StoreUnavailableError, ValidationError
 
+from .check import check_store, describe, log_results
 from .config import Config, ConfigError, build_specs, load_main_module, load_workflow_classes
-from .engine import Engine
+from .engine import Engine, WorkflowSpec
 from .guard import ConnectionGuard, GuardedSite, effective_connection_limit
 from .metrics import build_observer  # observe: metrics and tracing
 from .retention import RetentionSweeper
@@ -53,6 +54,8 @@ class HostOptions:
         insecure: Allow a non-loopback interface without a token.
         grace: Seconds running steps get to finish at shutdown.
         access_log: Log every HTTP request.
+        check: The replay check at start (``off``, ``warn``, ``refuse``; default: the
+            config's ``[server] check``).
     """
 
     host: str | None = None
@@ -61,6 +64,7 @@ class HostOptions:
     insecure: bool = False
     grace: float = 10.0
     access_log: bool = False
+    check: str | None = None
 
 
 def _is_loopback(host: str) -> bool:
@@ -181,6 +185,7 @@ class Host:
         self.settings.workflows = workflow_info(
             engine, {w.name: w.class_name for w in config.workflows}
         )
+        await self._check(specs, url, options.check or config.server.check)
         try:
             await engine.start()
         except (ValidationError, StoreUnavailableError) as exc:
@@ -200,6 +205,22 @@ class Host:
             await self._stop_sweeper()
             await engine.stop(0)
             raise
+
+    async def _check(self, specs: list[WorkflowSpec], url: str, mode: str) -> None:
+        """The replay check of what is in flight, before the engine runs anything:
+        ``warn`` logs each instance this code would not replay, ``refuse`` also stops."""
+        if mode == "off":
+            return
+        try:
+            results = await check_store(specs, url)
+        except (ValidationError, StoreUnavailableError) as exc:
+            raise StartupError(f"the replay check cannot read the store: {exc.message}") from exc
+        bad = log_results(results)
+        if bad and mode == "refuse":
+            raise StartupError(
+                f"{len(bad)} in-flight instance(s) would not replay on this code "
+                f"([server] check = 'refuse'); first: {describe(bad[0])}"
+            )
 
     async def _listen(self, engine: Engine, target: Any, host: str, port: int) -> None:
         user_app: web.Application | None = None

@@ -116,6 +116,7 @@ def _serve(
     insecure: bool,
     grace: float,
     access_log: bool,
+    check: str | None = None,
 ) -> None:
     from ..host import HostOptions, StartupError, run_host  # only the host needs the engine
 
@@ -127,6 +128,7 @@ def _serve(
         insecure=insecure,
         grace=grace,
         access_log=access_log,
+        check=check,
     )
     log = logging.getLogger("durableflow.host")
 
@@ -159,6 +161,16 @@ def _serve(
     default=None,
     help="Log lines or JSON objects (default: [server] log_format, else text).",
 )
+@click.option(
+    "--check",
+    type=click.Choice(["off", "warn", "refuse"]),
+    is_flag=False,
+    flag_value="refuse",
+    default=None,
+    help="Replay the in-flight instances against this code before serving: warn logs "
+    "each that would not replay, refuse (--check alone) exits 1 instead of serving "
+    "(default: [server] check, else warn).",
+)
 def serve(
     config_path: Path | None,
     host: str | None,
@@ -169,10 +181,11 @@ def serve(
     log_level: str,
     access_log: bool,
     log_format: str | None,
+    check: str | None,
 ) -> None:
     """Run the host in the foreground; SIGTERM/SIGINT stop it gracefully."""
     _configure_logging(log_level, log_format or _load(config_path).server.log_format)
-    _serve(config_path, host, port, storage, insecure, grace, access_log)
+    _serve(config_path, host, port, storage, insecure, grace, access_log, check)
 
 
 _WATCHED_SUFFIXES = (".py", ".toml")

@@ -136,6 +136,9 @@ class _Activation:
         self.settler: asyncio.Task[None] | None = None  # a decision that reads the store
         self.broken: BaseException | None = None  # a decision failed (store, lease)
         self.pause_requested = pause_requested
+        #: a replay check (``_replay``): recorded waits park, so that the history's
+        #: order is judged, while nothing new runs (``pause_requested`` is set too)
+        self.replay_only = False
         self.stopping = False  # a suspend was raised somewhere, or the host shuts down
         self.wake_times: list[float] = []
         self.wait_types: list[str] = []

@@ -146,6 +146,10 @@ MIGRATIONS: list[str] = [
         last_tick double precision
     );
     """,
+    # 9: the version of the workflow class that created an instance (safe deploys)
+    """
+    ALTER TABLE instances ADD COLUMN version text;
+    """,
 ]
 
 

@@ -137,6 +137,10 @@ MIGRATIONS: list[str] = [
         last_tick REAL
     );
     """,
+    # 9: the version of the workflow class that created an instance (safe deploys)
+    """
+    ALTER TABLE instances ADD COLUMN version TEXT;
+    """,
 ]
 
 
