@@ -311,3 +311,54 @@ def test_an_exported_history_replays_in_a_test_suite(
     go(host, "e-1", "z")
     failed = wait_status(host, "e-1", "errored")
     assert failed["error"] == {"name": "NonDeterminismError", "message": results[0]["detail"]}
+
+
+def test_old_and_new_hosts_on_postgres_run_only_their_versions(
+    hosts: HostFactory, tmp_path: Path
+) -> None:
+    """A rolling deploy: a host with only v1 code and one with only v2 code share a
+    PostgreSQL store; each instance runs on the host with its version's code, whichever
+    host hears of it, and v1 instances wait, blocked, while no v1 host is up."""
+    require_postgres(_pg("SELECT 1"))
+    schema = f"rolling_{os.getpid()}_{time.monotonic_ns()}"
+    separator = "&" if "?" in PG_DSN else "?"
+    storage = f"{PG_DSN}{separator}schema={schema}"
+    try:
+        old = Deploy(copy_project(tmp_path / "old", PROJECT), storage)
+        new = Deploy(copy_project(tmp_path / "new", PROJECT), storage)
+        old.configure("OrdersV1")
+        new.configure("OrdersV2")
+        old_host = old.serve(hosts)
+        new_host = new.serve(hosts)
+        v1 = [f"v1-{n}" for n in range(8)]
+        v2 = [f"v2-{n}" for n in range(8)]
+        for id in v1:
+            create(old_host, id)
+        for id in v2:
+            create(new_host, id)
+        for id in v1 + v2:
+            wait_status(new_host, id, "waiting")
+        for id in v1[:4] + v2:  # every event through the host without v1 code
+            go(new_host, id, "now")
+        for id in v1[:4] + v2:
+            wait_status(old_host, id, "complete")
+        assert old_host.stop() == 0
+        for id in v1[4:]:
+            go(new_host, id, "later")
+        create(new_host, "v2-late")
+        wait_status(new_host, "v2-late", "waiting")
+        for id in v1[4:]:
+            assert detail(new_host, id)["status"] == "waiting"
+            assert detail(new_host, id)["blocked"] == NO_CODE_V1
+        old_host = old.serve(hosts)
+        for id in v1[4:]:
+            wait_status(new_host, id, "complete")
+        ran_on: dict[str, set[str]] = {"v1": set(), "v2": set()}
+        for id in v1 + v2:
+            found = detail(new_host, id)
+            version = found["version"]
+            assert found["output"]["class"] == ("OrdersV1" if version == "v1" else "OrdersV2")
+            ran_on[version] |= {s["host"] for s in found["steps"] if s["type"] == "do"}
+        assert ran_on["v1"] and ran_on["v2"] and not ran_on["v1"] & ran_on["v2"]
+    finally:
+        _pg(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -31,6 +31,11 @@ _FINISHED = f"status IN ({', '.join(repr(s) for s in FINISHED)})"
 STEP_CHUNK = 500
 
 
+#: The step columns a replay reads: each attempt's log is left out (a replay starts no
+#: attempt, and decoding every log would be most of the read).
+_STEP_COLUMNS = STEP_COLUMNS.replace("attempt_log", "'[]'")
+
+
 #: What a column the schema lacks reads as (else ``NULL``).
 _ABSENT = {"priority": "0"}
 
@@ -42,7 +47,7 @@ def _columns(names: set[str]) -> str:
 
 
 class HistoryReader(abc.ABC):
-    """Instances and their step histories, read-only."""
+    """Instances and their step histories (without attempt logs), read-only."""
 
     async def instances(
         self, workflows: Sequence[str], include_finished: int = 0
@@ -111,7 +116,9 @@ class _SqliteReader(HistoryReader):
         if conn is None or not keys:
             return {}
         marks = ",".join("?" * len(keys))
-        sql = f"SELECT {STEP_COLUMNS} FROM steps WHERE instance IN ({marks}) ORDER BY instance, seq"
+        sql = (
+            f"SELECT {_STEP_COLUMNS} FROM steps WHERE instance IN ({marks}) ORDER BY instance, seq"
+        )
         return await asyncio.to_thread(lambda: steps_by_instance(conn.execute(sql, list(keys))))
 
     async def close(self) -> None:
@@ -165,7 +172,7 @@ class _PostgresReader(HistoryReader):
         if self._conn is None or not keys:
             return {}
         rows = await self._conn.fetch(
-            f"SELECT {STEP_COLUMNS}, host FROM steps WHERE instance = ANY($1::bigint[])"
+            f"SELECT {_STEP_COLUMNS}, host FROM steps WHERE instance = ANY($1::bigint[])"
             " ORDER BY instance, seq",
             list(keys),
         )
