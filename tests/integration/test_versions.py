@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from durableflow import NonDeterminismError, ValidationError
+from durableflow import NonDeterminismError, SyncClient, ValidationError
 from durableflow.testing import replay
 from tests.helpers import eventually_sync
 
@@ -134,6 +134,11 @@ def test_a_deploy_keeps_old_instances_on_their_code(deploy: Deploy, hosts: HostF
     assert [s["name"] for s in new["steps"]] == ["authorize", "go"]
     listed = host.get_json("/api/workflows/orders/instances?version=v1")["instances"]
     assert sorted((i["id"], i["version"]) for i in listed) == [("old-1", "v1"), ("old-2", "v1")]
+    status, answer = host.call("GET", "/api/workflows/orders/instances?version=")
+    assert status == 400 and "version must be 1 to 64 characters" in answer["error"]["message"]
+    with SyncClient(host.url) as client:
+        page = client.workflow("orders").list_instances(version="v2")
+        assert [i["id"] for i in page["instances"]] == ["new-1"]
     counts = versions(host)
     assert counts["v1"] == {
         "version": "v1",

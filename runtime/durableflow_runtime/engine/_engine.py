@@ -650,7 +650,8 @@ class Engine:
             version: Only instances created at this version of the workflow's code.
 
         Raises:
-            NotFoundError: Unknown workflow. ValidationError: a bad status, limit or cursor.
+            NotFoundError: Unknown workflow. ValidationError: a bad status, limit, cursor,
+                id prefix, time or version.
         """
         self.spec(workflow)
         if status is not None and status not in STATUSES:
@@ -669,6 +670,8 @@ class Engine:
             after = min(int(cursor), 2**63 - 1)
         if id_prefix is not None and not 1 <= len(id_prefix) <= 100:
             raise ValidationError("id_prefix must be 1 to 100 characters")
+        if version is not None and not 1 <= len(version) <= 64:
+            raise ValidationError("version must be 1 to 64 characters")
         if id_prefix is not None and not _ID_PREFIX.fullmatch(id_prefix):
             # no id holds other characters (and PostgreSQL text cannot hold a NUL)
             return [], None
