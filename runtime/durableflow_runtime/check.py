@@ -98,5 +98,6 @@ def log_results(results: Sequence[ReplayResult], **extra: Any) -> list[ReplayRes
             describe(result),
             extra={"workflow": result.workflow, "instance": result.id, **extra},
         )
-    (log.warning if bad else log.info)("check: %s", summary(results))
+    # all well: nothing to say at start-up (whose errors are one line on their own)
+    (log.warning if bad else log.debug)("check: %s", summary(results))
     return bad

@@ -283,6 +283,11 @@ _SCHEMAS: dict[str, Any] = {
             "id": {"type": "string"},
             "version": _nullable({"type": "string"}),
             "status": _ref("Status"),
+            "error": {
+                **_ref("ErrorInfo"),
+                "description": "What ended an errored instance: replaying code that ends "
+                "with the same error counts as a replay.",
+            },
             "created_at": {"type": "number", "description": "Seconds since the epoch."},
             "generation": {"type": "integer", "description": "Restarts so far."},
             "params": {"description": "The params (absent when none were given)."},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,8 +17,15 @@ from typing import Any
 
 import pytest
 
-from durableflow import NonDeterminismError, SyncClient, ValidationError
-from durableflow.testing import replay
+from durableflow import (
+    NonDeterminismError,
+    SyncClient,
+    ValidationError,
+    WorkflowEntrypoint,
+    WorkflowEvent,
+    WorkflowStep,
+)
+from durableflow.testing import WorkflowTestEnvironment, replay
 from tests.helpers import eventually_sync
 
 from .conftest import PG_DSN, HostFactory, HostProcess, _pg, copy_project, require_postgres, run_cli
@@ -94,6 +102,17 @@ def wait_status(host: HostProcess, id: str, status: str, timeout: float = 30.0) 
     return eventually_sync(reached, timeout=timeout, message=f"{id} is {status}")
 
 
+def at_the_wait(host: HostProcess, id: str) -> Any:
+    """Wait until the instance waits for its "go" event (not in its short sleep)."""
+
+    def waiting() -> Any:
+        found = detail(host, id)
+        steps = found["steps"]
+        return found if found["status"] == "waiting" and steps[-1]["name"] == "go" else None
+
+    return eventually_sync(waiting, timeout=30, message=f"{id} waits for its event")
+
+
 def go(host: HostProcess, id: str, payload: Any) -> None:
     call(host, "POST", f"/api/workflows/orders/instances/{id}/events/go", payload)
 
@@ -103,15 +122,15 @@ def versions(host: HostProcess) -> dict[str | None, dict[str, Any]]:
 
 
 def test_a_deploy_keeps_old_instances_on_their_code(deploy: Deploy, hosts: HostFactory) -> None:
-    """v1 instances wait across a deploy of v2 and finish on v1 code while new instances
-    run v2; without the v1 class they wait, blocked with a clear message, and resume when
-    the code returns."""
+    """v1 instances wait across a crash and a deploy of v2 and finish on v1 code while new
+    instances run v2; without the v1 class they wait, blocked with a clear message, and
+    resume when the code returns."""
     deploy.configure("OrdersV1")
     host = deploy.serve(hosts)
     for id in ("old-1", "old-2"):
         create(host, id)
-        assert wait_status(host, id, "waiting")["version"] == "v1"
-    assert host.stop() == 0
+        assert at_the_wait(host, id)["version"] == "v1"
+    host.stop(signal.SIGKILL)  # a crash, not a clean stop: the versions are on disk
 
     deploy.configure("OrdersV2", ["OrdersV1"])
     host = deploy.serve(hosts)
@@ -119,7 +138,7 @@ def test_a_deploy_keeps_old_instances_on_their_code(deploy: Deploy, hosts: HostF
     assert info["version"] == "v2"
     assert info["previous"] == [{"version": "v1", "class_name": "OrdersV1"}]
     create(host, "new-1")
-    assert wait_status(host, "new-1", "waiting")["version"] == "v2"
+    assert at_the_wait(host, "new-1")["version"] == "v2"
     go(host, "old-1", "ship")
     go(host, "new-1", "ship")
     old = wait_status(host, "old-1", "complete")
@@ -156,7 +175,7 @@ def test_a_deploy_keeps_old_instances_on_their_code(deploy: Deploy, hosts: HostF
     assert detail(host, "old-2")["blocked"] == NO_CODE_V1
     go(host, "old-2", "late")
     create(host, "new-2")
-    wait_status(host, "new-2", "waiting")  # the host runs what it has code for
+    at_the_wait(host, "new-2")  # the host runs what it has code for
     assert detail(host, "old-2")["status"] == "waiting"
     counts = versions(host)
     assert counts["v1"]["code"] is False and counts["v1"]["in_flight"] == 1
@@ -203,9 +222,9 @@ def test_check_judges_changes_while_a_host_serves(deploy: Deploy, hosts: HostFac
     host = deploy.serve(hosts)
     for id in ("c-1", "c-2"):
         create(host, id)
-        wait_status(host, id, "waiting")
+        at_the_wait(host, id)
     create(host, "c-done")
-    wait_status(host, "c-done", "waiting")
+    at_the_wait(host, "c-done")
     go(host, "c-done", "x")
     wait_status(host, "c-done", "complete")
 
@@ -262,7 +281,7 @@ def test_serve_check_refuses_or_warns(deploy: Deploy, hosts: HostFactory) -> Non
     deploy.configure("OrdersV1")
     host = deploy.serve(hosts)
     create(host, "s-1")
-    wait_status(host, "s-1", "waiting")
+    at_the_wait(host, "s-1")
     assert host.stop() == 0
 
     deploy.configure("Renamed")
@@ -289,7 +308,7 @@ def test_an_exported_history_replays_in_a_test_suite(
     deploy.configure("OrdersV1")
     host = deploy.serve(hosts)
     create(host, "e-1")
-    wait_status(host, "e-1", "waiting")
+    at_the_wait(host, "e-1")
     exported = run_cli("instances", "export", "orders", "e-1", "--url", host.url)
     assert exported.returncode == 0, exported.stderr
     history = tmp_path / "e-1.json"
@@ -342,7 +361,7 @@ def test_old_and_new_hosts_on_postgres_run_only_their_versions(
         for id in v2:
             create(new_host, id)
         for id in v1 + v2:
-            wait_status(new_host, id, "waiting")
+            at_the_wait(new_host, id)
         for id in v1[:4] + v2:  # every event through the host without v1 code
             go(new_host, id, "now")
         for id in v1[:4] + v2:
@@ -351,7 +370,7 @@ def test_old_and_new_hosts_on_postgres_run_only_their_versions(
         for id in v1[4:]:
             go(new_host, id, "later")
         create(new_host, "v2-late")
-        wait_status(new_host, "v2-late", "waiting")
+        at_the_wait(new_host, "v2-late")
         for id in v1[4:]:
             assert detail(new_host, id)["status"] == "waiting"
             assert detail(new_host, id)["blocked"] == NO_CODE_V1
@@ -367,3 +386,32 @@ def test_old_and_new_hosts_on_postgres_run_only_their_versions(
         assert ran_on["v1"] and ran_on["v2"] and not ran_on["v1"] & ran_on["v2"]
     finally:
         _pg(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+class Refuses(WorkflowEntrypoint[Any, Any]):
+    """Errors after its first step, as recorded."""
+
+    async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> Any:
+        await step.do("look", self.look)
+        raise ValueError("out of stock")
+
+    async def look(self) -> int:
+        return 0
+
+
+class RefusesOtherwise(Refuses):
+    async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> Any:
+        await step.do("look", self.look)
+        raise ValueError("no longer sold")
+
+
+async def test_an_errored_history_replays_when_the_code_raises_the_same_error() -> None:
+    """A finished instance that errored replays under code that ends it with the error it
+    recorded; another error is reported as the code's."""
+    async with WorkflowTestEnvironment({"refuses": Refuses}) as env:
+        await env.workflow(Refuses).create(id="r-1")
+        await env.introspect("r-1").wait_for_status("errored")
+        history = await env.export_history("r-1")
+    replay(Refuses, history)
+    with pytest.raises(ValueError, match="no longer sold"):
+        replay(RefusesOtherwise, history)

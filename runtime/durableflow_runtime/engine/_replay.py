@@ -30,6 +30,7 @@ from ..metrics import NO_OBSERVER
 from ..store.base import InstanceRow, Lease, StepRow
 from ._activation import _Activation, _Suspend
 from ._bindings import Bindings
+from ._records import _error_info
 from ._scheduler import workflow_and_event
 from ._spec import Limits, WorkflowSpec, no_code_message
 from ._step import _EngineStep
@@ -210,9 +211,9 @@ async def replay(
         act.drop_parked()
     if act.fatal is not None:
         return result("diverges", str(act.fatal), act.fatal)
-    if error is not None:
+    if error is not None and not (row.status == "errored" and _error_info(error) == row.error):
         return result("fails", _last_frame(error), error)
-    return result("ok")
+    return result("ok")  # an errored instance that ends with its recorded error replays
 
 
 # --- the exported history: one instance and its steps, as JSON -------------------------
@@ -253,6 +254,7 @@ def history_json(row: InstanceRow, steps: list[StepRow]) -> dict[str, Any]:
         "id": row.id,
         "version": row.version,
         "status": row.status,
+        "error": row.error,
         "created_at": row.created_at,
         "generation": row.generation,
     }
@@ -292,7 +294,7 @@ def history_from_json(doc: Any) -> tuple[InstanceRow, list[StepRow]]:
             status=status,
             params=_data(doc.get("params"), "params" in doc),
             output=None,
-            error=None,
+            error=doc.get("error"),
             created_at=float(doc["created_at"]),
             started_at=None,
             ended_at=None,
