@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, assert_type
+from typing import Any, ClassVar, assert_type
 
 from durableflow import (
     Workflow,
@@ -99,6 +99,12 @@ class OrdersV1(OrdersV2):
 def versions() -> None:
     assert_type(WorkflowEntrypoint.version, str | None)
     assert_type(OrdersV2.version, str)
+
+
+class AnnotatedVersion(WorkflowEntrypoint[Any, Any]):
+    """The declaration as the docs write it."""
+
+    version: ClassVar[str] = "v3"
 
 
 class NumberedVersion(WorkflowEntrypoint[Any, Any]):
