@@ -214,7 +214,11 @@ class Host:
         try:
             results = await check_store(specs, url)
         except (ValidationError, StoreUnavailableError) as exc:
-            raise StartupError(f"the replay check cannot read the store: {exc.message}") from exc
+            message = f"the replay check cannot read the store: {exc.message}"
+            if mode == "refuse":
+                raise StartupError(message) from exc
+            log.warning("%s; serving without it", message)  # the host may still open it
+            return
         bad = log_results(results)
         if bad and mode == "refuse":
             raise StartupError(
