@@ -183,6 +183,11 @@ def test_a_deploy_keeps_old_instances_on_their_code(deploy: Deploy, hosts: HostF
     assert shown.returncode == 0, shown.stderr
     assert f"blocked   {NO_CODE_V1}" in shown.stdout
     assert "version   v1" in shown.stdout
+    described = run_cli("workflows", "describe", "orders", "--url", host.url)
+    assert described.returncode == 0, described.stderr
+    rows = [line.split() for line in described.stdout.splitlines()]
+    assert ["v1", "-", "-", "no", "1"] in rows  # in flight, no code here
+    assert ["v2", "OrdersV2", "yes", "yes", "1"] in rows
     listed = run_cli("instances", "list", "orders", "--version", "v2", "--url", host.url)
     assert "new-2" in listed.stdout and "old-" not in listed.stdout
     assert detail(host, "old-2")["status"] == "waiting"  # still: nothing ran it meanwhile

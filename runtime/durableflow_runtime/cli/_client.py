@@ -152,11 +152,15 @@ def workflows_describe(target: _Target, name: str) -> None:
             "defaults",
             "counts",
             "schedules",
+            "version",
+            "previous",
+            "versions",
         )
         fields = [
             ("workflow", data["name"]),
             ("binding", data["binding"]),
             ("class", f"{data.get('module', '')}.{data['class_name']}".lstrip(".")),
+            ("version", data.get("version")),
             ("params", data.get("params_type")),
             ("defaults", _short_json(data.get("defaults"))),
         ]
@@ -168,7 +172,7 @@ def workflows_describe(target: _Target, name: str) -> None:
                     f"{schedule['name']}: {schedule['cron']} ({schedule['timezone']}), {upcoming}",
                 )
             )
-        # what other parts of the host add to the payload (versions, ...)
+        # what other parts of the host add to the payload
         fields += [
             (k, _short_json(v)) for k, v in data.items() if k not in (*known, "params_schema")
         ]
@@ -178,8 +182,24 @@ def workflows_describe(target: _Target, name: str) -> None:
         click.echo()
         if not counts:
             click.echo("no instances")
-            return
-        _table(["status", "instances"], sorted(counts.items()))
+        else:
+            _table(["status", "instances"], sorted(counts.items()))
+        versions = data.get("versions") or []
+        if versions:  # in flight per version: 0 on an old one means its class can go
+            click.echo()
+            _table(
+                ["version", "class", "current", "code here", "in flight"],
+                [
+                    (
+                        v["version"],
+                        v["class_name"],
+                        "yes" if v["current"] else "",
+                        "yes" if v["code"] else "no",
+                        v["in_flight"],
+                    )
+                    for v in versions
+                ],
+            )
 
     target.emit(data, human)
 
