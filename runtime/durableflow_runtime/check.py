@@ -13,7 +13,6 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
 from durableflow import ValidationError
 
@@ -21,7 +20,7 @@ from .engine import WorkflowSpec
 from .engine._replay import ReplayResult, replay
 from .store.history import STEP_CHUNK, open_history_reader
 
-__all__ = ["check_store", "summary"]
+__all__ = ["check_store", "describe", "log_results", "summary"]
 
 log = logging.getLogger("durableflow.check")
 
@@ -89,14 +88,14 @@ def describe(result: ReplayResult) -> str:
     return f"{result.workflow}/{result.id} ({version}): {result.status}: {result.detail}"
 
 
-def log_results(results: Sequence[ReplayResult], **extra: Any) -> list[ReplayResult]:
+def log_results(results: Sequence[ReplayResult]) -> list[ReplayResult]:
     """Log a warning per instance that is not ok, and the summary; returns those."""
     bad = [r for r in results if r.status != "ok"]
     for result in bad:
         log.warning(
             "check: %s",
             describe(result),
-            extra={"workflow": result.workflow, "instance": result.id, **extra},
+            extra={"workflow": result.workflow, "instance": result.id},
         )
     # all well: nothing to say at start-up (whose errors are one line on their own)
     (log.warning if bad else log.debug)("check: %s", summary(results))
