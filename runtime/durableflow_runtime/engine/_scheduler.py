@@ -267,7 +267,6 @@ class Scheduler:
             self.kick()
 
     async def _drive(self, act: _Activation, row: InstanceRow) -> None:
-        spec = act.spec
         lease = act.lease
         outcome: str
         output: Any = None
