@@ -211,9 +211,10 @@ async def replay(
         act.drop_parked()
     if act.fatal is not None:
         return result("diverges", str(act.fatal), act.fatal)
-    if error is not None and not (row.status == "errored" and _error_info(error) == row.error):
+    ended_so = row.status in ("errored", "rollingBack")  # with the error it recorded
+    if error is not None and not (ended_so and _error_info(error) == row.error):
         return result("fails", _last_frame(error), error)
-    return result("ok")  # an errored instance that ends with its recorded error replays
+    return result("ok")  # an instance that failed (or rolls back) with this error replays
 
 
 # --- the exported history: one instance and its steps, as JSON -------------------------
