@@ -17,13 +17,8 @@ from ._app import main
 
 __all__ = ["main"]
 
-_COMMANDS = (
-    _check,
-    _client,
-    _init,
-    _logs,
-    _serve,
-)  # imported for the commands they register on ``main``
+# imported for the commands they register on ``main``
+_COMMANDS = (_check, _client, _init, _logs, _serve)
 
 
 def _register_optional_commands() -> None:
