@@ -420,3 +420,21 @@ async def test_an_errored_history_replays_when_the_code_raises_the_same_error() 
     replay(Refuses, history)
     with pytest.raises(ValueError, match="no longer sold"):
         replay(RefusesOtherwise, history)
+
+
+class LogsAtTheEnd(Refuses):
+    async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> Any:
+        await step.do("look", self.look)
+        step.log("looked", where="run")  # past the end of its history on a replay
+        return "done"
+
+
+async def test_a_replay_writes_no_log() -> None:
+    """``step.log`` in ``run()`` past the end of the history is not written by a replay (a
+    check reads the store, it never writes to it)."""
+    async with WorkflowTestEnvironment({"logs": LogsAtTheEnd}) as env:
+        await env.workflow(LogsAtTheEnd).create(id="l-1")
+        await env.introspect("l-1").wait_for_status("complete")
+        history = await env.export_history("l-1")
+    history["status"], history["steps"] = "waiting", history["steps"][:1]
+    replay(LogsAtTheEnd, history)

@@ -758,8 +758,8 @@ class _Activation:
         position = self.entered
         n = self.run_logs.get(position, 0)
         self.run_logs[position] = n + 1
-        if not self.at_frontier():
-            return  # replaying: an earlier activation logged it
+        if not self.at_frontier() or self.replay_only:
+            return  # replaying: an earlier activation logged it (or a check: nothing is)
         key = f"{self.generation}:{position}:{n}"
         log_entry(self, level, message, fields, step=None, attempt=None, run_key=key)
 
