@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from durableflow import (
+    HmacSignature,
     NonDeterminismError,
     SyncClient,
     ValidationError,
@@ -438,3 +439,20 @@ async def test_a_replay_writes_no_log() -> None:
         history = await env.export_history("l-1")
     history["status"], history["steps"] = "waiting", history["steps"][:1]
     replay(LogsAtTheEnd, history)
+
+
+class Hooked(WorkflowEntrypoint[Any, Any]):
+    async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> Any:
+        webhook = await step.create_webhook("payment", verify=HmacSignature.github("s3cret"))
+        request = await webhook.wait(timeout="1 hour")
+        return request.body
+
+
+async def test_a_webhook_waiting_for_its_request_replays() -> None:
+    """An instance waiting on a verified webhook replays: the webhook's step comes from the
+    history and its verifier is remembered, as on a host."""
+    async with WorkflowTestEnvironment({"hooked": Hooked}) as env:
+        await env.workflow(Hooked).create(id="h-1")
+        await env.introspect("h-1").wait_for_status("waiting")
+        history = await env.export_history("h-1")
+    replay(Hooked, history)

@@ -30,6 +30,7 @@ from ..metrics import NO_OBSERVER
 from ..store.base import InstanceRow, Lease, StepRow
 from ._activation import _Activation, _Suspend
 from ._bindings import Bindings
+from ._hooks import Verifiers
 from ._records import _error_info
 from ._scheduler import workflow_and_event
 from ._spec import Limits, WorkflowSpec, no_code_message
@@ -129,6 +130,7 @@ class _ReplayEngine:
         self.observer = NO_OBSERVER
         self.env = env
         self.workflows = {spec.name: spec}
+        self.verifiers = Verifiers()  # a replayed create_webhook(verify=...) remembers it
 
     def hooks_for(self, workflow: str, id: str) -> None:
         return None
