@@ -45,13 +45,20 @@ class Deploy:
         self.storage = storage  # None: the config's SQLite file
 
     def configure(
-        self, class_name: str, previous: Sequence[str] = (), *, check: str = "off"
+        self,
+        class_name: str,
+        previous: Sequence[str] = (),
+        *,
+        check: str = "off",
+        workflow: Sequence[str] = (),
     ) -> Path:
-        """Write the config of a deploy of ``class_name`` (and ``previous``)."""
+        """Write the config of a deploy of ``class_name`` (and ``previous``), with the
+        ``workflow`` lines added to the workflow's table."""
         lines = ['main = "app.py"', "", "[server]", f'check = "{check}"', ""]
         lines += ["[[workflows]]", 'name = "orders"', f'class_name = "{class_name}"']
         if previous:
             lines.append("previous = [" + ", ".join(f'"{p}"' for p in previous) + "]")
+        lines += workflow
         path = self.project / "durableflow.toml"
         path.write_text("\n".join(lines) + "\n")
         return path
@@ -199,6 +206,58 @@ def test_a_deploy_keeps_old_instances_on_their_code(deploy: Deploy, hosts: HostF
     resumed = wait_status(host, "old-2", "complete")
     assert resumed["output"]["class"] == "OrdersV1" and resumed["output"]["go"] == "late"
     assert resumed["blocked"] is None
+
+
+def test_instances_without_code_take_no_slot_of_a_limited_workflow(
+    deploy: Deploy, hosts: HostFactory
+) -> None:
+    """With ``max_concurrency = 1``, v1 instances made due on a host with only v2 code
+    stay waiting, blocked by the missing code even while the limit is reached too; the
+    limited claim never takes them, so they hold no slot: v2 instances run one at a time
+    past them. They finish once the v1 code is back."""
+    limit = ["max_concurrency = 1"]
+    deploy.configure("OrdersV1", workflow=limit)
+    host = deploy.serve(hosts)
+    old = ("old-1", "old-2")
+    for id in old:
+        create(host, id)
+        at_the_wait(host, id)
+    assert host.stop() == 0
+
+    deploy.configure("OrdersV2Held", workflow=limit)
+    host = deploy.serve(hosts)
+    for id in old:
+        go(host, id, "late")  # due now, on a host without their code
+    create(host, "new-1")
+    wait_status(host, "new-1", "running")  # holds the one slot until released
+    create(host, "new-2")
+
+    def limited() -> Any:
+        found = detail(host, "new-2")
+        return found if found["blocked"] == "concurrency limit 1 reached" else None
+
+    assert eventually_sync(limited, timeout=30)["status"] == "queued"
+    for id in old:  # the limit is reached too, but no code comes first
+        assert (detail(host, id)["status"], detail(host, id)["blocked"]) == (
+            "waiting",
+            NO_CODE_V1,
+        )
+    (deploy.project / "release").touch()
+    for id in ("new-1", "new-2"):
+        at_the_wait(host, id)
+        go(host, id, "ship")
+        assert wait_status(host, id, "complete")["output"]["version"] == "v2"
+    for id in old:
+        found = detail(host, id)
+        assert (found["status"], found["blocked"]) == ("waiting", NO_CODE_V1)
+    assert "no code for version" not in host.output()  # never claimed, never handed back
+    assert host.stop() == 0
+
+    deploy.configure("OrdersV2", ["OrdersV1"], workflow=limit)
+    host = deploy.serve(hosts)
+    for id in old:
+        finished = wait_status(host, id, "complete")
+        assert finished["output"]["class"] == "OrdersV1" and finished["output"]["go"] == "late"
 
 
 def test_config_errors_name_the_classes(deploy: Deploy, hosts: HostFactory) -> None:

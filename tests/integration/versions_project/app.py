@@ -7,6 +7,8 @@ each test writes a ``durableflow.toml`` naming the classes it deploys.
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 from durableflow import WorkflowEntrypoint, WorkflowEvent, WorkflowStep
@@ -53,6 +55,20 @@ class OrdersV2(WorkflowEntrypoint[Any, Any]):
 
     async def authorized(self) -> str:
         return f"authorized by {type(self).__name__}"
+
+
+#: ``OrdersV2Held``'s first step ends once this file exists.
+RELEASE = Path(__file__).with_name("release")
+
+
+class OrdersV2Held(OrdersV2):
+    """v2 whose first step runs until the test creates :data:`RELEASE`: meanwhile the
+    instance executes, holding a concurrency slot."""
+
+    async def authorized(self) -> str:
+        while not RELEASE.exists():  # noqa: ASYNC110 (another process creates the file)
+            await asyncio.sleep(0.05)
+        return await super().authorized()
 
 
 class OrdersV2Twin(OrdersV2):
