@@ -54,6 +54,7 @@ bench-smoke: setup-bench
 	$(PY) tests/benchmarks/bench_dbos.py --quick --chart $(VENV)/bench-smoke.png
 	$(PY) tests/benchmarks/chaos.py --quick
 	$(PY) tests/benchmarks/bench_scale.py --quick
+	$(PY) tests/benchmarks/bench_check.py --quick
 
 check: lint typecheck test fuzz bench-smoke docs-check
 

@@ -23,11 +23,13 @@ is one line naming the file, the key and what was expected::
     tracing = "off"                    # or "otel": OpenTelemetry spans (extra durableflow[otel])
     metrics_step_names = 100           # step names per workflow with their own metrics label
     public_url = "https://flows.example.com"  # base of webhook URLs (default http://host:port)
+    check = "warn"                     # replay in-flight histories at start: off, warn, refuse
 
     [[workflows]]
     name = "order-processing"
     binding = "ORDER_FLOW"
     class_name = "OrderWorkflow"
+    previous = ["OrderWorkflowV1"]     # older classes that finish their versions' instances
     retries = { limit = 5, delay = "10 seconds", backoff = "exponential" }
     timeout = "10 minutes"
     max_concurrency = 20               # flow control: see docs/flow-control.md
@@ -106,6 +108,7 @@ _SERVER_KEYS = (
     "tracing",
     "metrics_step_names",
     "public_url",
+    "check",
 )
 TRACING_MODES = ("off", "otel")
 DEFAULT_IDLE_TIMEOUT = 30.0
@@ -119,6 +122,7 @@ _WORKFLOW_KEYS = (
     "name",
     "binding",
     "class_name",
+    "previous",
     "retries",
     "timeout",
     "run_retries",
@@ -129,6 +133,7 @@ _WORKFLOW_KEYS = (
 )
 #: ``rate_limit = "<n>/<unit>"``: the units and their seconds
 RATE_UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
+CHECK_MODES = ("off", "warn", "refuse")
 
 
 class ConfigError(ValidationError):
@@ -157,6 +162,9 @@ class ServerConfig:
             ``/metrics``; later names are counted as ``other``.
         public_url: The base URL outside services reach the host at (behind a proxy, say):
             webhook URLs are ``<public_url>/hooks/<token>``. ``None``: ``http://host:port``.
+        check: What ``serve`` does with the replay check of in-flight instances at start:
+            ``"off"`` skips it, ``"warn"`` logs each instance the code would not replay,
+            ``"refuse"`` also exits non-zero before serving.
     """
 
     host: str = "127.0.0.1"
@@ -171,6 +179,7 @@ class ServerConfig:
     tracing: str = "off"
     metrics_step_names: int = 100
     public_url: str | None = None
+    check: str = "warn"
 
     @property
     def observe(self) -> dict[str, Any]:
@@ -196,6 +205,8 @@ class WorkflowConfig:
         name: The workflow's name (URL segment).
         binding: The attribute under which ``env`` exposes it.
         class_name: The ``WorkflowEntrypoint`` subclass in ``main``.
+        previous: Older classes in ``main`` that keep running the in-flight instances
+            of their ``version`` (each must declare one, all different).
         retries: Default retry policy of its steps (the dict form), if set.
         timeout: Default per-attempt timeout of its steps, if set.
         run_retries: How often ``run()`` runs again when it raises (the dict form of
@@ -214,6 +225,7 @@ class WorkflowConfig:
     run_retries: Mapping[str, Any] | None = None
     flow: FlowLimits = attrs.field(factory=FlowLimits)
     concurrency_key: str | None = None
+    previous: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -453,6 +465,12 @@ def load_config(path: Path | None = None) -> Config:
             f"{path}: server.public_url must be an http(s) URL such as "
             f"'https://flows.example.com' (a path is allowed, no query), not {public_url!r}"
         )
+    check = server_table.get("check", "warn")
+    if check not in CHECK_MODES:
+        raise ConfigError(
+            f"{path}: server.check must be one of {', '.join(map(repr, CHECK_MODES))}, "
+            f"not {check!r}"
+        )
     server = ServerConfig(
         host=host,
         port=port,
@@ -466,6 +484,7 @@ def load_config(path: Path | None = None) -> Config:
         tracing=tracing,
         metrics_step_names=step_names,
         public_url=public_url.strip().rstrip("/") if public_url is not None else None,
+        check=check,
     )
 
     entries = _expect(data.get("workflows", []), list, path, "[[workflows]]", "an array of tables")
@@ -511,6 +530,18 @@ def load_config(path: Path | None = None) -> Config:
         if run_retries is not None:
             _expect(run_retries, dict, path, f"{where} run_retries", "a table")
         flow, key_path = _flow(entry, path, where)
+        previous = _expect(
+            entry.get("previous", []),
+            list,
+            path,
+            f"{where} previous",
+            "an array of class names such as ['OrdersV1']",
+        )
+        for old in previous:
+            if not isinstance(old, str) or not old.isidentifier():
+                raise ConfigError(f"{path}: {where}: previous {old!r} is not a class name")
+        if len(set(previous)) != len(previous) or class_name in previous:
+            raise ConfigError(f"{path}: {where}: previous names a class twice")
         workflow = WorkflowConfig(
             name=name,
             binding=binding,
@@ -520,6 +551,7 @@ def load_config(path: Path | None = None) -> Config:
             run_retries=run_retries,
             flow=flow,
             concurrency_key=key_path,
+            previous=tuple(previous),
         )
         try:
             _defaults(workflow)
@@ -705,21 +737,26 @@ def load_workflow_classes(
     """
     if module is None:
         module = load_main_module(config)
-    classes: dict[str, type[WorkflowEntrypoint[Any, Any]]] = {}
-    for workflow in config.workflows:
-        cls = getattr(module, workflow.class_name, None)
-        if cls is None:
-            raise ConfigError(
-                f"workflow {workflow.name!r}: class {workflow.class_name!r} not found in "
-                f"{config.main}"
-            )
-        if not isinstance(cls, type) or not issubclass(cls, WorkflowEntrypoint):
-            raise ConfigError(
-                f"workflow {workflow.name!r}: {config.main}:{workflow.class_name} is not a "
-                "subclass of durableflow.WorkflowEntrypoint"
-            )
-        classes[workflow.name] = cls
-    return classes
+    return {
+        workflow.name: _workflow_class(config, module, workflow, workflow.class_name)
+        for workflow in config.workflows
+    }
+
+
+def _workflow_class(
+    config: Config, module: ModuleType, workflow: WorkflowConfig, class_name: str
+) -> type[WorkflowEntrypoint[Any, Any]]:
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise ConfigError(
+            f"workflow {workflow.name!r}: class {class_name!r} not found in {config.main}"
+        )
+    if not isinstance(cls, type) or not issubclass(cls, WorkflowEntrypoint):
+        raise ConfigError(
+            f"workflow {workflow.name!r}: {config.main}:{class_name} is not a "
+            "subclass of durableflow.WorkflowEntrypoint"
+        )
+    return cls
 
 
 def build_specs(
@@ -727,31 +764,45 @@ def build_specs(
 ) -> list[WorkflowSpec]:
     """The engine's ``WorkflowSpec`` for each configured workflow.
 
-    Per-workflow ``retries``/``timeout`` become the spec's step defaults.
+    Per-workflow ``retries``/``timeout`` become the spec's step defaults; the classes
+    named in ``previous`` are found in ``main`` beside the current one.
 
     Args:
         config: The loaded config.
         classes: The workflow classes (default: :func:`load_workflow_classes`).
 
     Raises:
-        ConfigError: As :func:`load_workflow_classes`.
+        ConfigError: As :func:`load_workflow_classes`; also a previous class without a
+            version, or two classes of one workflow with the same version.
     """
     from .engine import WorkflowSpec
 
     if classes is None:
         classes = load_workflow_classes(config)
-    return [
-        WorkflowSpec(
-            name=workflow.name,
-            cls=classes[workflow.name],
-            binding=workflow.binding,
-            defaults=_defaults(workflow),
-            run_retries=_run_retries(workflow),
-            flow=workflow.flow,
-            concurrency_key=workflow.concurrency_key,
+    module = load_main_module(config) if any(w.previous for w in config.workflows) else None
+    specs = []
+    for workflow in config.workflows:
+        previous = tuple(
+            _workflow_class(config, module, workflow, name)
+            for name in workflow.previous
+            if module is not None
         )
-        for workflow in config.workflows
-    ]
+        try:
+            specs.append(
+                WorkflowSpec(
+                    name=workflow.name,
+                    cls=classes[workflow.name],
+                    binding=workflow.binding,
+                    defaults=_defaults(workflow),
+                    run_retries=_run_retries(workflow),
+                    flow=workflow.flow,
+                    concurrency_key=workflow.concurrency_key,
+                    previous=previous,
+                )
+            )
+        except ValidationError as exc:
+            raise ConfigError(f"{config.path}: {exc.message}") from None
+    return specs
 
 
 def _run_retries(workflow: WorkflowConfig) -> ResolvedStepConfig | None:

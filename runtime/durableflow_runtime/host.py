@@ -25,8 +25,9 @@ from aiohttp.web_log import AccessLogger
 
 from durableflow import StoreUnavailableError, ValidationError
 
+from .check import check_store, describe, log_results
 from .config import Config, ConfigError, build_specs, load_main_module, load_workflow_classes
-from .engine import Engine
+from .engine import Engine, WorkflowSpec
 from .guard import ConnectionGuard, GuardedSite, effective_connection_limit
 from .metrics import build_observer  # observe: metrics and tracing
 from .retention import RetentionSweeper
@@ -54,6 +55,8 @@ class HostOptions:
         grace: Seconds running steps get to finish at shutdown.
         access_log: Log every HTTP request.
         host_id: This host's identity on a PostgreSQL store (default: the store's).
+        check: The replay check at start (``off``, ``warn``, ``refuse``; default: the
+            config's ``[server] check``).
     """
 
     host: str | None = None
@@ -63,6 +66,7 @@ class HostOptions:
     grace: float = 10.0
     access_log: bool = False
     host_id: str | None = None
+    check: str | None = None
 
 
 def _is_loopback(host: str) -> bool:
@@ -185,6 +189,7 @@ class Host:
         self.settings.workflows = workflow_info(
             engine, {w.name: w.class_name for w in config.workflows}
         )
+        await self._check(specs, url, options.check or config.server.check)
         try:
             await engine.start()
         except (ValidationError, StoreUnavailableError) as exc:
@@ -204,6 +209,26 @@ class Host:
             await self._stop_sweeper()
             await engine.stop(0)
             raise
+
+    async def _check(self, specs: list[WorkflowSpec], url: str, mode: str) -> None:
+        """The replay check of what is in flight, before the engine runs anything:
+        ``warn`` logs each instance this code would not replay, ``refuse`` also stops."""
+        if mode == "off":
+            return
+        try:
+            results = await check_store(specs, url)
+        except (ValidationError, StoreUnavailableError) as exc:
+            message = f"the replay check cannot read the store: {exc.message}"
+            if mode == "refuse":
+                raise StartupError(message) from exc
+            log.warning("%s; serving without it", message)  # the host may still open it
+            return
+        bad = log_results(results)
+        if bad and mode == "refuse":
+            raise StartupError(
+                f"{len(bad)} in-flight instance(s) would not replay on this code "
+                f"([server] check = 'refuse'); first: {describe(bad[0])}"
+            )
 
     async def _listen(self, engine: Engine, target: Any, host: str, port: int) -> None:
         user_app: web.Application | None = None

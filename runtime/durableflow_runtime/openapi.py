@@ -156,6 +156,23 @@ _SCHEMAS: dict[str, Any] = {
                 "items": _ref("WorkflowSchedule"),
                 "description": "The [[schedules]] that start it.",
             },
+            "version": {
+                **_nullable({"type": "string"}),
+                "description": "The version of the current class: new instances record it.",
+            },
+            "previous": {
+                "type": "array",
+                "description": "The older classes (config `previous`) that run the "
+                "instances of their versions.",
+                "items": {
+                    "type": "object",
+                    "required": ["version", "class_name"],
+                    "properties": {
+                        "version": {"type": "string"},
+                        "class_name": {"type": "string"},
+                    },
+                },
+            },
             "defaults": {
                 **_ref("ResolvedStepConfig"),
                 "description": "Step config defaults (durations in seconds).",
@@ -232,6 +249,74 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["schedules"],
         "properties": {"schedules": {"type": "array", "items": _ref("Schedule")}},
     },
+    "WorkflowVersions": {
+        "type": "object",
+        "required": ["versions"],
+        "properties": {
+            "versions": {
+                "type": "array",
+                "description": "Each version this host has a class for, then each other "
+                "version that instances not yet finished recorded: whether it is the "
+                "current one (new instances get it), whether this host has its code, and "
+                "how many of its instances are not finished (when 0 and not current, its "
+                "class can be removed from `previous`).",
+                "items": {
+                    "type": "object",
+                    "required": ["version", "class_name", "current", "code", "in_flight"],
+                    "properties": {
+                        "version": _nullable({"type": "string"}),
+                        "class_name": _nullable({"type": "string"}),
+                        "current": {"type": "boolean"},
+                        "code": {"type": "boolean"},
+                        "in_flight": {"type": "integer", "minimum": 0},
+                    },
+                },
+            }
+        },
+    },
+    "History": {
+        "type": "object",
+        "required": ["format", "workflow", "id", "version", "status", "created_at", "steps"],
+        "properties": {
+            "format": {"type": "string", "const": "durableflow.history/1"},
+            "workflow": {"type": "string"},
+            "id": {"type": "string"},
+            "version": _nullable({"type": "string"}),
+            "status": _ref("Status"),
+            "error": {
+                **_ref("ErrorInfo"),
+                "description": "What ended an errored instance: replaying code that ends "
+                "with the same error counts as a replay.",
+            },
+            "created_at": {"type": "number", "description": "Seconds since the epoch."},
+            "generation": {"type": "integer", "description": "Restarts so far."},
+            "params": {"description": "The params (absent when none were given)."},
+            "steps": {
+                "type": "array",
+                "description": "Every step as stored, in the order the steps started.",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "count", "seq", "type", "status"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "count": {"type": "integer"},
+                        "seq": {"type": "integer"},
+                        "type": {"type": "string", "enum": ["do", "sleep", "wait_for_event"]},
+                        "status": {"type": "string"},
+                        "attempts": {"type": "integer"},
+                        "attempt_log": {"type": "array", "items": {"type": "object"}},
+                        "output": {"description": "The result (absent when none is stored)."},
+                        "error": _ref("ErrorInfo"),
+                        "started_at": _nullable({"type": "number"}),
+                        "ended_at": _nullable({"type": "number"}),
+                        "wake_at": _nullable({"type": "number"}),
+                        "config": _nullable({"type": "object"}),
+                    },
+                },
+            },
+        },
+    },
+    "WorkflowDetail": {"allOf": [_ref("Workflow"), _ref("WorkflowVersions")]},
     "WorkflowList": {
         "type": "object",
         "required": ["workflows"],
@@ -247,6 +332,10 @@ _SCHEMAS: dict[str, Any] = {
             "created_at": {"type": "string", "format": "date-time"},
             "started_at": _TIME,
             "ended_at": _TIME,
+            "version": {
+                **_nullable({"type": "string"}),
+                "description": "The version of the workflow class that created it.",
+            },
         },
     },
     "InstanceList": {
@@ -439,10 +528,17 @@ _SCHEMAS: dict[str, Any] = {
             },
             "priority": {"type": "integer", "minimum": 0, "maximum": 100},
             "concurrency_key": _nullable({"type": "string"}),
+            "version": {
+                **_nullable({"type": "string"}),
+                "description": "The version of the workflow class that created it: it "
+                "always runs on the class of this version.",
+            },
             "blocked": {
                 **_nullable({"type": "string"}),
-                "description": "Why a runnable instance is not running: 'concurrency "
-                "limit 20 reached', 'rate limit 100/minute reached'; else null.",
+                "description": 'Why a runnable instance is not running: first "no code '
+                "for version 'v1' on this host\" (queued or waiting, no class of its "
+                "version here), then a flow limit: 'concurrency limit 20 reached', 'rate "
+                "limit 100/minute reached'; else null.",
             },
         },
     },
@@ -897,12 +993,12 @@ def _document() -> dict[str, Any]:
             "get": {
                 "operationId": "describeWorkflow",
                 "summary": "One workflow, with the JSON Schema of its params and its "
-                "instance counts per status.",
+                "instance counts per status and its in-flight instances per version.",
                 "tags": ["workflows"],
                 "parameters": [_NAME],
                 "responses": {
-                    **_ok("200", "The workflow.", "Workflow"),
-                    **_errors("401", "404", store=False),
+                    **_ok("200", "The workflow.", "WorkflowDetail"),
+                    **_errors("401", "404"),
                 },
             }
         },
@@ -928,6 +1024,12 @@ def _document() -> dict[str, Any]:
                 "parameters": [
                     _NAME,
                     _param("status", "query", "Only instances with this status.", _ref("Status")),
+                    _param(
+                        "version",
+                        "query",
+                        "Only instances created at this version of the workflow's code.",
+                        {"type": "string", "minLength": 1, "maxLength": 64},
+                    ),
                     _param(
                         "limit",
                         "query",
@@ -1042,6 +1144,21 @@ def _document() -> dict[str, Any]:
                 "responses": {
                     **_ok("200", "The status when the wait ended.", "InstanceResult"),
                     **_errors("400", "401", "404"),
+                },
+            }
+        },
+        "/api/workflows/{name}/instances/{id}/history": {
+            "get": {
+                "operationId": "instanceHistory",
+                "summary": "The instance's recorded history, to replay against new code.",
+                "description": "What `durableflow instances export` writes and "
+                "`durableflow.testing.replay(WorkflowClass, history)` reads. Times are "
+                "seconds since the epoch, as stored.",
+                "tags": ["instances"],
+                "parameters": [_NAME, _ID],
+                "responses": {
+                    **_ok("200", "The history.", "History"),
+                    **_errors("401", "404"),
                 },
             }
         },

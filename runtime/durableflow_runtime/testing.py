@@ -8,17 +8,24 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from durableflow import InstanceStatus, WebhookRequest, Workflow, WorkflowEntrypoint
+from durableflow import (
+    InstanceStatus,
+    ValidationError,
+    WebhookRequest,
+    Workflow,
+    WorkflowEntrypoint,
+)
 from durableflow._output import StreamChunk, check_stream_name
 from durableflow._serde import loads
 
 from .clock import RealClock, VirtualClock
 from .engine import Engine, InstanceHooks, WorkflowSpec
 from .engine._output import chunk_of
+from .engine._replay import history_from_json, raise_for, replay
 from .server import InstanceDetail
 from .store.sqlite import SqliteStore
 
-__all__ = ["TestRuntime", "create_test_runtime"]
+__all__ = ["TestRuntime", "create_test_runtime", "replay_history"]
 
 
 class _IdleSignal:
@@ -174,6 +181,9 @@ class TestRuntime:
         rows = await self.engine.store.read_chunks(key, stream, 0, 1 << 30)
         return [chunk_of(row) for row in rows]
 
+    async def history(self, workflow: str, id: str) -> dict[str, Any]:
+        return await self.engine.history(workflow, id)
+
     def _jumping(self) -> contextlib.AbstractContextManager[None]:
         if isinstance(self.clock, VirtualClock):
             self.engine.kick()  # let an idle scheduler notice it may jump now
@@ -260,3 +270,24 @@ class TestRuntime:
 def create_test_runtime(**options: Any) -> TestRuntime:
     """Entry point ``durableflow.runtime:testing``: build the kit's runtime."""
     return TestRuntime(**options)
+
+
+async def replay_history(
+    cls: type[WorkflowEntrypoint[Any, Any]], history: Mapping[str, Any]
+) -> None:
+    """Entry point ``durableflow.runtime:replay``: ``durableflow.testing.replay``.
+
+    Raises:
+        ValidationError: A malformed history, or one of another version than ``cls``.
+        NonDeterminismError: The code diverges from the history (the engine's message).
+        Exception: What the code raised outside its steps.
+    """
+    row, steps = history_from_json(dict(history))
+    spec = WorkflowSpec(row.workflow, cls)
+    if spec.class_for(row.version) is None:
+        raise ValidationError(
+            f"the history of {row.workflow}/{row.id} was recorded at version "
+            f"{row.version!r} and {cls.__name__} has version {spec.version!r}: an instance "
+            "runs only on the class of its version; replay it against that class"
+        )
+    raise_for(await replay(spec, row, steps))

@@ -263,11 +263,23 @@ class _HttpWorkflow(Workflow[P, OutT]):
         return instance
 
     async def list_instances(
-        self, *, status: str | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        *,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        version: str | None = None,
     ) -> dict[str, Any]:
-        """One page of instances, newest first: ``{"instances": [...], "next_cursor"}``."""
+        """One page of instances, newest first: ``{"instances": [...], "next_cursor"}``.
+
+        Args:
+            status: Only instances with this status.
+            limit: Page size, 1 to 1000.
+            cursor: The ``next_cursor`` of the previous page.
+            version: Only instances created at this version of the workflow's code.
+        """
         data: dict[str, Any] = await self._api.send(
-            _http.list_call(self.name, status, limit, cursor)
+            _http.list_call(self.name, status, limit, cursor, version)
         )
         return data
 

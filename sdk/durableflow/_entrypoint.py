@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin, get_type_hints
 
 from ._errors import ValidationError
 from ._step import WorkflowStep
@@ -23,9 +23,14 @@ class WorkflowEntrypoint(Generic[EnvT, ParamsT]):
 
     Attributes:
         env: The bindings the host gives this workflow (one attribute per workflow binding).
+        version: The version of this code (``None``: unversioned). Every instance records
+            the version of the class that created it and always runs on the class of that
+            version: keep older classes in the config's ``previous`` list while their
+            instances are in flight (see "Deploying changes" in the docs).
     """
 
     env: EnvT
+    version: ClassVar[str | None] = None
 
     def __init__(self, env: EnvT) -> None:
         self.env = env

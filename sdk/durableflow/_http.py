@@ -416,10 +416,14 @@ def batch_ids(data: Mapping[str, Any]) -> list[str]:
     return [item["id"] for item in data["instances"]]
 
 
-def list_call(workflow: str, status: str | None, limit: int, cursor: str | None) -> Call:
+def list_call(
+    workflow: str, status: str | None, limit: int, cursor: str | None, version: str | None = None
+) -> Call:
     query = {"limit": str(limit)}
     if status is not None:
         query["status"] = status
+    if version is not None:
+        query["version"] = version
     if cursor is not None:
         query["cursor"] = cursor
     return Call("GET", instances_path(workflow), query=query)

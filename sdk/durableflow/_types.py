@@ -66,12 +66,16 @@ class WorkflowEvent(Generic[ParamsT]):
         instance_id: The instance's id.
         workflow_name: The workflow's configured name (``""`` in an event built by hand
             without one).
+        version: The ``version`` of the workflow class that created the instance (``None``
+            when that class declares none); the instance always runs on the class of
+            this version, so one class may branch on it.
     """
 
     payload: ParamsT
     timestamp: datetime
     instance_id: str
     workflow_name: str = ""
+    version: str | None = None
 
 
 @attrs.frozen

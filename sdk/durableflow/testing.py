@@ -28,8 +28,11 @@ sleeping.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import importlib.metadata
 import inspect
+import os
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
@@ -38,6 +41,7 @@ from types import TracebackType
 from typing import Any, Protocol, TypeVar, overload
 
 import attrs
+import orjson
 
 from ._binding import Workflow, WorkflowInstance
 from ._duration import Duration, to_seconds
@@ -60,6 +64,7 @@ __all__ = [
     "InstanceModifier",
     "WorkflowIntrospector",
     "WorkflowTestEnvironment",
+    "replay",
 ]
 
 ParamsT = TypeVar("ParamsT")
@@ -92,15 +97,54 @@ class _TestRuntime(Protocol):
     async def read_stored_chunks(
         self, workflow: str, id: str, stream: str
     ) -> list[StreamChunk]: ...
+    async def history(self, workflow: str, id: str) -> dict[str, Any]: ...
+
+
+def _runtime_entry(name: str) -> Any:
+    for point in importlib.metadata.entry_points(group="durableflow.runtime", name=name):
+        return point.load()
+    raise RuntimeError("durableflow's runtime is not installed (entry point durableflow.runtime)")
 
 
 def _load_runtime(**options: Any) -> _TestRuntime:
-    points = importlib.metadata.entry_points(group="durableflow.runtime", name="testing")
-    for point in points:
-        factory = point.load()
-        runtime: _TestRuntime = factory(**options)
-        return runtime
-    raise RuntimeError("durableflow's runtime is not installed (entry point durableflow.runtime)")
+    runtime: _TestRuntime = _runtime_entry("testing")(**options)
+    return runtime
+
+
+def replay(
+    workflow: type[WorkflowEntrypoint[Any, Any]],
+    history: Mapping[str, Any] | str | os.PathLike[str],
+) -> None:
+    """Replay a recorded history against a workflow class, as a host would resume it,
+    without running any step callback; returns when the class replays all of it.
+
+    Record histories with ``durableflow instances export NAME ID > h.json`` (or
+    :meth:`WorkflowTestEnvironment.export_history`) and keep them in your test suite: a
+    history recorded today must replay under tomorrow's code. Works from synchronous and
+    from ``async`` tests alike.
+
+    Args:
+        workflow: The class that serves the history's version (its ``version`` must equal
+            the one the history recorded).
+        history: The exported history, or the path of a file holding it.
+
+    Raises:
+        NonDeterminismError: The code asks for other steps than the history holds, with
+            the message the engine would record.
+        ValidationError: A malformed history, or one of another version than the class.
+        Exception: Whatever the code raised outside its steps.
+    """
+    if isinstance(history, str | os.PathLike):
+        history = orjson.loads(Path(history).read_bytes())
+    work = _runtime_entry("replay")(workflow, history)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(work)
+        return
+    # called from a coroutine: this loop is busy running the caller; replay on another
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, work).result()
 
 
 @attrs.define
@@ -521,6 +565,14 @@ class WorkflowTestEnvironment:
         """
         return _KitWorkflow(self, self._name(which))
 
+    def _only_or(self, workflow: type[WorkflowEntrypoint[Any, Any]] | str | None) -> str:
+        """The name of ``workflow``, or of the environment's only workflow when ``None``."""
+        if workflow is None:
+            if len(self._classes) != 1:
+                raise ValidationError("name the workflow: this environment has several")
+            return next(iter(self._classes))
+        return self._name(workflow)
+
     def _name(self, which: type[WorkflowEntrypoint[Any, Any]] | str) -> str:
         if isinstance(which, str):
             if which not in self._classes:
@@ -531,16 +583,18 @@ class WorkflowTestEnvironment:
                 return name
         raise ValidationError(f"{which.__name__} is not a workflow of this environment")
 
+    async def export_history(
+        self, instance_id: str, workflow: type[WorkflowEntrypoint[Any, Any]] | str | None = None
+    ) -> dict[str, Any]:
+        """An instance's recorded history, as ``durableflow instances export`` prints it:
+        save it as JSON and hand it to :func:`replay` in a later test."""
+        return await self._runtime_or_fail().history(self._only_or(workflow), instance_id)
+
     def introspect(
         self, instance_id: str, workflow: type[WorkflowEntrypoint[Any, Any]] | str | None = None
     ) -> InstanceIntrospector:
         """The introspector of one instance (create the instance after setting it up)."""
-        if workflow is None:
-            if len(self._classes) != 1:
-                raise ValidationError("name the workflow: this environment has several")
-            name = next(iter(self._classes))
-        else:
-            name = self._name(workflow)
+        name = self._only_or(workflow)
         key = (name, instance_id)
         if key not in self._introspectors:
             self._introspectors[key] = InstanceIntrospector(self, name, instance_id)

@@ -1,4 +1,4 @@
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from ._step import WorkflowStep
 from ._types import WorkflowEvent
@@ -10,6 +10,7 @@ _ParamsT = TypeVar("_ParamsT")
 
 class WorkflowEntrypoint(Generic[_EnvT, _ParamsT]):
     env: _EnvT
+    version: ClassVar[str | None]
     def __init__(self, env: _EnvT) -> None: ...
     async def run(self, event: WorkflowEvent[_ParamsT], step: WorkflowStep) -> Any: ...
 

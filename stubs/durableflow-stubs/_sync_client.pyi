@@ -42,7 +42,12 @@ class SyncWorkflow(Generic[_P, _OutT]):
     def get(self, id: str) -> SyncWorkflowInstance[_OutT]: ...
     def resume_hook(self, token: str, payload: Any = None) -> SyncWorkflowInstance[Any]: ...
     def list_instances(
-        self, *, status: str | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        *,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        version: str | None = None,
     ) -> dict[str, Any]: ...
     def bulk(
         self,

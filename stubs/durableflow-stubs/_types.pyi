@@ -54,6 +54,7 @@ class WorkflowEvent(Generic[_ParamsT]):
     timestamp: datetime
     instance_id: str
     workflow_name: str = ""
+    version: str | None = None
 
 @attrs.frozen(order=False)
 class WorkflowStepEvent(Generic[_PayloadT]):

@@ -1,3 +1,4 @@
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ __all__ = [
     "InstanceModifier",
     "WorkflowIntrospector",
     "WorkflowTestEnvironment",
+    "replay",
 ]
 
 _ParamsT = TypeVar("_ParamsT")
@@ -106,6 +108,11 @@ class WorkflowTestEnvironment:
     def workflow(self, which: type[_Runs[_ParamsT, _OutputT]]) -> Workflow[_ParamsT, _OutputT]: ...
     @overload
     def workflow(self, which: str) -> Workflow[Any]: ...
+    async def export_history(
+        self,
+        instance_id: str,
+        workflow: type[WorkflowEntrypoint[Any, Any]] | str | None = None,
+    ) -> dict[str, Any]: ...
     def introspect(
         self,
         instance_id: str,
@@ -128,3 +135,8 @@ class WorkflowTestEnvironment:
     def now(self) -> datetime: ...
     def advance(self, duration: Duration) -> None: ...
     async def wait_until_idle(self, *, timeout: float = 10.0) -> None: ...
+
+def replay(
+    workflow: type[WorkflowEntrypoint[Any, Any]],
+    history: Mapping[str, Any] | str | os.PathLike[str],
+) -> None: ...

@@ -1101,3 +1101,39 @@ async def test_browser_renders_user_strings_as_text(dash_host: HostProcess, page
     assert json.loads(output or "null") == {"out": MARKUP}
     assert await page.evaluate(markup_elements) == 0
     assert await page.evaluate("window.__xss === undefined")
+
+
+@needs_chromium
+@pytest.mark.slow
+async def test_browser_shows_versions_and_why_an_instance_is_blocked(
+    hosts: HostFactory, tmp_path: Path, page: Page
+) -> None:
+    """The list shows each instance's version and filters by it; the detail of an instance
+    whose version has no code on the host says so."""
+    project = copy_project(tmp_path / "project", Path(__file__).with_name("versions_project"))
+    config = project / "durableflow.toml"
+    host = hosts.start(project)
+    async with aiohttp.ClientSession() as session:
+        api = Api(session, host.url)
+        await api.ok("POST", "/api/workflows/orders/instances", {"id": "old"}, 201)
+        await api.wait_status("orders", "old", "waiting")
+    assert host.stop() == 0
+    config.write_text(config.read_text().replace('"OrdersV1"', '"OrdersV2"'))
+    host = hosts.start(project)
+    async with aiohttp.ClientSession() as session:
+        api = Api(session, host.url)
+        await api.ok("POST", "/api/workflows/orders/instances", {"id": "new"}, 201)
+        await api.wait_status("orders", "new", "waiting")
+
+    await page.goto(host.url + "/dashboard#/workflows/orders")
+    await expect(rows_of(page)).to_have_count(2)
+    await expect(page.locator('#instances tr[data-id="old"] td.version')).to_have_text("v1")
+    await expect(page.locator('#instances tr[data-id="new"] td.version')).to_have_text("v2")
+    await page.fill("#filter-version", "v1")
+    await expect(rows_of(page)).to_have_count(1)
+    assert await ids_of(page) == ["old"]
+    assert page.url.endswith("#/workflows/orders?version=v1")
+
+    await page.goto(host.url + "/dashboard#/workflows/orders/instances/old")
+    await expect(page.locator("#instance-version")).to_have_text("v1")
+    await expect(page.locator("#blocked")).to_have_text("no code for version 'v1' on this host")

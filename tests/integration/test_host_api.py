@@ -61,12 +61,16 @@ GREETING_SCHEMA = {
 
 async def test_workflows_serve_the_params_schema(api: Api) -> None:
     """Each workflow carries the JSON Schema of its params type (null without one), and
-    GET /api/workflows/{name} answers the same item with its instance counts, or 404."""
+    GET /api/workflows/{name} answers the same item with its instance counts and versions,
+    or 404."""
     listed = {w["name"]: w for w in (await api.ok("GET", BASE))["workflows"]}
     assert listed["echo"]["params_schema"] == GREETING_SCHEMA
     assert listed["waiter"]["params_schema"] is None
     one = await api.ok("GET", f"{BASE}/echo")
     counts = one.pop("counts")
+    [version] = one.pop("versions")
+    assert isinstance(version.pop("in_flight"), int)  # other tests' instances may be running
+    assert version == {"version": None, "class_name": "EchoWorkflow", "current": True, "code": True}
     assert one == listed["echo"]
     await api.ok("POST", f"{BASE}/echo/instances", {"params": {"name": "n"}}, status=201)
     after = (await api.ok("GET", f"{BASE}/echo"))["counts"]

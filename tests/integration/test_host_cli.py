@@ -43,7 +43,7 @@ def test_trigger_list_and_describe(shared_host: HostProcess) -> None:
     )
     listed = ok(shared_host, "instances", "list", "echo", "--status", "complete")
     header, *rows = listed.splitlines()
-    assert header.split() == ["ID", "STATUS", "CREATED", "ENDED", "ERROR"]
+    assert header.split() == ["ID", "STATUS", "VERSION", "CREATED", "ENDED", "ERROR"]
     assert any(row.split()[:2] == ["cli-1", "complete"] for row in rows)
 
     described = ok(shared_host, "instances", "describe", "echo", "cli-1")

@@ -33,9 +33,11 @@ Statement = tuple[str, tuple[Any, ...]]
 def list_shapes(queries: Queries) -> list[tuple[str, Statement]]:
     """Each combination of the list filters, with and without a cursor."""
     shapes = []
-    for status, prefix, after, before, cursor in itertools.product([False, True], repeat=5):
-        used = (status, prefix, after, before, cursor)
-        labels = ("status", "id_prefix", "created_after", "created_before", "cursor")
+    for status, prefix, after, before, cursor, version in itertools.product(
+        [False, True], repeat=6
+    ):
+        used = (status, prefix, after, before, cursor, version)
+        labels = ("status", "id_prefix", "created_after", "created_before", "cursor", "version")
         name = "list" + "".join(f" {label}" for label, on in zip(labels, used, strict=True) if on)
         statement = queries.list_instances(
             "wf",
@@ -45,6 +47,7 @@ def list_shapes(queries: Queries) -> list[tuple[str, Statement]]:
             id_prefix="ord" if prefix else None,
             created_after=1.0 if after else None,
             created_before=2.0 if before else None,
+            version="v1" if version else None,
         )
         shapes.append((name, statement))
     return shapes
@@ -52,7 +55,11 @@ def list_shapes(queries: Queries) -> list[tuple[str, Statement]]:
 
 def other_shapes(queries: Queries) -> list[tuple[str, Statement]]:
     return [
-        ("next_run_at", (queries.next_run_at, ())),
+        ("next_run_at", (queries.next_run_at, queries.dialect.can_run_args(None))),
+        (
+            "next_run_at runnable",
+            (queries.next_run_at, queries.dialect.can_run_args(["wf/v1", "other/"])),
+        ),
         ("instance_by_name", (queries.instance_by_name, ("wf", "a"))),
         ("children_of", (queries.children_of, (1,))),
     ]
@@ -130,5 +137,6 @@ def test_every_list_filter_is_among_the_shapes(dialect: Any) -> None:
         "id_prefix",
         "created_after",
         "created_before",
+        "version",
     }
-    assert len(list_shapes(Queries(dialect))) == 32
+    assert len(list_shapes(Queries(dialect))) == 64

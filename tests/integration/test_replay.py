@@ -91,11 +91,11 @@ async def test_params_that_do_not_fit_are_rejected_at_create():
 class Flaky(WorkflowEntrypoint[Any, Any]):
     """Version 1 runs a then b; version 2 (after the sleep) asks for c first."""
 
-    version = 1
+    code_version = 1
 
     async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> Any:
         await step.do("a", _value(1))
-        if Flaky.version == 1:
+        if Flaky.code_version == 1:
             await step.do("b", _value(2))
         else:
             await step.do("c", _value(3))
@@ -105,13 +105,13 @@ class Flaky(WorkflowEntrypoint[Any, Any]):
 
 async def test_replay_that_disagrees_with_history_fails_naming_both_steps():
     """Code that asks for other steps than its history holds errors, naming expected and found."""
-    Flaky.version = 1
+    Flaky.code_version = 1
     async with WorkflowTestEnvironment({"flaky": Flaky}) as env:
         probe = env.introspect("f1")
         await env.workflow(Flaky).create(id="f1")
         await probe.wait_for_status("waiting")
         await env.stop()
-        Flaky.version = 2
+        Flaky.code_version = 2
         await env.start()
         status = await probe.wait_for_status(["errored", "complete"])
         assert status.status == "errored"

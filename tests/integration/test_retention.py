@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,18 +28,7 @@ from .conftest import (
 
 def call(host: HostProcess, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     """One JSON request; ``(status, body)`` whatever the status."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        host.url + path,
-        data=data,
-        method=method,
-        headers={"Content-Type": "application/json", **host.headers()},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return host.call(method, path, body)
 
 
 def instance(host: HostProcess, workflow: str, id: str) -> tuple[int, Any]:

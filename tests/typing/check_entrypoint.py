@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, assert_type
+from typing import Any, ClassVar, assert_type
 
 from durableflow import (
     Workflow,
@@ -77,3 +77,41 @@ class MustFail(WorkflowEntrypoint[Env, OrderParams]):
 
 def wrong_env(env: object) -> None:
     Checkout(env)  # type: ignore[arg-type]
+
+
+class OrdersV2(WorkflowEntrypoint[Env, OrderParams]):
+    """A versioned workflow: the class declares its version, run() reads the instance's."""
+
+    version = "v2"
+
+    async def run(self, event: WorkflowEvent[OrderParams], step: WorkflowStep) -> None:
+        assert_type(event.version, str | None)
+        if event.version == "v1":
+            await step.sleep("v1 only", "1 hour")
+
+
+class OrdersV1(OrdersV2):
+    """The previous version, served by the same code."""
+
+    version = "v1"
+
+
+def versions() -> None:
+    assert_type(WorkflowEntrypoint.version, str | None)
+    assert_type(OrdersV2.version, str)
+
+
+class AnnotatedVersion(WorkflowEntrypoint[Any, Any]):
+    """The declaration as the docs write it."""
+
+    version: ClassVar[str] = "v3"
+
+
+class NumberedVersion(WorkflowEntrypoint[Any, Any]):
+    """A version is a string, not a number."""
+
+    version = 2  # type: ignore[assignment]
+
+
+def event_version_is_read_only(event: WorkflowEvent[Any]) -> None:
+    event.version = "v3"  # type: ignore[misc]

@@ -12,6 +12,7 @@ from durableflow.testing import (
     InstanceModifier,
     WorkflowIntrospector,
     WorkflowTestEnvironment,
+    replay,
 )
 
 from ._models import OrderParams, OrderWorkflow, RefundParams
@@ -71,3 +72,16 @@ async def must_fail(env: WorkflowTestEnvironment) -> None:
     env.introspect_workflow(OrderParams)  # type: ignore[arg-type]
     # The database is read-only.
     env.database = Path("x")  # type: ignore[misc]
+
+
+def replays(history: dict[str, Any], path: Path) -> None:
+    """``replay`` takes a workflow class and a history (or its file); it returns nothing."""
+    assert_type(replay(OrderWorkflow, history), None)
+    replay(OrderWorkflow, path)
+    replay(OrderWorkflow, "history.json")
+    replay(OrderWorkflow(None), history)  # type: ignore[arg-type]
+    replay(OrderWorkflow, [history])  # type: ignore[arg-type]
+
+
+async def exports(env: WorkflowTestEnvironment) -> None:
+    assert_type(await env.export_history("o-1", OrderWorkflow), dict[str, Any])

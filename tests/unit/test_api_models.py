@@ -127,6 +127,7 @@ def test_the_instance_detail_json_is_the_shape_the_api_has_always_answered() -> 
         "children": [],
         "priority": 0,
         "concurrency_key": None,
+        "version": None,
         "blocked": None,
     }
     assert orjson.dumps(detail.to_json()) == orjson.dumps(expected)
@@ -144,6 +145,7 @@ def test_the_instance_list_json_is_the_shape_the_api_has_always_answered() -> No
                 "created_at": "2026-01-01T00:00:00.250000Z",
                 "started_at": "2026-01-01T00:00:01.250000Z",
                 "ended_at": None,
+                "version": None,
             }
         ],
         "next_cursor": "6",

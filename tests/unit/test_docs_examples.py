@@ -52,6 +52,7 @@ PAGES = [
     "instance-logs.md",
     "control.md",
     "cookbook.md",
+    "deploying.md",
     "migrate-cloudflare.md",
     "migrate-dbos.md",
     "migrate-temporal.md",

@@ -12,12 +12,13 @@ import importlib
 
 import click
 
-from . import _client, _init, _logs, _serve
+from . import _check, _client, _init, _logs, _serve
 from ._app import main
 
 __all__ = ["main"]
 
-_COMMANDS = (_client, _init, _logs, _serve)  # imported for the commands they register on ``main``
+# imported for the commands they register on ``main``
+_COMMANDS = (_check, _client, _init, _logs, _serve)
 
 
 def _register_optional_commands() -> None:

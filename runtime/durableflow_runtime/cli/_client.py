@@ -152,11 +152,15 @@ def workflows_describe(target: _Target, name: str) -> None:
             "defaults",
             "counts",
             "schedules",
+            "version",
+            "previous",
+            "versions",
         )
         fields = [
             ("workflow", data["name"]),
             ("binding", data["binding"]),
             ("class", f"{data.get('module', '')}.{data['class_name']}".lstrip(".")),
+            ("version", data.get("version")),
             ("params", data.get("params_type")),
             ("defaults", _short_json(data.get("defaults"))),
         ]
@@ -168,7 +172,7 @@ def workflows_describe(target: _Target, name: str) -> None:
                     f"{schedule['name']}: {schedule['cron']} ({schedule['timezone']}), {upcoming}",
                 )
             )
-        # what other parts of the host add to the payload (versions, ...)
+        # what other parts of the host add to the payload
         fields += [
             (k, _short_json(v)) for k, v in data.items() if k not in (*known, "params_schema")
         ]
@@ -178,8 +182,24 @@ def workflows_describe(target: _Target, name: str) -> None:
         click.echo()
         if not counts:
             click.echo("no instances")
-            return
-        _table(["status", "instances"], sorted(counts.items()))
+        else:
+            _table(["status", "instances"], sorted(counts.items()))
+        versions = data.get("versions") or []
+        if versions:  # in flight per version: 0 on an old one means its class can go
+            click.echo()
+            _table(
+                ["version", "class", "current", "code here", "in flight"],
+                [
+                    (
+                        v["version"],
+                        v["class_name"],
+                        "yes" if v["current"] else "",
+                        "yes" if v["code"] else "no",
+                        v["in_flight"],
+                    )
+                    for v in versions
+                ],
+            )
 
     target.emit(data, human)
 
@@ -261,6 +281,9 @@ def instances() -> None:
 @instances.command("list")
 @click.argument("name")
 @click.option("--status", default=None, help="Only instances with this status.")
+@click.option(
+    "--version", "version", default=None, help="Only instances created at this code version."
+)
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--cursor", default=None, help="The next page, as printed by the previous one.")
 @click.option("--id-prefix", default=None, help="Only ids that start with this (literally).")
@@ -273,6 +296,7 @@ def instances_list(
     target: _Target,
     name: str,
     status: str | None,
+    version: str | None,
     limit: int,
     cursor: str | None,
     id_prefix: str | None,
@@ -283,6 +307,7 @@ def instances_list(
     query = {"limit": str(limit)}
     for key, value in (
         ("status", status),
+        ("version", version),
         ("cursor", cursor),
         ("id_prefix", id_prefix),
         ("created_after", created_after),
@@ -294,9 +319,16 @@ def instances_list(
 
     def human() -> None:
         _table(
-            ["id", "status", "created", "ended", "error"],
+            ["id", "status", "version", "created", "ended", "error"],
             [
-                (i["id"], i["status"], i["created_at"], i["ended_at"], _error_text(i["error"], 60))
+                (
+                    i["id"],
+                    i["status"],
+                    i.get("version"),
+                    i["created_at"],
+                    i["ended_at"],
+                    _error_text(i["error"], 60),
+                )
                 for i in data["instances"]
             ],
         )
@@ -333,6 +365,8 @@ def instances_describe(target: _Target, name: str, instance_id: str) -> None:
         fields = [
             ("instance", f"{data['id']} ({name})"),
             ("status", data["status"]),
+            ("version", data.get("version")),
+            ("blocked", data.get("blocked")),
             ("created", data["created_at"]),
             ("started", data["started_at"]),
             ("ended", data["ended_at"]),
@@ -352,7 +386,8 @@ def instances_describe(target: _Target, name: str, instance_id: str) -> None:
         if data.get("blocked"):
             fields.insert(2, ("blocked", data["blocked"]))
         for label, value in fields:
-            click.echo(f"{label:<9} {_cell(value)}")
+            if label != "blocked" or value is not None:  # only what holds an instance back
+                click.echo(f"{label:<9} {_cell(value)}")
         click.echo()
         steps = data["steps"]
         if not steps:
@@ -400,6 +435,22 @@ def instances_describe(target: _Target, name: str, instance_id: str) -> None:
 def _relative(ref: dict[str, str] | None) -> str | None:
     """A parent or child as ``workflow/id (status)``."""
     return None if ref is None else f"{ref['workflow']}/{ref['id']} ({ref['status']})"
+
+
+@instances.command("export")
+@click.argument("name")
+@click.argument("instance_id", metavar="ID|latest")
+@_client_options
+def instances_export(target: _Target, name: str, instance_id: str) -> None:
+    """Print the recorded history of an instance of workflow NAME as JSON, for
+    ``durableflow.testing.replay`` in a test suite (``... export orders o-1 > o-1.json``)."""
+
+    async def work(api: _HttpApi) -> Any:
+        resolved = await _resolve_id(api, name, instance_id)
+        return await api.request("GET", _path(name, "instances", resolved, "history"))
+
+    data = target.run(work)
+    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
 
 
 def _control_command(action: str) -> None:

@@ -117,6 +117,7 @@ def _serve(
     grace: float,
     access_log: bool,
     host_id: str | None = None,
+    check: str | None = None,
 ) -> None:
     from ..host import HostOptions, StartupError, run_host  # only the host needs the engine
 
@@ -129,6 +130,7 @@ def _serve(
         grace=grace,
         access_log=access_log,
         host_id=host_id,
+        check=check,
     )
     log = logging.getLogger("durableflow.host")
 
@@ -167,6 +169,17 @@ def _serve(
     envvar="DURABLEFLOW_HOST_ID",
     help="This host's identity on a PostgreSQL store, kept across restarts so that a "
     "restarted host takes back its leases at once (default: hostname:slot).",
+    show_default=False,
+)
+@click.option(
+    "--check",
+    type=click.Choice(["off", "warn", "refuse"]),
+    is_flag=False,
+    flag_value="refuse",
+    default=None,
+    help="Replay the in-flight instances against this code before serving: warn logs "
+    "each that would not replay, refuse (--check alone) exits 1 instead of serving "
+    "(default: [server] check, else warn).",
 )
 def serve(
     config_path: Path | None,
@@ -179,10 +192,11 @@ def serve(
     access_log: bool,
     log_format: str | None,
     host_id: str | None,
+    check: str | None,
 ) -> None:
     """Run the host in the foreground; SIGTERM/SIGINT stop it gracefully."""
     _configure_logging(log_level, log_format or _load(config_path).server.log_format)
-    _serve(config_path, host, port, storage, insecure, grace, access_log, host_id)
+    _serve(config_path, host, port, storage, insecure, grace, access_log, host_id, check)
 
 
 _WATCHED_SUFFIXES = (".py", ".toml")

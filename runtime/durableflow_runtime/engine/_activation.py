@@ -136,6 +136,9 @@ class _Activation:
         self.settler: asyncio.Task[None] | None = None  # a decision that reads the store
         self.broken: BaseException | None = None  # a decision failed (store, lease)
         self.pause_requested = pause_requested
+        #: a replay check (``_replay``): recorded waits park, so that the history's
+        #: order is judged, while nothing new runs (``pause_requested`` is set too)
+        self.replay_only = False
         self.stopping = False  # a suspend was raised somewhere, or the host shuts down
         self.wake_times: list[float] = []
         self.wait_types: list[str] = []
@@ -755,8 +758,8 @@ class _Activation:
         position = self.entered
         n = self.run_logs.get(position, 0)
         self.run_logs[position] = n + 1
-        if not self.at_frontier():
-            return  # replaying: an earlier activation logged it
+        if not self.at_frontier() or self.replay_only:
+            return  # replaying: an earlier activation logged it (or a check: nothing is)
         key = f"{self.generation}:{position}:{n}"
         log_entry(self, level, message, fields, step=None, attempt=None, run_key=key)
 

@@ -48,14 +48,23 @@ from ..metrics import NO_OBSERVER, Observer  # observe: the hooks' interface
 from ..schedules import ScheduleConfig, instance_id
 from ..store._flow import why_blocked
 from ..store._output import ChunkRow, LogRow, StreamInfo
+from ..store._queries import runs_on
 from ..store.base import FINAL_STATUSES, FINISHED, ControlAction, InstanceRow, NewInstance, Store
 from ._bindings import Bindings, EngineWorkflow
 from ._hooks import Verifiers, check_registered, find_verifier
 from ._output import StreamHub, read_stream
 from ._records import InstanceRecord
+from ._replay import history_json
 from ._scheduler import Scheduler
 from ._schedules import ScheduleRunner
-from ._spec import RESERVED_INSTANCE_IDS, InstanceHooks, Limits, WorkflowSpec, check_priority
+from ._spec import (
+    RESERVED_INSTANCE_IDS,
+    InstanceHooks,
+    Limits,
+    WorkflowSpec,
+    check_priority,
+    no_code_message,
+)
 
 if TYPE_CHECKING:
     from ._activation import _Activation
@@ -155,6 +164,7 @@ class Engine:
     async def start(self) -> None:
         """Open the store, resume what a crash left running, and start scheduling."""
         self.store.set_flow_limits({name: spec.flow for name, spec in self.workflows.items()})
+        self.store.runnable = self.runnable()
         await self.store.open()
         self.store.subscribe(self._remote_change)
         if self.store.single_host:
@@ -217,6 +227,34 @@ class Engine:
     def kick(self) -> None:
         """Wake the scheduler: something may have become runnable."""
         self.scheduler.kick()
+
+    def runnable(self) -> tuple[str, ...]:
+        """The ``workflow/version`` keys of every instance this engine has code for."""
+        return tuple(
+            runs_on(spec.name, version)
+            for spec in self.workflows.values()
+            for version in spec.classes
+        )
+
+    async def versions(self, workflow: str) -> list[dict[str, Any]]:
+        """The versions of a workflow: each that this host has code for or that instances
+        not finished recorded, with ``current`` (new instances get it), ``code`` (this
+        host runs it) and ``in_flight`` (its instances not finished)."""
+        spec = self.spec(workflow)
+        counts = await self.store.in_flight_by_version(workflow)
+        known = list(spec.classes) + sorted(
+            (v for v in counts if v not in spec.classes), key=lambda v: (v is not None, v or "")
+        )
+        return [
+            {
+                "version": version,
+                "class_name": cls.__name__ if (cls := spec.class_for(version)) else None,
+                "current": version == spec.version,
+                "code": cls is not None,
+                "in_flight": counts.get(version, 0),
+            }
+            for version in known
+        ]
 
     @property
     def _active(self) -> dict[tuple[str, str], _Activation]:
@@ -282,6 +320,7 @@ class Engine:
             self.clock.now(),
             priority=rank,
             concurrency_key=spec.flow_key(value, concurrency_key),
+            version=spec.version,
         )
 
     async def create(
@@ -594,6 +633,7 @@ class Engine:
         id_prefix: str | None = None,
         created_after: str | None = None,
         created_before: str | None = None,
+        version: str | None = None,
     ) -> tuple[list[InstanceRow], str | None]:
         """Instances newest first, and the cursor of the next page (``None`` at the end).
 
@@ -607,9 +647,11 @@ class Engine:
             id_prefix: Only instances whose id starts with this (taken literally).
             created_after: Only instances created at or after this ISO 8601 time.
             created_before: Only instances created before this ISO 8601 time.
+            version: Only instances created at this version of the workflow's code.
 
         Raises:
-            NotFoundError: Unknown workflow. ValidationError: a bad status, limit or cursor.
+            NotFoundError: Unknown workflow. ValidationError: a bad status, limit, cursor,
+                id prefix, time or version.
         """
         self.spec(workflow)
         if status is not None and status not in STATUSES:
@@ -628,6 +670,8 @@ class Engine:
             after = min(int(cursor), 2**63 - 1)
         if id_prefix is not None and not 1 <= len(id_prefix) <= 100:
             raise ValidationError("id_prefix must be 1 to 100 characters")
+        if version is not None and not 1 <= len(version) <= 64:
+            raise ValidationError("version must be 1 to 64 characters")
         if id_prefix is not None and not _ID_PREFIX.fullmatch(id_prefix):
             # no id holds other characters (and PostgreSQL text cannot hold a NUL)
             return [], None
@@ -639,6 +683,7 @@ class Engine:
             id_prefix=id_prefix,
             created_after=_parse_time(created_after, "created_after"),
             created_before=_parse_time(created_before, "created_before"),
+            version=version,
         )
         more = len(rows) > limit
         rows = rows[:limit]
@@ -720,7 +765,16 @@ class Engine:
         )
 
     async def why_blocked(self, row: InstanceRow) -> str | None:
-        """Why a runnable instance is not running, or ``None`` (the detail's ``blocked``)."""
+        """Why a runnable instance is not running, or ``None`` (the detail's ``blocked``):
+        first no code for its version on this host (no limit matters then), then a flow
+        limit that holds it back."""
+        spec = self.workflows.get(row.workflow)
+        if (
+            row.status in ("queued", "waiting")
+            and spec is not None
+            and spec.class_for(row.version) is None
+        ):
+            return no_code_message(row.version)
         now = self.clock.now()
         flow = self.store.flow_limits.get(row.workflow)
         if flow is None or row.run_at is None or row.run_at > now:
@@ -728,3 +782,9 @@ class Engine:
         period = flow.rate[1] if flow.rate is not None else 0.0
         usage = await self.store.flow_usage(row.workflow, row.concurrency_key, now, period)
         return why_blocked(flow, usage, row.concurrency_key, row.started_at is None)
+
+    async def history(self, workflow: str, id: str) -> dict[str, Any]:
+        """The instance's history as ``durableflow instances export`` writes it, for
+        ``durableflow.testing.replay`` (see ``_replay.history_json``)."""
+        record = await self.describe(workflow, id)
+        return history_json(record.instance, record.steps)

@@ -76,7 +76,8 @@ class InstanceRecord:
     steps: list[StepRow]
     parent: InstanceRef | None = None
     children: list[InstanceRef] = attrs.field(factory=list)
-    #: why the instance is runnable yet not running (a flow limit), else ``None``
+    #: why the instance is runnable yet not running (no code for its version here, or
+    #: a flow limit: ``Engine.why_blocked``), else ``None``
     blocked: str | None = None
 
 

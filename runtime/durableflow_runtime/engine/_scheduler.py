@@ -21,8 +21,10 @@ from durableflow import (
     SerializationError,
     StepFailedError,
     StoreUnavailableError,
+    WorkflowEntrypoint,
     WorkflowEvent,
 )
+from durableflow._entrypoint import params_type
 from durableflow._serde import dumps, loads, structure
 
 from ..store.base import Claimed, InstanceRow, LeaseLost, StepRow
@@ -30,13 +32,36 @@ from ..store.transitions import TERMINATED_ERROR
 from ._activation import _Activation, _Suspend
 from ._records import _error_info
 from ._rollback import run_rollbacks
-from ._spec import RETRY_AFTER, WorkflowSpec
+from ._spec import RETRY_AFTER, WorkflowSpec, no_code_message
 from ._step import _EngineStep
 
 if TYPE_CHECKING:
     from ._engine import Engine
 
 log = logging.getLogger("durableflow")
+
+
+def workflow_and_event(
+    spec: WorkflowSpec, row: InstanceRow, env: Any
+) -> tuple[WorkflowEntrypoint[Any, Any], WorkflowEvent[Any]]:
+    """The workflow object that runs ``row`` (of the class of its version) and the event
+    its ``run()`` gets.
+
+    Raises:
+        LookupError: No class of the row's version (callers check ``class_for`` first).
+    """
+    cls = spec.class_for(row.version)
+    if cls is None:
+        raise LookupError(no_code_message(row.version))
+    ptype = spec.params_type if cls is spec.cls else params_type(cls)
+    event: WorkflowEvent[Any] = WorkflowEvent(
+        payload=structure(loads(row.params), ptype),
+        timestamp=datetime.fromtimestamp(row.created_at, UTC),
+        instance_id=row.id,
+        workflow_name=spec.name,
+        version=row.version,
+    )
+    return cls(env), event
 
 
 def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
@@ -166,6 +191,20 @@ class Scheduler:
             future = engine.store.suspend(lease, now + RETRY_AFTER, (), now)
             future.add_done_callback(lambda f: f.cancelled() or f.exception())
             return
+        if spec.class_for(work.row.version) is None:
+            # claims skip what this host cannot run (Store.runnable); a store that was
+            # handed no such list: leave the instance for a host with its code
+            log.warning(
+                "instance %s/%s: %s; trying again in %ss",
+                *key,
+                no_code_message(work.row.version),
+                RETRY_AFTER,
+                extra={"workflow": key[0], "instance": key[1]},
+            )
+            now = engine.clock.now()
+            future = engine.store.suspend(lease, now + RETRY_AFTER, (), now)
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            return
         previous = self._finished.pop(key, None)
         task = asyncio.create_task(self._activate(spec, work, previous))
         self._running += 1
@@ -228,20 +267,12 @@ class Scheduler:
             self.kick()
 
     async def _drive(self, act: _Activation, row: InstanceRow) -> None:
-        spec = act.spec
         lease = act.lease
         outcome: str
         output: Any = None
         error: BaseException | None = None
         try:
-            payload = structure(loads(row.params), spec.params_type)
-            event: WorkflowEvent[Any] = WorkflowEvent(
-                payload=payload,
-                timestamp=datetime.fromtimestamp(row.created_at, UTC),
-                instance_id=lease.id,
-                workflow_name=spec.name,
-            )
-            workflow = spec.cls(self.engine.env)
+            workflow, event = workflow_and_event(act.spec, row, self.engine.env)
             try:
                 output = await workflow.run(event, _EngineStep(act))
             finally:

@@ -14,6 +14,8 @@ from ..store.base import FlowLimits
 
 log = logging.getLogger("durableflow")
 
+WorkflowClass = type[WorkflowEntrypoint[Any, Any]]
+
 MiB = 1024 * 1024
 #: The longest concurrency key kept (a longer value read from params is cut).
 MAX_KEY_LENGTH = 256
@@ -44,10 +46,18 @@ class WorkflowSpec:
         defaults: Step config defaults for its steps.
         run_retries: The workflow-level retry policy (``limit``, ``delay``, ``backoff``):
             how often ``run()`` runs again from its history when it raises; ``None``: never.
+        previous: Older classes of the workflow, each with a ``version`` of its own,
+            that keep running the instances their versions created.
+        version: The version new instances record (``cls.version``).
+        classes: Every class this host runs the workflow's instances on, by version.
+
+    Raises:
+        ValidationError: A version that is not a short string, a previous class without
+            a version, or two classes with the same version.
     """
 
     name: str
-    cls: type[WorkflowEntrypoint[Any, Any]]
+    cls: WorkflowClass
     binding: str = ""
     defaults: ResolvedStepConfig = attrs.field(factory=ResolvedStepConfig)
     run_retries: ResolvedStepConfig | None = None
@@ -55,10 +65,13 @@ class WorkflowSpec:
     flow: FlowLimits = attrs.field(factory=FlowLimits)
     #: dotted path (``params.customer_id``) of the value ``key_concurrency`` counts by
     concurrency_key: str | None = None
+    previous: tuple[WorkflowClass, ...] = ()
 
     params_type: Any = attrs.field(init=False, eq=False)
     #: the return annotation of ``run()``: bindings restore outputs to it
     output_type: Any = attrs.field(init=False, eq=False)
+    version: str | None = attrs.field(init=False, eq=False)
+    classes: dict[str | None, WorkflowClass] = attrs.field(init=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "params_type", params_type(self.cls))
@@ -69,6 +82,27 @@ class WorkflowSpec:
             log.warning("workflow %r: %s; outputs are returned as plain JSON", self.name, exc)
             output = Any
         object.__setattr__(self, "output_type", output)
+        object.__setattr__(self, "version", class_version(self.cls))
+        classes: dict[str | None, WorkflowClass] = {self.version: self.cls}
+        for old in self.previous:
+            version = class_version(old)
+            if version is None:
+                raise ValidationError(
+                    f"workflow {self.name!r}: previous class {old.__name__} has no version "
+                    "(give it version = '...': it serves the instances of that version)"
+                )
+            if version in classes:
+                raise ValidationError(
+                    f"workflow {self.name!r}: classes {classes[version].__name__} and "
+                    f"{old.__name__} both have version {version!r} (each version needs "
+                    "one class)"
+                )
+            classes[version] = old
+        object.__setattr__(self, "classes", classes)
+
+    def class_for(self, version: str | None) -> WorkflowClass | None:
+        """The class that runs the instances created at ``version`` (``None``: none here)."""
+        return self.classes.get(version)
 
     def flow_key(self, params: Any, given: str | None) -> str | None:
         """The concurrency key of an instance with these (unstructured) params: ``given``
@@ -103,6 +137,37 @@ class WorkflowSpec:
             f"workflow {self.name!r}: {self.concurrency_key} must be a string or a number "
             f"to count concurrency by, not {value!r}"
         )
+
+
+_VERSION_MAX = 64
+
+
+def class_version(cls: WorkflowClass) -> str | None:
+    """A workflow class's ``version``, checked: ``None`` or 1 to 64 printable characters.
+
+    Raises:
+        ValidationError: Anything else, naming the class.
+    """
+    version = getattr(cls, "version", None)
+    if version is None:
+        return None
+    if (
+        not isinstance(version, str)
+        or not 1 <= len(version) <= _VERSION_MAX
+        or not version.isprintable()
+    ):
+        raise ValidationError(
+            f"{cls.__name__}.version must be None or a string of 1 to {_VERSION_MAX} "
+            f"printable characters, not {version!r}"
+        )
+    return version
+
+
+def no_code_message(version: str | None) -> str:
+    """What an instance whose version has no class on this host is ``blocked`` by."""
+    if version is None:
+        return "no code for instances without a version on this host"
+    return f"no code for version {version!r} on this host"
 
 
 def check_priority(priority: object) -> int:

@@ -421,7 +421,8 @@ class _EngineStep(WorkflowStep):
                     f"(#{step.count}) has status {step.status!r} in the history"
                 )
             )
-        act.check_stop()
+        if not act.replay_only:
+            act.check_stop()
         return await act.park(
             _Parked(
                 step,

@@ -82,6 +82,7 @@ async def describe_workflow(request: web.Request) -> web.Response:
             **info,
             "counts": {c.status: c.count for c in counts if c.workflow == name},
             "schedules": (await _schedules_by_workflow(request))[name],
+            "versions": await engine.versions(name),
         }
     )
 
@@ -184,7 +185,7 @@ def _failing_entry(engine: Engine, name: str, items: list[tuple[str | None, Any]
 
 
 async def list_instances(request: web.Request) -> web.Response:
-    """``GET /api/workflows/{name}/instances?status=&limit=&cursor=&id_prefix=&created_after=&created_before=``,
+    """``GET /api/workflows/{name}/instances?status=&version=&limit=&cursor=&id_prefix=&created_after=&created_before=``,
     newest first."""
     name = _workflow(request)
     rows, next_cursor = await _engine(request).list_instances(
@@ -195,6 +196,7 @@ async def list_instances(request: web.Request) -> web.Response:
         id_prefix=request.query.get("id_prefix"),
         created_after=request.query.get("created_after"),
         created_before=request.query.get("created_before"),
+        version=request.query.get("version"),
     )
     return _json(InstanceList.from_rows(rows, next_cursor).to_json())
 
@@ -207,6 +209,12 @@ async def describe_instance(request: web.Request) -> web.Response:
         raise web.HTTPMethodNotAllowed(request.method, ["POST"])
     record = await _engine(request).describe(name, id)
     return _json(InstanceDetail.from_record(record).to_json())
+
+
+async def instance_history(request: web.Request) -> web.Response:
+    """``GET /api/workflows/{name}/instances/{id}/history``: the history to replay."""
+    name = _workflow(request)
+    return _json(await _engine(request).history(name, request.match_info["id"]))
 
 
 async def _status_body(engine: Engine, name: str, id: str) -> dict[str, Any]:
@@ -444,6 +452,7 @@ API_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/api/workflows/{name}/instances/{id}", describe_instance),
     ("GET", "/api/workflows/{name}/instances/{id}/status", instance_status),
     ("GET", "/api/workflows/{name}/instances/{id}/result", instance_result),
+    ("GET", "/api/workflows/{name}/instances/{id}/history", instance_history),
     *[
         ("POST", f"/api/workflows/{{name}}/instances/{{id}}/{action}", _control(action))
         for action in CONTROL_ACTIONS
@@ -491,6 +500,12 @@ def workflow_info(
                 "params_type": None if ptype is Any else getattr(ptype, "__name__", str(ptype)),
                 "params_schema": _params_schema(spec.name, ptype),
                 "defaults": spec.defaults.to_json(),
+                "version": spec.version,
+                "previous": [
+                    {"version": version, "class_name": cls.__name__}
+                    for version, cls in spec.classes.items()
+                    if cls is not spec.cls
+                ],
             }
         )
     return result

@@ -214,7 +214,10 @@ class InstanceDetail:
     priority: int = 0
     #: the key ``key_concurrency`` counts it under, if any
     concurrency_key: str | None = None
-    #: why it is runnable yet not running (a flow limit), else None
+    #: the ``version`` of the workflow class that created the instance
+    version: str | None = None
+    #: why it is runnable yet not running (no code for its version on this host, or a
+    #: flow limit: ``Engine.why_blocked``), else None
     blocked: str | None = None
 
     @classmethod
@@ -239,6 +242,7 @@ class InstanceDetail:
             children=[attrs.asdict(c) for c in record.children],
             priority=row.priority,
             concurrency_key=row.concurrency_key,
+            version=row.version,
             blocked=record.blocked,
         )
 
@@ -259,6 +263,7 @@ class InstanceSummary:
     created_at: str | None
     started_at: str | None
     ended_at: str | None
+    version: str | None
 
     @classmethod
     def from_row(cls, row: InstanceRow) -> InstanceSummary:
@@ -270,6 +275,7 @@ class InstanceSummary:
             created_at=iso(row.created_at),
             started_at=iso(row.started_at),
             ended_at=iso(row.ended_at),
+            version=row.version,
         )
 
     def to_json(self) -> dict[str, Any]:

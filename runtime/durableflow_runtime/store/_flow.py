@@ -133,13 +133,18 @@ class FlowPlan:
         saturated = [k for k, n in self.by_key.items() if kc is not None and n >= kc]
         return fresh_ok, saturated
 
-    def candidates(self, queries: Queries, workflow: str, room: int) -> Statement:
+    def candidates(
+        self, queries: Queries, workflow: str, room: int, runnable: Sequence[str] | None
+    ) -> Statement:
         """The query of the due instances that could fit, for a host with ``room`` free
         (a few more than could start, so a full key does not hide the others; some even
-        when none can start, to tell whether any wait)."""
+        when none can start, to tell whether any wait), among those whose version it has
+        code for (``runnable``: ``Store.runnable``)."""
         want = room if self.room is None else min(room, self.room)
         fresh_ok, saturated = self.candidates_filter()
-        return queries.flow_candidates(workflow, self.now, fresh_ok, saturated, want * 4 + 16)
+        return queries.flow_candidates(
+            workflow, self.now, fresh_ok, saturated, want * 4 + 16, runnable
+        )
 
     def pick(self, candidates: Sequence[Sequence[Any]], room: int) -> list[int]:
         """The keys to claim among ``(key, fresh, concurrency_key)`` candidates (in claim

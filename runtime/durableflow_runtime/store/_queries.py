@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
+import orjson
 
 from durableflow._types import StepRef
 
@@ -43,7 +44,16 @@ from .transitions import (
     restart_from_statements,
 )
 
-__all__ = ["CLAIM_SET", "POSTGRES", "SQLITE", "Dialect", "Queries"]
+__all__ = ["CLAIM_SET", "POSTGRES", "RUNS_ON", "SQLITE", "Dialect", "Queries", "runs_on"]
+
+#: What an instance needs to run, as one text: its workflow and the version of the class
+#: that created it (a workflow name never holds ``/``, so the key is unambiguous).
+RUNS_ON = "(workflow || '/' || coalesce(version, ''))"
+
+
+def runs_on(workflow: str, version: str | None) -> str:
+    """The :data:`RUNS_ON` key of instances of ``workflow`` created at ``version``."""
+    return f"{workflow}/{version or ''}"
 
 
 @attrs.frozen
@@ -89,6 +99,23 @@ class Dialect:
     def waits_for(self) -> str:
         """A condition that the instance waits for the event type given as ``?``."""
         return "? = ANY(wait_types)" if self.arrays else "instr(wait_types, ?) > 0"
+
+    @property
+    def can_run(self) -> str:
+        """A condition that the host can run the instance: its :data:`RUNS_ON` key is one
+        of the list given (twice) by :meth:`can_run_args`, or that list is ``None``."""
+        if self.arrays:
+            return f"(?::text[] IS NULL OR {RUNS_ON} = ANY(?::text[]))"
+        return f"(? IS NULL OR {RUNS_ON} IN (SELECT value FROM json_each(?)))"
+
+    def can_run_args(self, runnable: Sequence[str] | None) -> tuple[Any, Any]:
+        """The arguments of :attr:`can_run` for a host that runs ``runnable`` keys."""
+        value: Any = runnable
+        if runnable is not None and not self.arrays:
+            value = orjson.dumps(list(runnable)).decode()
+        elif runnable is not None:
+            value = list(runnable)
+        return value, value
 
     def wait_key(self, type: str) -> str:
         """The argument of :attr:`waits_for` for ``type``."""
@@ -140,7 +167,15 @@ class Queries:
         self.events_of_instance = d.sql(
             f"SELECT {EVENT_COLUMNS}, consumed_by FROM events WHERE instance = ? ORDER BY seq"
         )
-        self.next_run_at = "SELECT min(run_at) FROM instances WHERE run_at IS NOT NULL"
+        #: The earliest ``run_at`` of an instance this host can run (:attr:`Dialect.can_run`).
+        self.next_run_at = d.sql(
+            f"SELECT min(run_at) FROM instances WHERE run_at IS NOT NULL AND {d.can_run}"
+        )
+        #: Instances not finished, per version of one workflow (``workflows describe``).
+        self.in_flight_by_version = d.sql(
+            "SELECT version, count(*) FROM instances WHERE workflow = ?"
+            " AND status NOT IN ('complete', 'errored', 'terminated') GROUP BY version"
+        )
         #: Instances per workflow and status, and per workflow how many of them are due
         #: (``run_at`` at or before ``?``: runnable, not yet claimed); one pass, for metrics.
         self.instance_counts = d.sql(
@@ -277,6 +312,7 @@ class Queries:
         id_prefix: str | None = None,
         created_after: float | None = None,
         created_before: float | None = None,
+        version: str | None = None,
     ) -> Statement:
         """Instances of ``workflow`` newest first, with ``key`` below ``cursor``.
 
@@ -289,6 +325,9 @@ class Queries:
         if status is not None:
             sql += " AND status = ?"
             args.append(status)
+        if version is not None:
+            sql += " AND version = ?"
+            args.append(version)
         if id_prefix is not None:
             sql += " AND id LIKE ? ESCAPE '\\' AND substr(id, 1, ?) = ?"
             args += [like_prefix(id_prefix), len(id_prefix), id_prefix]
@@ -306,16 +345,24 @@ class Queries:
         return self.dialect.sql(sql), tuple(args)
 
     def flow_candidates(
-        self, workflow: str, now: float, fresh_ok: bool, saturated: Sequence[str], limit: int
+        self,
+        workflow: str,
+        now: float,
+        fresh_ok: bool,
+        saturated: Sequence[str],
+        limit: int,
+        runnable: Sequence[str] | None,
     ) -> Statement:
         """Due instances of a limited workflow that could fit, in claim order:
         ``(key, fresh, concurrency_key)``; never-started ones only when ``fresh_ok``,
-        none of a ``saturated`` concurrency key."""
+        none of a ``saturated`` concurrency key, only those the host can run
+        (``runnable``, as :attr:`Dialect.can_run`)."""
+        d = self.dialect
         sql = (
             "SELECT key, started_at IS NULL, concurrency_key FROM instances"
-            " WHERE workflow = ? AND run_at <= ?"
+            f" WHERE workflow = ? AND run_at <= ? AND {d.can_run}"
         )
-        args: list[Any] = [workflow, now]
+        args: list[Any] = [workflow, now, *d.can_run_args(runnable)]
         if not fresh_ok:
             sql += " AND started_at IS NOT NULL"
         if saturated:
@@ -326,15 +373,18 @@ class Queries:
         args.append(limit)
         return self.dialect.sql(sql), tuple(args)
 
-    def next_run_at_unblocked(self, blocked: Sequence[str], after: float) -> Statement:
-        """The earliest ``run_at``, leaving out the instances of ``blocked`` workflows
-        that were due at ``after`` (a limit holds them; the store knows when to look)."""
-        match, args = self.dialect.any_of("workflow", blocked)
+    def next_run_at_unblocked(
+        self, blocked: Sequence[str], after: float, runnable: Sequence[str] | None
+    ) -> Statement:
+        """:attr:`next_run_at`, leaving out the instances of ``blocked`` workflows that
+        were due at ``after`` (a limit holds them; the store knows when to look)."""
+        d = self.dialect
+        match, args = d.any_of("workflow", blocked)
         sql = (
-            "SELECT min(run_at) FROM instances WHERE run_at IS NOT NULL"
+            f"SELECT min(run_at) FROM instances WHERE run_at IS NOT NULL AND {d.can_run}"
             f" AND (NOT {match} OR run_at > ?)"
         )
-        return self.dialect.sql(sql), (*args, after)
+        return d.sql(sql), (*d.can_run_args(runnable), *args, after)
 
     def pending_events(self, key: int, types: Sequence[str]) -> Statement:
         """For each of ``types`` with an unconsumed event: the type, the oldest's time."""

@@ -67,7 +67,7 @@ def _json(value: str | None) -> Any:
 INSTANCE_COLUMNS = (
     "key, workflow, id, status, params, output, error, created_at, started_at, ended_at, "
     "run_at, epoch, generation, pause_requested, trace, rollback_to, run_retries, parent,"
-    " priority, concurrency_key"
+    " priority, concurrency_key, version"
 )
 """The columns :func:`instance_from_row` reads, in its order (both stores' schemas)."""
 
@@ -95,6 +95,7 @@ def instance_from_row(row: Sequence[Any]) -> InstanceRow:
         parent=row[17],
         priority=row[18],
         concurrency_key=row[19],
+        version=row[20],
     )
 
 

@@ -99,6 +99,8 @@ class NewInstance:
     priority: int = 0
     #: the key ``key_concurrency`` counts it under (flow control), if any
     concurrency_key: str | None = None
+    #: the ``version`` of the workflow class that created it: it runs on that class only
+    version: str | None = None
 
 
 @attrs.define
@@ -127,6 +129,7 @@ class InstanceRow:
     parent: int | None = None  # the key of the instance that started it, if one did
     priority: int = 0
     concurrency_key: str | None = None
+    version: str | None = None
 
 
 @attrs.frozen
@@ -305,6 +308,11 @@ class Store(abc.ABC):
             if flow.max_concurrency or flow.key_concurrency or flow.rate
         }
 
+    #: The ``workflow/version`` keys (``_queries.runs_on``) of the instances this host
+    #: has code for: claims and ``next_run_at`` see only those, so an instance whose
+    #: version this host cannot run stays where it is for a host that can. ``None``: all.
+    runnable: tuple[str, ...] | None = None
+
     @abc.abstractmethod
     async def open(self) -> None:
         """Connect and apply pending migrations."""
@@ -337,14 +345,19 @@ class Store(abc.ABC):
         id_prefix: str | None = None,
         created_after: float | None = None,
         created_before: float | None = None,
+        version: str | None = None,
     ) -> list[InstanceRow]:
         """Instances newest first, with ``key`` below ``cursor`` when one is given.
 
         ``id_prefix`` keeps the ids that start with it, taken literally (its ``%`` and
         ``_`` are no wildcards: see :func:`like_prefix`) and case-sensitively;
         ``created_after`` (inclusive) and ``created_before`` (exclusive) bound
-        ``created_at``.
+        ``created_at``; ``version`` keeps the instances created at that version.
         """
+
+    @abc.abstractmethod
+    async def in_flight_by_version(self, workflow: str) -> dict[str | None, int]:
+        """How many instances of ``workflow`` are not finished, per recorded version."""
 
     @abc.abstractmethod
     async def load_steps(self, key: int) -> list[StepRow]:

@@ -155,6 +155,10 @@ MIGRATIONS: list[str] = [
         started_at timestamptz NOT NULL DEFAULT now()
     );
     """,
+    # 10: the version of the workflow class that created an instance (safe deploys)
+    """
+    ALTER TABLE instances ADD COLUMN version text;
+    """,
 ]
 
 

@@ -32,7 +32,7 @@ from .._output import (
     chunk_args,
     log_args,
 )
-from .._queries import CLAIM_SET, POSTGRES
+from .._queries import CLAIM_SET, POSTGRES, RUNS_ON
 from .._rows import (
     INSTANCE_COLUMNS,
     STEP_COLUMNS,
@@ -88,15 +88,19 @@ __all__ = ["PostgresStore"]
 
 
 # Claims the instances due at $1 and those whose lease expired, up to $2, for host $3
-# with a lease of $4 seconds; returns their rows. ``claim`` keeps their leases. The due
+# with a lease of $4 seconds, of the workflows and versions $6 names (NULL: any: see
+# ``Store.runnable``); returns their rows. ``claim`` keeps their leases. The due
 # instances of the workflows $5 (those with flow limits) are left to ``_claim_limited``;
 # an expired lease is taken over whatever its workflow: it holds its slot already.
+_RUNNABLE = f"($6::text[] IS NULL OR {RUNS_ON} = ANY($6::text[]))"
 _CLAIM = f"""
 WITH due AS (
     SELECT key FROM instances WHERE run_at <= $1 AND workflow <> ALL($5::text[])
+    AND {_RUNNABLE}
     ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED
 ), expired AS (
     SELECT key FROM instances WHERE status IN {LEASED} AND lease_expires < now()
+    AND {_RUNNABLE}
     LIMIT $2 FOR UPDATE SKIP LOCKED
 ), picked AS (
     SELECT key FROM due UNION ALL SELECT key FROM expired LIMIT $2
@@ -142,11 +146,11 @@ _STREAMS_OF = POSTGRES.sql(STREAMS_OF)
 
 _CREATE = (
     "INSERT INTO instances (workflow, id, status, params, created_at, run_at, trace, parent,"
-    " priority, concurrency_key) SELECT v.w, v.i, 'queued', v.p, v.c, v.r, v.t, v.parent,"
-    " v.pr, v.k FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[],"
-    " $6::bigint[], $7::float8[], $8::int[], $9::text[])"
-    " AS v(w, i, p, c, t, parent, r, pr, k) ON CONFLICT (workflow, id) DO NOTHING"
-    " RETURNING workflow, id"
+    " priority, concurrency_key, version) SELECT v.w, v.i, 'queued', v.p, v.c, v.r, v.t,"
+    " v.parent, v.pr, v.k, v.version FROM unnest($1::text[], $2::text[], $3::text[],"
+    " $4::float8[], $5::text[], $6::bigint[], $7::float8[], $8::int[], $9::text[],"
+    " $10::text[]) AS v(w, i, p, c, t, parent, r, pr, k, version)"
+    " ON CONFLICT (workflow, id) DO NOTHING RETURNING workflow, id"
 )
 
 _RECHECK_LOCKED = 0.05  # seconds before looking again at a due instance another host locks
@@ -280,6 +284,16 @@ class PostgresStore(Leases, Store):
         """``postgresql://user@host/db?schema=...&lease_seconds=...``."""
         return cls(url, **options)
 
+    @property
+    def connect_dsn(self) -> str:
+        """The DSN asyncpg connects with (this store's own query options taken out)."""
+        return self._dsn
+
+    def read_only_settings(self) -> dict[str, str]:
+        """Session settings of a connection that reads the store without being a host
+        (``durableflow check``): this store's schema, and only read-only transactions."""
+        return {**self._server_settings(), "default_transaction_read_only": "on"}
+
     def __repr__(self) -> str:
         return f"PostgresStore({redact_url(self._dsn)!r}, schema={self.schema!r})"
 
@@ -398,6 +412,7 @@ class PostgresStore(Leases, Store):
                 [queued_run_at(r.created_at, r.priority) for r in rows],
                 [r.priority for r in rows],
                 [r.concurrency_key for r in rows],
+                [r.version for r in rows],
             )
             if len(created) != len(rows):
                 made = {(r[0], r[1]) for r in created}
@@ -425,9 +440,10 @@ class PostgresStore(Leases, Store):
         id_prefix: str | None = None,
         created_after: float | None = None,
         created_before: float | None = None,
+        version: str | None = None,
     ) -> list[InstanceRow]:
         sql, args = Q.list_instances(
-            workflow, status, limit, cursor, id_prefix, created_after, created_before
+            workflow, status, limit, cursor, id_prefix, created_after, created_before, version
         )
         rows = await self._call(lambda conn: conn.fetch(sql, *args))
         return [instance_from_row(r) for r in rows]
@@ -454,7 +470,13 @@ class PostgresStore(Leases, Store):
         limited = self.flow_limits
         rows = await self._call(
             lambda conn: conn.fetch(
-                _CLAIM, now, limit, self.host_id, self.lease_seconds, list(limited)
+                _CLAIM,
+                now,
+                limit,
+                self.host_id,
+                self.lease_seconds,
+                list(limited),
+                None if self.runnable is None else list(self.runnable),
             )
         )
         instances = [instance_from_row(r) for r in rows]
@@ -490,7 +512,7 @@ class PostgresStore(Leases, Store):
             await conn.fetch(Q.flow_executing_by_key, workflow) if flow.key_concurrency else (),
             await conn.fetchrow(Q.flow_started, workflow, now - period) if flow.rate else None,
         )
-        sql, args = plan.candidates(Q, workflow, room)
+        sql, args = plan.candidates(Q, workflow, room, self.runnable)
         keys = plan.pick(await conn.fetch(sql + " FOR UPDATE SKIP LOCKED", *args), room)
         self._blocked.note(workflow, plan.blocked_until, now)
         if not keys:
@@ -519,6 +541,10 @@ class PostgresStore(Leases, Store):
             for lease, row in zip(leases, instances, strict=True)
         ]
 
+    async def in_flight_by_version(self, workflow: str) -> dict[str | None, int]:
+        rows = await self._call(lambda conn: conn.fetch(Q.in_flight_by_version, workflow))
+        return {r[0]: r[1] for r in rows}
+
     async def instance_counts(self, now: float) -> list[InstanceCount]:
         rows = await self._call(lambda conn: conn.fetch(Q.instance_counts, now))
         return [InstanceCount(*row) for row in rows]
@@ -526,11 +552,13 @@ class PostgresStore(Leases, Store):
     async def next_run_at(self) -> float | None:
         blocked = self._blocked
         if blocked.until:
-            sql, args = Q.next_run_at_unblocked(list(blocked.until), blocked.at)
+            sql, args = Q.next_run_at_unblocked(list(blocked.until), blocked.at, self.runnable)
             found = await self._call(lambda conn: conn.fetchval(sql, *args))
             value = blocked.earliest(found)
         else:
-            value = await self._call(lambda conn: conn.fetchval(Q.next_run_at))
+            value = await self._call(
+                lambda conn: conn.fetchval(Q.next_run_at, *POSTGRES.can_run_args(self.runnable))
+            )
         if value is None:
             return None
         short = self._short_claim
@@ -707,6 +735,7 @@ class PostgresStore(Leases, Store):
                 [queued_run_at(child.created_at, child.priority)],
                 [child.priority],
                 [child.concurrency_key],
+                [child.version],
             )
             outcome: Literal["created", "adopted", "taken"] = "created"
             if not created:

@@ -145,6 +145,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX instances_live ON instances (status)
         WHERE status IN ('running', 'waitingForPause', 'rollingBack');
     """,
+    # 10: the version of the workflow class that created an instance (safe deploys)
+    """
+    ALTER TABLE instances ADD COLUMN version TEXT;
+    """,
 ]
 
 

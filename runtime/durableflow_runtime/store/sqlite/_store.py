@@ -95,14 +95,15 @@ Q = Queries(SQLITE)
 # ``claim_work`` loads their steps too.
 _CLAIM = (
     f"UPDATE instances SET {CLAIM_SET} WHERE key IN (SELECT key FROM instances"
-    f" WHERE run_at <= ? ORDER BY run_at LIMIT ?) RETURNING {INSTANCE_COLUMNS}"
+    f" WHERE run_at <= ? AND {SQLITE.can_run} ORDER BY run_at LIMIT ?)"
+    f" RETURNING {INSTANCE_COLUMNS}"
 )
 
 # The same, leaving out the workflows with flow limits ({match}: they are not one of them),
 # which ``_claim_limited`` takes one by one.
 _CLAIM_UNLIMITED = (
     f"UPDATE instances SET {CLAIM_SET} WHERE key IN (SELECT key FROM instances"
-    " WHERE run_at <= ? AND NOT {match} ORDER BY run_at LIMIT ?)"
+    f" WHERE run_at <= ? AND {SQLITE.can_run} AND NOT {{match}} ORDER BY run_at LIMIT ?)"
     f" RETURNING {INSTANCE_COLUMNS}"
 )
 
@@ -114,7 +115,7 @@ _PUT_STEP_FENCED = _PUT_STEP + " WHERE (SELECT epoch FROM instances WHERE key = 
 
 _INSERT_INSTANCE = (
     "INSERT INTO instances (workflow, id, status, params, created_at, run_at, trace, parent,"
-    " priority, concurrency_key) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)"
+    " priority, concurrency_key, version) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 _FINISH = (
@@ -134,6 +135,7 @@ def _new_values(row: NewInstance) -> tuple[Any, ...]:
         row.parent,
         row.priority,
         row.concurrency_key,
+        row.version,
     )
 
 
@@ -313,9 +315,10 @@ class SqliteStore(GroupCommit, Store):
         id_prefix: str | None = None,
         created_after: float | None = None,
         created_before: float | None = None,
+        version: str | None = None,
     ) -> list[InstanceRow]:
         sql, args = Q.list_instances(
-            workflow, status, limit, cursor, id_prefix, created_after, created_before
+            workflow, status, limit, cursor, id_prefix, created_after, created_before, version
         )
         return await self._read(
             lambda conn: [instance_from_row(r) for r in conn.execute(sql, args)]
@@ -345,12 +348,15 @@ class SqliteStore(GroupCommit, Store):
 
     def _claim(self, conn: sqlite3.Connection, now: float, limit: int) -> list[InstanceRow]:
         limited = self.flow_limits
+        runnable = SQLITE.can_run_args(self.runnable)
         if not limited:
-            return [instance_from_row(r) for r in conn.execute(_CLAIM, (now, now, limit))]
+            return [
+                instance_from_row(r) for r in conn.execute(_CLAIM, (now, now, *runnable, limit))
+            ]
         match, names = SQLITE.any_of("workflow", list(limited))
+        claim = _CLAIM_UNLIMITED.format(match=match)
         rows = [
-            instance_from_row(r)
-            for r in conn.execute(_CLAIM_UNLIMITED.format(match=match), (now, now, *names, limit))
+            instance_from_row(r) for r in conn.execute(claim, (now, now, *runnable, *names, limit))
         ]
         # the writer runs this transaction alone: measuring and claiming cannot interleave
         # with another claim, so the limits hold without a lock
@@ -374,7 +380,7 @@ class SqliteStore(GroupCommit, Store):
             if flow.rate
             else None,
         )
-        sql, args = plan.candidates(Q, workflow, room)
+        sql, args = plan.candidates(Q, workflow, room, self.runnable)
         keys = plan.pick(conn.execute(sql, args).fetchall(), room)
         self._blocked.note(workflow, plan.blocked_until, now)
         if not keys:
@@ -406,6 +412,12 @@ class SqliteStore(GroupCommit, Store):
 
         return await self._write(op)
 
+    async def in_flight_by_version(self, workflow: str) -> dict[str | None, int]:
+        def op(conn: sqlite3.Connection) -> dict[str | None, int]:
+            return dict(conn.execute(Q.in_flight_by_version, (workflow,)).fetchall())
+
+        return await self._read(op)
+
     async def instance_counts(self, now: float) -> list[InstanceCount]:
         def op(conn: sqlite3.Connection) -> list[InstanceCount]:
             return [InstanceCount(*row) for row in conn.execute(Q.instance_counts, (now,))]
@@ -417,9 +429,11 @@ class SqliteStore(GroupCommit, Store):
 
         def op(conn: sqlite3.Connection) -> float | None:
             if blocked.until:
-                row = conn.execute(*Q.next_run_at_unblocked(list(blocked.until), blocked.at))
+                row = conn.execute(
+                    *Q.next_run_at_unblocked(list(blocked.until), blocked.at, self.runnable)
+                )
             else:
-                row = conn.execute(Q.next_run_at)
+                row = conn.execute(Q.next_run_at, SQLITE.can_run_args(self.runnable))
             found = row.fetchone()
             return blocked.earliest(found[0] if found else None)
 
