@@ -1277,8 +1277,17 @@ def _document() -> dict[str, Any]:
                         "content": {
                             "text/event-stream": {
                                 "schema": {
-                                    "type": "string",
-                                    "description": "Events whose data is a StreamChunk.",
+                                    "type": "object",
+                                    "description": "One Server-Sent Event: a chunk (`id` "
+                                    "its index, `data` a StreamChunk as JSON), or the last "
+                                    '`event: end` whose `data` is `{"status"}`.',
+                                    "properties": {
+                                        "id": {"type": "string"},
+                                        "event": {"type": "string"},
+                                        "data": {"type": "string"},
+                                        "retry": {"type": "integer"},
+                                    },
+                                    "required": ["data"],
                                 }
                             },
                             "application/x-ndjson": {
