@@ -70,6 +70,9 @@ def _stream_json(info: StreamInfo) -> dict[str, Any]:
 def _start(request: web.Request) -> int:
     """Where a reader starts: after ``Last-Event-ID`` (a reconnecting ``EventSource``),
     else at ``?from=N``, else at 0."""
+    start = _query_int(request, "from", 0)  # checked even when Last-Event-ID wins
+    if start < 0:
+        raise ApiError(400, "invalid_request", f"query parameter 'from' must be >= 0, not {start}")
     last = request.headers.get("Last-Event-ID")
     if last is not None and last.strip():
         if not last.strip().isdigit() or len(last.strip()) > 18:
@@ -79,9 +82,6 @@ def _start(request: web.Request) -> int:
                 f"header Last-Event-ID must be a chunk index (an integer >= 0), not {last!r}",
             )
         return int(last.strip()) + 1
-    start = _query_int(request, "from", 0)
-    if start < 0:
-        raise ApiError(400, "invalid_request", f"query parameter 'from' must be >= 0, not {start}")
     return start
 
 
