@@ -15,6 +15,9 @@ from typing import Any
 
 from durableflow._types import STATUSES
 
+#: The largest integer a query parameter takes (18 digits, as the host parses them).
+_MAX_QUERY_INT = 10**18 - 1
+
 __all__ = ["build_openapi"]
 
 _STATUSES = list(STATUSES)
@@ -1261,7 +1264,7 @@ def _document() -> dict[str, Any]:
                         "from",
                         "query",
                         "The index of the first chunk to send (default 0).",
-                        {"type": "integer", "minimum": 0},
+                        {"type": "integer", "minimum": 0, "maximum": _MAX_QUERY_INT},
                     ),
                     _param(
                         "Last-Event-ID",
@@ -1314,7 +1317,7 @@ def _document() -> dict[str, Any]:
                         "after",
                         "query",
                         "Only entries with a seq above this (default 0: from the start).",
-                        {"type": "integer", "minimum": 0},
+                        {"type": "integer", "minimum": 0, "maximum": _MAX_QUERY_INT},
                     ),
                     _param(
                         "limit",
