@@ -137,6 +137,9 @@ async def test_ndjson_reader_from_an_index_and_bytes_chunks(
         assert response.headers["Content-Type"] == "application/x-ndjson"
         lines = [json.loads(line) for line in (await response.read()).splitlines()]
     assert [(c["index"], c["data"]) for c in lines] == [(3, {"i": 3}), (4, {"i": 4})]
+    past_every_chunk = f"{TALKER}/{id}/streams/tokens?from={10**18 - 1}"
+    async with session.get(past_every_chunk, headers=headers) as response:
+        assert response.status == 200 and await response.read() == b""
     async with session.get(f"{TALKER}/{id}/streams/default", headers=headers) as response:
         text, raw = [json.loads(line) for line in (await response.read()).splitlines()]
     assert (text["data"], text["encoding"]) == ("plain text", "json")

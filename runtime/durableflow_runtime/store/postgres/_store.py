@@ -772,6 +772,7 @@ class PostgresStore(Leases, Store):
         return future
 
     async def read_chunks(self, key: int, stream: str, start: int, limit: int) -> list[ChunkRow]:
+        start = min(start, 2**31 - 1)  # the index column is an integer: none lies beyond
         rows = await self._call(lambda conn: conn.fetch(_READ_CHUNKS, key, stream, start, limit))
         return [ChunkRow(*r) for r in rows]
 
