@@ -31,6 +31,7 @@ async def check_store(
     *,
     workflow: str | None = None,
     include_finished: int = 0,
+    newest: int | None = None,
 ) -> list[ReplayResult]:
     """Replay the in-flight instances of ``specs`` in the store at ``url``.
 
@@ -39,6 +40,8 @@ async def check_store(
         url: The store (read-only; a host may be serving it).
         workflow: Only this workflow's instances.
         include_finished: Also the last N finished instances of each workflow.
+        newest: Only the N in-flight instances of each workflow created last (a sample,
+            for the check a host runs at start); ``None``: all of them.
 
     Returns:
         One result per instance, oldest first (finished ones last).
@@ -58,7 +61,7 @@ async def check_store(
     reader = await open_history_reader(url)
     results: list[ReplayResult] = []
     try:
-        rows = await reader.instances(names, include_finished)
+        rows = await reader.instances(names, include_finished, newest)
         for start in range(0, len(rows), STEP_CHUNK):
             chunk = rows[start : start + STEP_CHUNK]
             steps = await reader.steps([r.key for r in chunk])

@@ -34,6 +34,10 @@ from .retention import RetentionSweeper
 from .server import API_ROUTES, ApiSettings, build_app, mount_user_app, workflow_info
 from .store.base import open_store, redact_url
 
+#: The in-flight instances of each workflow (those created last) that ``[server] check =
+#: "warn"`` replays once a host serves; ``durableflow check`` and ``"refuse"`` check all.
+START_CHECK_NEWEST = 1_000
+
 __all__ = ["HostOptions", "StartupError", "check_bind", "run_host"]
 
 log = logging.getLogger("durableflow.host")
@@ -151,6 +155,7 @@ class Host:
         )
         self.addresses: list[tuple[str, int]] = []
         self.sweeper: RetentionSweeper | None = None
+        self.checker: asyncio.Task[None] | None = None  # the start's replay check (warn)
 
     async def start(self) -> None:
         """Load everything, open the store, start the engine, listen.
@@ -189,7 +194,9 @@ class Host:
         self.settings.workflows = workflow_info(
             engine, {w.name: w.class_name for w in config.workflows}
         )
-        await self._check(specs, url, options.check or config.server.check)
+        mode = options.check or config.server.check
+        if mode == "refuse":
+            await self._check(specs, url, mode)
         try:
             await engine.start()
         except (ValidationError, StoreUnavailableError) as exc:
@@ -209,19 +216,34 @@ class Host:
             await self._stop_sweeper()
             await engine.stop(0)
             raise
+        if mode == "warn":
+            # after the host is ready, on a sample: a start does not wait on (or grow with)
+            # the instances in flight; `durableflow check` and refuse check all of them
+            self.checker = asyncio.create_task(
+                self._check(specs, url, mode, newest=START_CHECK_NEWEST),
+                name="durableflow-start-check",
+            )
 
-    async def _check(self, specs: list[WorkflowSpec], url: str, mode: str) -> None:
-        """The replay check of what is in flight, before the engine runs anything:
-        ``warn`` logs each instance this code would not replay, ``refuse`` also stops."""
+    async def _check(
+        self, specs: list[WorkflowSpec], url: str, mode: str, newest: int | None = None
+    ) -> None:
+        """The replay check of what is in flight: ``warn`` logs each instance this code
+        would not replay (in the background, once the host serves), ``refuse`` stops the
+        start (before the engine runs anything)."""
         if mode == "off":
             return
         try:
-            results = await check_store(specs, url)
+            results = await check_store(specs, url, newest=newest)
         except (ValidationError, StoreUnavailableError) as exc:
             message = f"the replay check cannot read the store: {exc.message}"
             if mode == "refuse":
                 raise StartupError(message) from exc
             log.warning("%s; serving without it", message)  # the host may still open it
+            return
+        except Exception:  # the background check must not end the host, nor go unseen
+            if mode == "refuse":
+                raise
+            log.exception("the replay check failed; serving without it")
             return
         bad = log_results(results)
         if bad and mode == "refuse":
@@ -288,6 +310,11 @@ class Host:
 
     async def stop(self) -> None:
         """Stop taking requests, then give running steps ``grace`` seconds, then close."""
+        if self.checker is not None:
+            self.checker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.checker
+            self.checker = None
         await self._stop_http()
         await self._stop_sweeper()
         if self.engine is not None:

@@ -342,7 +342,7 @@ def test_check_judges_changes_while_a_host_serves(deploy: Deploy, hosts: HostFac
 
 def test_serve_check_refuses_or_warns(deploy: Deploy, hosts: HostFactory) -> None:
     """``serve --check`` (refuse) exits 1 before serving when in-flight instances would
-    not replay; ``warn`` logs each of them and serves."""
+    not replay; ``warn`` serves and logs each of them."""
     deploy.configure("OrdersV1")
     host = deploy.serve(hosts)
     create(host, "s-1")
@@ -356,8 +356,12 @@ def test_serve_check_refuses_or_warns(deploy: Deploy, hosts: HostFactory) -> Non
     assert "orders/s-1 (version 'v1'): diverges" in refused.output()
 
     deploy.configure("Renamed", check="warn")
-    warned = deploy.serve(hosts)
-    assert "check: orders/s-1 (version 'v1'): diverges" in warned.output()
+    warned = deploy.serve(hosts)  # serves at once; the check runs beside it
+    eventually_sync(
+        lambda: "check: orders/s-1 (version 'v1'): diverges" in warned.output(),
+        timeout=30,
+        message="the start's check warns of s-1",
+    )
     assert warned.stop() == 0
 
     deploy.configure("OrdersV1", check="refuse")

@@ -177,9 +177,9 @@ def _serve(
     is_flag=False,
     flag_value="refuse",
     default=None,
-    help="Replay the in-flight instances against this code before serving: warn logs "
-    "each that would not replay, refuse (--check alone) exits 1 instead of serving "
-    "(default: [server] check, else warn).",
+    help="Replay the in-flight instances against this code: warn serves at once and logs "
+    "each of the 1,000 newest per workflow that would not replay, refuse (--check alone) "
+    "checks all before serving and exits 1 instead (default: [server] check, else warn).",
 )
 def serve(
     config_path: Path | None,

@@ -50,15 +50,26 @@ class HistoryReader(abc.ABC):
     """Instances and their step histories (without attempt logs), read-only."""
 
     async def instances(
-        self, workflows: Sequence[str], include_finished: int = 0
+        self, workflows: Sequence[str], include_finished: int = 0, newest: int | None = None
     ) -> list[InstanceRow]:
-        """The instances of ``workflows`` that are not finished, oldest first, then for
-        each workflow its ``include_finished`` most recently ended finished ones."""
-        rows = await self._fetch(
-            f"SELECT {{cols}} FROM instances WHERE {_NOT_FINISHED} ORDER BY key", ()
-        )
-        wanted = set(workflows)
-        found = [r for r in rows if r.workflow in wanted]
+        """The instances of ``workflows`` that are not finished, oldest first (with
+        ``newest``: only the ``newest`` created last of each workflow), then for each
+        workflow its ``include_finished`` most recently ended finished ones."""
+        found: list[InstanceRow] = []
+        if newest is None:
+            rows = await self._fetch(
+                f"SELECT {{cols}} FROM instances WHERE {_NOT_FINISHED} ORDER BY key", ()
+            )
+            wanted = set(workflows)
+            found = [r for r in rows if r.workflow in wanted]
+        else:
+            for workflow in workflows:
+                rows = await self._fetch(
+                    f"SELECT {{cols}} FROM instances WHERE workflow = ? AND {_NOT_FINISHED}"
+                    " ORDER BY key DESC LIMIT ?",
+                    (workflow, newest),
+                )
+                found += reversed(rows)
         if include_finished > 0:
             for workflow in workflows:
                 found += await self._fetch(
