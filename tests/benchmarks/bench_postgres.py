@@ -16,7 +16,13 @@ Prints, measured in this one run on this machine:
   * N instances x 10 no-op steps started at once: instances/s and steps/s for SQLite (one
     host), PostgreSQL with one host in this process, and PostgreSQL with one and with two
     host processes on the same database (this process only creates the instances and
-    counts the completed ones).
+    counts the completed ones);
+  * the reference for that case: the raw pipelined asyncpg insert rate of the same rows
+    (the instance and step rows the in-process PostgreSQL run just wrote, read back and
+    written again into a fresh schema of the store's migrations: ``executemany`` of
+    ``--raw-batch`` rows, each one transaction, over a pool of ``--raw-connections``
+    connections at once, ``synchronous_commit`` as the server has it, as the store leaves
+    it), and durableflow's PostgreSQL rates as a share of it.
 
 Figures, not pass/fail: the database server, the hosts and this process share the machine.
 ``--loop uvloop`` (the default when uvloop is installed, as the host runs) or ``asyncio``.
@@ -42,6 +48,7 @@ import asyncpg
 
 from durableflow import WorkflowEntrypoint, WorkflowEvent, WorkflowStep
 from durableflow_runtime.engine import Engine, WorkflowSpec
+from durableflow_runtime.store._flow import queued_run_at
 from durableflow_runtime.store.base import NewInstance, Store
 from durableflow_runtime.store.postgres import PostgresStore
 from durableflow_runtime.store.sqlite import SqliteStore
@@ -269,6 +276,101 @@ async def restart(schema: str, host_id: str, instances: int = 100) -> tuple[floa
         await store.close()
 
 
+#: The columns ``create`` fills (the PostgreSQL store's ``INSERT INTO instances``).
+_INSTANCE_COLUMNS = (
+    "workflow, id, status, params, created_at, run_at, trace, parent, priority,"
+    " concurrency_key, version"
+)
+_STEP_COLUMNS = (
+    "instance, name, count, seq, type, status, attempts, attempt_log, output, error,"
+    " started_at, ended_at, wake_at, config, host"
+)
+_CLAIM = (
+    "UPDATE instances SET status = 'running', run_at = NULL, wait_types = NULL,"
+    " epoch = epoch + 1, started_at = coalesce(started_at, $1), owner = 'raw',"
+    " lease_expires = now() + interval '30 seconds' WHERE key = $2"
+)
+_FINISH = (
+    "UPDATE instances SET status = $1, output = $2, error = $3, ended_at = $4, run_at = NULL,"
+    " wait_types = NULL, pause_requested = false, rollback_to = NULL, owner = NULL,"
+    " lease_expires = NULL WHERE key = $5"
+)
+
+
+class Written:
+    """The rows a durableflow run left in a schema: per instance, the values ``create``
+    inserted (the 11 of ``_INSTANCE_COLUMNS``, ``status`` as ``queued``), then its key,
+    start, final status, output, error and end; and every step row."""
+
+    def __init__(self) -> None:
+        self.instances: list[tuple[Any, ...]] = []
+        self.steps: list[tuple[Any, ...]] = []
+
+    async def read(self, schema: str) -> None:
+        db = await asyncpg.connect(PG_DSN, server_settings={"search_path": schema})
+        try:
+            self.instances = [
+                (*r[:2], "queued", *r[3:5], queued_run_at(r[4], r[8]), *r[6:])
+                for r in await db.fetch(
+                    f"SELECT {_INSTANCE_COLUMNS}, key, started_at, status, output, error,"
+                    " ended_at FROM instances ORDER BY key"
+                )
+            ]
+            self.steps = [
+                tuple(r)
+                for r in await db.fetch(f"SELECT {_STEP_COLUMNS} FROM steps ORDER BY seq, instance")
+            ]
+        finally:
+            await db.close()
+
+
+async def raw_inserts(schema: str, rows: Written, batch: int, connections: int) -> float:
+    """Seconds to write ``rows`` into ``schema`` (made by the store's migrations) with plain
+    asyncpg: the instances 100 per ``executemany`` (as the benchmark creates them), then
+    their claims, their steps and their ends, ``batch`` rows per ``executemany``; each
+    ``executemany`` is pipelined and one transaction, and ``connections`` of them run at
+    once, one per connection of the pool."""
+    store = pg_store(schema, "bench-raw")
+    await store.open()  # the schema, as the store migrates it
+    await store.close()
+    pool = await asyncpg.create_pool(
+        PG_DSN,
+        min_size=connections,
+        max_size=connections,
+        server_settings={"search_path": schema},
+    )
+    marks = ", ".join(f"${n}" for n in range(1, 12))
+    insert_instance = f"INSERT INTO instances ({_INSTANCE_COLUMNS}) VALUES ({marks})"
+    insert_step = (
+        f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES ({', '.join(f'${n}' for n in range(1, 16))})"
+    )
+
+    async def run(sql: str, all_rows: list[tuple[Any, ...]], size: int) -> None:
+        chunks = [all_rows[i : i + size] for i in range(0, len(all_rows), size)]
+
+        async def worker() -> None:
+            async with pool.acquire() as conn:
+                while chunks:
+                    await conn.executemany(sql, chunks.pop(0))
+
+        await asyncio.gather(*(worker() for _ in range(connections)))
+
+    instances = rows.instances
+    try:
+        start = time.perf_counter()
+        for first in range(0, len(instances), 100):  # one create after the other
+            async with pool.acquire() as conn:
+                await conn.executemany(
+                    insert_instance, [r[:11] for r in instances[first : first + 100]]
+                )
+        await run(_CLAIM, [(r[12], r[11]) for r in instances], batch)
+        await run(insert_step, rows.steps, batch)
+        await run(_FINISH, [(*r[13:17], r[11]) for r in instances], batch)
+        return time.perf_counter() - start
+    finally:
+        await pool.close()
+
+
 async def fresh_schema(fn: Callable[[str], Coroutine[Any, Any, T]]) -> T:
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     try:
@@ -308,11 +410,33 @@ async def bench(args: argparse.Namespace) -> None:
             "SQLite, one host (in process)",
             await run_in_process(SqliteStore(Path(tmp) / "t.db"), n, STEPS),
         )
+    written = Written()
+
+    async def in_process(schema: str) -> float:
+        seconds = await run_in_process(pg_store(schema), n, STEPS, trips)
+        await written.read(schema)
+        return seconds
+
     with RoundTrips() as trips:
-        seconds = await fresh_schema(lambda s: run_in_process(pg_store(s), n, STEPS, trips))
+        seconds = await fresh_schema(in_process)
+    rates = {"PostgreSQL, one host (in process)": seconds}
     line("PostgreSQL, one host (in process)", seconds)
-    line("PostgreSQL, one host process", await fresh_schema(lambda s: run_hosts(s, 1, n, STEPS)))
-    line("PostgreSQL, two host processes", await fresh_schema(lambda s: run_hosts(s, 2, n, STEPS)))
+    raw = await fresh_schema(
+        lambda s: raw_inserts(s, written, args.raw_batch, args.raw_connections)
+    )
+    assert len(written.steps) == n * STEPS, len(written.steps)
+    for label, hosts in (
+        ("PostgreSQL, one host process", 1),
+        ("PostgreSQL, two host processes", 2),
+    ):
+        rates[label] = await fresh_schema(lambda s, h=hosts: run_hosts(s, h, n, STEPS))
+        line(label, rates[label])
+    print(
+        f"  raw asyncpg executemany of the same rows ({args.raw_batch} rows each,"
+        f" {args.raw_connections} connections at once)   {n * STEPS / raw:9.0f} steps/s"
+    )
+    for label, seconds in rates.items():
+        print(f"    {label:<36} {raw / seconds:5.2f}x the raw insert rate")
     print()
     show_round_trips(trips, n * STEPS, f"{n} x {STEPS} at once, one host in process")
     print("\na host process killed with -9 mid-run (100 instances), then started again:")
@@ -352,6 +476,12 @@ def main() -> None:
     parser.add_argument("mode", nargs="?", default="bench", choices=["bench", "serve"])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--instances", type=int, default=0)
+    parser.add_argument(
+        "--raw-batch", type=int, default=500, help="rows per executemany of the raw reference"
+    )
+    parser.add_argument(
+        "--raw-connections", type=int, default=4, help="connections the raw reference writes on"
+    )
     parser.add_argument("--schema", default="")
     parser.add_argument("--host-id", default="")
     try:
