@@ -419,6 +419,23 @@ async def test_stale_lease_writes_raise_lease_lost(store: Store) -> None:
     assert len(await store.load_steps(new.key)) == 1
 
 
+async def test_a_stale_lease_among_many_step_writes_fails_alone(store: Store) -> None:
+    """Step writes of several instances fired together (one group commit) all land but
+    the one whose lease went stale, which raises LeaseLost and stores nothing."""
+    await create(store, *(f"i{n}" for n in range(6)))
+    leases = {lease.id: lease for lease in await store.claim(T0 + 10, 10)}
+    await store.control("wf", "i3", "restart", T0 + 11)
+    fired = [
+        store.put_step(leases[f"i{n}"], step("s", 0, "complete", output=b"1")) for n in range(6)
+    ]
+    outcomes = await asyncio.gather(*fired, return_exceptions=True)
+    assert [isinstance(o, LeaseLost) for o in outcomes] == [n == 3 for n in range(6)]
+    assert [o for o in outcomes if not isinstance(o, LeaseLost)] == [None] * 5
+    for n in range(6):
+        stored = await store.load_steps(leases[f"i{n}"].key)
+        assert [(s.name, s.status) for s in stored] == ([] if n == 3 else [("s", "complete")])
+
+
 async def test_terminate_fences_the_running_lease(store: Store) -> None:
     """A terminated instance's lease writes nothing more; its finish raises LeaseLost."""
     lease = await running(store)

@@ -80,7 +80,7 @@ from ..base import (
 )
 from ._files import WATCH_INTERVAL
 from ._schema import check_version, connect, migrate
-from ._writer import GroupCommit, recover
+from ._writer import PUT_STEP, GroupCommit, StepWrite, recover
 
 __all__ = ["CommitMode", "Durability", "SqliteStore"]
 
@@ -107,11 +107,7 @@ _CLAIM_UNLIMITED = (
     f" RETURNING {INSTANCE_COLUMNS}"
 )
 
-_PUT_STEP = (
-    f"INSERT OR REPLACE INTO steps ({STEP_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
-)
-# only while the lease's epoch is the instance's (?15 is the epoch)
-_PUT_STEP_FENCED = _PUT_STEP + " WHERE (SELECT epoch FROM instances WHERE key = ?1) = ?15"
+_PUT_STEP = PUT_STEP
 
 _INSERT_INSTANCE = (
     "INSERT INTO instances (workflow, id, status, params, created_at, run_at, trace, parent,"
@@ -499,13 +495,7 @@ class SqliteStore(GroupCommit, Store):
                 future.set_exception(RuntimeError(f"the store {self.path} is closed"))
             return
         # bind now: the caller keeps mutating its record while the write waits in the queue
-        args = (lease.key, *step_values(step), lease.epoch)
-
-        def op(conn: sqlite3.Connection) -> None:
-            if conn.execute(_PUT_STEP_FENCED, args).rowcount != 1:
-                raise LeaseLost(f"instance key {lease.key}")
-
-        self._enqueue(op, future, lease)
+        self._enqueue(StepWrite(lease, step_values(step)), future, lease)
 
     def take_event(
         self, lease: Lease, step: StepRow, type: str, now: float

@@ -15,18 +15,54 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import orjson
+
 from durableflow import StoreUnavailableError
 
+from .._rows import STEP_COLUMNS, StepValues
 from ..base import Lease, LeaseLost, StepRow
 from ._files import WATCH_INTERVAL, FileGuard
 
-__all__ = ["GroupCommit", "StoreFault", "recover"]
+__all__ = ["PUT_STEP", "GroupCommit", "StepWrite", "StoreFault", "recover"]
 
 log = logging.getLogger("durableflow.sqlite")
 
 T = TypeVar("T")
 
 _IDLE_COMMITS = 32
+
+#: A step row as a statement: ``INSERT OR REPLACE`` of the 14 values, instance first.
+PUT_STEP = f"INSERT OR REPLACE INTO steps ({STEP_COLUMNS}) VALUES ({', '.join('?' * 14)})"
+# the same, only while the lease's epoch is the instance's (?15 is the epoch)
+_PUT_STEP_FENCED = (
+    f"INSERT OR REPLACE INTO steps ({STEP_COLUMNS}) SELECT {', '.join('?' * 14)}"
+    " WHERE (SELECT epoch FROM instances WHERE key = ?1) = ?15"
+)
+# the epochs of the instances whose keys a JSON array lists
+_EPOCHS = "SELECT key, epoch FROM instances WHERE key IN (SELECT value FROM json_each(?))"
+# below this many step rows in a row, one fenced statement each costs less than grouping
+_GROUP_STEPS = 4
+
+
+class StepWrite:
+    """A queued write of one step row of a running instance, fenced by its lease's epoch.
+
+    Called like any queued write; a batch groups the step writes that follow one another
+    into one read of their epochs and one ``executemany`` (:meth:`GroupCommit._put_steps`),
+    and a batch of a step write alone commits as one statement, with no ``BEGIN`` and
+    ``COMMIT`` around it.
+    """
+
+    __slots__ = ("args", "epoch", "key")
+
+    def __init__(self, lease: Lease, values: StepValues) -> None:
+        self.key = lease.key
+        self.epoch = lease.epoch
+        self.args = (lease.key, *values)
+
+    def __call__(self, conn: sqlite3.Connection) -> None:
+        if conn.execute(_PUT_STEP_FENCED, (*self.args, self.epoch)).rowcount != 1:
+            raise LeaseLost(f"instance key {self.key}")
 
 
 class StoreFault(LeaseLost):
@@ -227,6 +263,10 @@ class GroupCommit(FileGuard):
             return
         batch, self._queue = self._queue, []
         if self._executor is None:
+            if len(batch) > 1:
+                # a busy turn: several writers wait on each turn, so the next turn's
+                # writes group from its first one on rather than commit one by one
+                self._idle_commits = _IDLE_COMMITS
             self._apply(batch)
             self._after_flush()
             return
@@ -258,22 +298,23 @@ class GroupCommit(FileGuard):
         refused = self._read_only or self._check_file()
         if refused is not None:
             return [(False, StoreUnavailableError(refused))] * len(batch)
+        if len(batch) == 1 and isinstance(batch[0][0], StepWrite):
+            return [self._apply_alone(conn, batch[0][0])]
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for fn, _, _ in batch:
-                try:
-                    outcomes.append((True, fn(conn)))
-                except (Exception, LeaseLost) as exc:
-                    fault = self._fault(exc)
-                    if fault is not None:
-                        raise fault from exc  # the storage fails: the whole batch does
-                    if not conn.in_transaction:
-                        # SQLite rolled the transaction back by itself: nothing stands
-                        raise StoreUnavailableError(
-                            f"{self.path}: SQLite rolled the transaction back ({exc}); "
-                            "nothing of it was applied, try again"
-                        ) from exc
-                    outcomes.append((False, exc))
+            n = 0
+            while n < len(batch):
+                fn = batch[n][0]
+                if isinstance(fn, StepWrite):
+                    end = n + 1
+                    while end < len(batch) and isinstance(batch[end][0], StepWrite):
+                        end += 1
+                    if end - n >= _GROUP_STEPS:
+                        outcomes.extend(self._put_steps(conn, batch[n:end]))
+                        n = end
+                        continue
+                outcomes.append(self._apply_one(conn, fn))
+                n += 1
             conn.execute("COMMIT")
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -283,6 +324,66 @@ class GroupCommit(FileGuard):
                 error.__cause__ = exc
             return [(False, error)] * len(batch)
         return outcomes
+
+    def _apply_one(
+        self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any]
+    ) -> tuple[bool, Any]:
+        """One write inside the batch's transaction: its outcome; a storage fault raises."""
+        try:
+            return True, fn(conn)
+        except (Exception, LeaseLost) as exc:
+            fault = self._fault(exc)
+            if fault is not None:
+                raise fault from exc  # the storage fails: the whole batch does
+            if not conn.in_transaction:
+                # SQLite rolled the transaction back by itself: nothing stands
+                raise StoreUnavailableError(
+                    f"{self.path}: SQLite rolled the transaction back ({exc}); "
+                    "nothing of it was applied, try again"
+                ) from exc
+            return False, exc
+
+    def _apply_alone(self, conn: sqlite3.Connection, write: StepWrite) -> tuple[bool, Any]:
+        """A batch of one step write: one statement, which SQLite commits on its own
+        (atomic and as durable as a transaction's ``COMMIT``); a fence it fails applies
+        nothing."""
+        try:
+            write(conn)
+        except (Exception, LeaseLost) as exc:
+            fault = self._fault(exc)
+            if fault is None:
+                return False, exc
+            if fault is not exc and fault.__cause__ is None:
+                fault.__cause__ = exc
+            return False, fault
+        return True, None
+
+    def _put_steps(self, conn: sqlite3.Connection, writes: list[_Entry]) -> list[tuple[bool, Any]]:
+        """Step writes that follow one another in a batch: their instances' epochs in one
+        read, then the rows whose lease holds in one ``executemany``, which is what the
+        fence of each would have let through (nothing between them moves an epoch). A
+        write that fails other than by a storage fault undoes the group, and the writes
+        are applied one by one, so that each gets its own outcome."""
+        steps = [fn for fn, _, _ in writes if isinstance(fn, StepWrite)]
+        assert len(steps) == len(writes)
+        keys = orjson.dumps(sorted({w.key for w in steps})).decode()
+        epochs = dict(conn.execute(_EPOCHS, (keys,)).fetchall())
+        held = [epochs.get(w.key) == w.epoch for w in steps]
+        conn.execute("SAVEPOINT put_steps")
+        try:
+            conn.executemany(PUT_STEP, [w.args for w, ok in zip(steps, held, strict=True) if ok])
+        except Exception as exc:
+            fault = self._fault(exc)
+            if fault is not None:
+                raise fault from exc
+            conn.execute("ROLLBACK TO put_steps")
+            conn.execute("RELEASE put_steps")
+            return [self._apply_one(conn, w) for w in steps]
+        conn.execute("RELEASE put_steps")
+        return [
+            (True, None) if ok else (False, LeaseLost(f"instance key {w.key}"))
+            for w, ok in zip(steps, held, strict=True)
+        ]
 
     def _apply(self, batch: list[_Entry]) -> None:
         self._settle(batch, self._apply_outcomes(batch))
