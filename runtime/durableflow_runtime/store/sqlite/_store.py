@@ -279,11 +279,16 @@ class SqliteStore(GroupCommit, Store):
         def op(conn: sqlite3.Connection) -> None:
             conn.execute("SAVEPOINT create_instances")
             try:
-                for row in rows:
-                    try:
-                        conn.execute(_INSERT_INSTANCE, _new_values(row))
-                    except sqlite3.IntegrityError:
-                        raise already_exists(row.workflow, row.id) from None
+                try:
+                    conn.executemany(_INSERT_INSTANCE, [_new_values(row) for row in rows])
+                except sqlite3.IntegrityError:
+                    # an id is taken: undo, and insert one by one to name it
+                    conn.execute("ROLLBACK TO create_instances")
+                    for row in rows:
+                        try:
+                            conn.execute(_INSERT_INSTANCE, _new_values(row))
+                        except sqlite3.IntegrityError:
+                            raise already_exists(row.workflow, row.id) from None
             except BaseException:
                 # after SQLITE_FULL or an I/O error SQLite may have rolled the whole
                 # transaction back already: keep the error that says why
