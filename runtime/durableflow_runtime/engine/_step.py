@@ -174,6 +174,7 @@ class _EngineStep(WorkflowStep):
                     progressed = True
                     continue
                 await self._record_success(call, entry, value)
+                act.engine.notify(act.spec.name, act.lease.id, None)
                 progressed = True
                 return value
             finally:
@@ -321,25 +322,35 @@ class _EngineStep(WorkflowStep):
         await act.engine.observer.commit(act.engine.store.put_step(act.lease, step))  # observe:
         return step.wake_at if delay > 0 else None
 
-    async def _record_success(self, call: _DoCall, entry: dict[str, Any], value: Any) -> None:
-        """Record the result (a result that cannot be stored fails the step instead)."""
+    def _record_success(self, call: _DoCall, entry: dict[str, Any], value: Any) -> Awaitable[None]:
+        """Record the result (a result that cannot be stored fails the step instead).
+
+        Returns:
+            The write to await (not a coroutine of its own: one frame less per step);
+            its caller tells the listeners once it is stored.
+        """
         act = self._act
         step = call.step
-        what = f"the result of step {call.name!r}"
         try:
-            data = dumps(value, what=lambda: what)
-            act.check_size(data, what)
+            data = dumps(value, what=lambda: f"the result of step {call.name!r}")
+            if len(data) > act.engine.limits.max_payload_bytes:
+                act.check_size(data, f"the result of step {call.name!r}")
         except (SerializationError, LimitExceededError) as exc:
-            await self._record_failure(step, entry, _error_info(exc))
-            raise _failed(step) from exc
+            return self._record_unstorable(step, entry, exc)
         now = act.engine.clock.now()
         entry["ended_at"] = now
         step.status = "complete"
         step.output = data
         step.error = None
         step.ended_at = now
-        await act.engine.observer.commit(act.engine.store.put_step(act.lease, step))  # observe:
-        act.engine.notify(act.spec.name, act.lease.id, None)
+        return act.engine.observer.commit(act.engine.store.put_step(act.lease, step))  # observe:
+
+    async def _record_unstorable(
+        self, step: StepRow, entry: dict[str, Any], exc: SerializationError | LimitExceededError
+    ) -> None:
+        """A result that cannot be stored: the step fails for good with why."""
+        await self._record_failure(step, entry, _error_info(exc))
+        raise _failed(step) from exc
 
     async def _record_failure(
         self,
