@@ -429,7 +429,9 @@ async def bench(args: argparse.Namespace) -> None:
         ("PostgreSQL, one host process", 1),
         ("PostgreSQL, two host processes", 2),
     ):
-        rates[label] = await fresh_schema(lambda s, h=hosts: run_hosts(s, h, n, STEPS))
+        rates[label] = await fresh_schema(
+            functools.partial(run_hosts, hosts=hosts, instances=n, steps=STEPS)
+        )
         line(label, rates[label])
     print(
         f"  raw asyncpg executemany of the same rows ({args.raw_batch} rows each,"
