@@ -107,8 +107,6 @@ _CLAIM_UNLIMITED = (
     f" RETURNING {INSTANCE_COLUMNS}"
 )
 
-_PUT_STEP = PUT_STEP
-
 _INSERT_INSTANCE = (
     "INSERT INTO instances (workflow, id, status, params, created_at, run_at, trace, parent,"
     " priority, concurrency_key, version) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -514,7 +512,7 @@ class SqliteStore(GroupCommit, Store):
             row = conn.execute(Q.consume_event, (consumer, lease.key, type)).fetchall()
             event = event_from_row(row[0]) if row else None
             stored = with_event(values, event, now) if event is not None else values
-            conn.execute(_PUT_STEP, (lease.key, *stored))
+            conn.execute(PUT_STEP, (lease.key, *stored))
             return event
 
         return self._write(op, lease)
@@ -665,7 +663,7 @@ class SqliteStore(GroupCommit, Store):
                 if row[2] in FINAL_STATUSES and pending is None:
                     end = child_payload(row[2], row[3], row[4])
                     conn.execute(Q.insert_event, (lease.key, type, end, child.created_at))
-            conn.execute(_PUT_STEP, (lease.key, *values))
+            conn.execute(PUT_STEP, (lease.key, *values))
             return outcome
 
         return self._write(op, lease)
@@ -777,7 +775,7 @@ class SqliteStore(GroupCommit, Store):
             if not conn.execute(Q.insert_hook, hook_args).fetchall():
                 return False
             if step_args is not None:
-                conn.execute(_PUT_STEP, step_args)
+                conn.execute(PUT_STEP, step_args)
             return True
 
         return self._write(op, lease)

@@ -1,7 +1,9 @@
 """The SQLite writer: every write is queued and the queue is applied in one transaction
 per event-loop turn (group commit), inline or on one writer thread; a storage fault fails
 the batch and stops the activations whose writes it held, which resume once a write
-succeeds again."""
+succeeds again. Step rows, the bulk of the writes, have a path of their own
+(:class:`StepWrite`): one ``executemany`` for those that follow one another in a batch,
+and one statement, with no transaction around it, for a step write alone."""
 
 from __future__ import annotations
 
@@ -376,6 +378,11 @@ class GroupCommit(FileGuard):
             fault = self._fault(exc)
             if fault is not None:
                 raise fault from exc
+            if not conn.in_transaction:
+                raise StoreUnavailableError(
+                    f"{self.path}: SQLite rolled the transaction back ({exc}); "
+                    "nothing of it was applied, try again"
+                ) from exc
             conn.execute("ROLLBACK TO put_steps")
             conn.execute("RELEASE put_steps")
             return [self._apply_one(conn, w) for w in steps]
