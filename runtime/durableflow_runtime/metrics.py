@@ -75,6 +75,10 @@ class Observer:
     def claimed(self, started: float, claimed: Sequence[Claimed], now: float) -> None:
         """After a claim made at clock time ``now`` took ``claimed``."""
 
+    def timer_fired(self, workflow: str, late: float) -> None:
+        """A timer an activation held in memory for (``_Activation.hold``) fired ``late``
+        seconds after its wake-up time."""
+
     def commit(self, future: asyncio.Future[None]) -> asyncio.Future[None]:
         """A write the engine is about to await; returns it (possibly watched)."""
         return future
@@ -113,6 +117,10 @@ class Observers(Observer):
     def claimed(self, started: float, claimed: Sequence[Claimed], now: float) -> None:
         for o in self.observers:
             o.claimed(started, claimed, now)
+
+    def timer_fired(self, workflow: str, late: float) -> None:
+        for o in self.observers:
+            o.timer_fired(workflow, late)
 
     def commit(self, future: asyncio.Future[None]) -> asyncio.Future[None]:
         for o in self.observers:
@@ -231,8 +239,9 @@ class Metrics(Observer):
         )
         self.lateness = Histogram(
             "durableflow_wakeup_lateness_seconds",
-            "How late an activation woken by a timer (sleep, retry back-off, event timeout) "
-            "was claimed after its wake-up time.",
+            "How late a timer (sleep, retry back-off, event timeout) was acted on after its "
+            "wake-up time: the instance claimed then, or its activation, held in memory "
+            "ahead of it, resumed.",
             wf,
             buckets=_LATENESS_BUCKETS,
             registry=r,
@@ -280,6 +289,9 @@ class Metrics(Observer):
             )
             if due is not None:
                 self.lateness.labels(work.lease.workflow).observe(now - due)
+
+    def timer_fired(self, workflow: str, late: float) -> None:
+        self.lateness.labels(workflow).observe(max(late, 0.0))
 
     def commit(self, future: asyncio.Future[None]) -> asyncio.Future[None]:
         started = time.perf_counter()

@@ -180,7 +180,8 @@ async def test_disk_full_answers_507_serves_reads_and_recovers(
         async with api_on(host) as api:
             before = [f"before-{i}" for i in range(10)]
             for id in before:
-                got, answer = await create(api, id, {"steps": 3, "sleep_ms": 1500})
+                # sleeps longer than the look-ahead: they suspend, and are claimed ahead
+                got, answer = await create(api, id, {"steps": 3, "sleep_ms": 4000})
                 assert got == 201, answer
             await waiting_after_first_step(api, before)
             # one instance has a step in flight when the disk fills

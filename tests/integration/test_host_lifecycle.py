@@ -58,7 +58,8 @@ def test_sigterm_exits_zero_and_in_flight_work_continues(
         f"{BASE}/gate/instances",
         {"id": "g-1", "params": {"gate": str(gate), "started": str(started)}},
     )
-    _post(host, f"{BASE}/sleeper/instances", {"id": "s-1", "params": {"ms": 1500}})
+    # longer than the look-ahead: the instance suspends (status waiting)
+    _post(host, f"{BASE}/sleeper/instances", {"id": "s-1", "params": {"ms": 5000}})
     eventually_sync(started.exists, message="the gate step to start")
     _wait_status(host, "sleeper", "s-1", "waiting")
     assert host.stop(signal.SIGTERM) == 0
@@ -80,13 +81,16 @@ def test_sigterm_exits_zero_and_in_flight_work_continues(
 
 @pytest.mark.slow
 def test_sigkill_then_restart_resumes_everything(hosts: HostFactory, tmp_path: Path) -> None:
-    """After kill -9, the next host resumes sleeping, waiting and mid-step instances, and
-    keeps the results committed before the kill."""
+    """After kill -9, the next host resumes sleeping (suspended, and held in memory for a
+    short sleep), waiting and mid-step instances, and keeps the results committed before
+    the kill."""
     project = copy_project(tmp_path / "project")
     gate, started = tmp_path / "gate", tmp_path / "started"
     host = hosts.start(project)
     _post(host, f"{BASE}/waiter/instances", {"id": "w-1"})
-    _post(host, f"{BASE}/sleeper/instances", {"id": "s-1", "params": {"ms": 1000}})
+    _post(host, f"{BASE}/sleeper/instances", {"id": "s-1", "params": {"ms": 5000}})
+    # shorter than the look-ahead: held in memory, its status running, its sleep recorded
+    _post(host, f"{BASE}/sleeper/instances", {"id": "s-2", "params": {"ms": 1500}})
     _post(
         host,
         f"{BASE}/gate/instances",
@@ -95,6 +99,14 @@ def test_sigkill_then_restart_resumes_everything(hosts: HostFactory, tmp_path: P
     _post(host, f"{BASE}/echo/instances", {"id": "e-1", "params": {"name": "k"}})
     _wait_status(host, "waiter", "w-1", "waiting")
     _wait_status(host, "sleeper", "s-1", "waiting")
+    held = eventually_sync(
+        lambda: (
+            (d := host.get_json(f"{BASE}/sleeper/instances/s-2"))["steps"][-1]["name"] == "nap"
+            and d
+        ),
+        message="s-2 to sleep",
+    )
+    assert held["status"] == "running" and held["steps"][-1]["status"] == "waiting"
     _wait_status(host, "echo", "e-1", "complete")
     eventually_sync(started.exists, message="the gate step to start")
     assert host.stop(signal.SIGKILL) == -signal.SIGKILL
@@ -105,9 +117,11 @@ def test_sigkill_then_restart_resumes_everything(hosts: HostFactory, tmp_path: P
     _wait_status(again, "waiter", "w-1", "complete")
     _wait_status(again, "sleeper", "s-1", "complete")
     _wait_status(again, "gate", "g-1", "complete")
-    sleeper = again.get_json(f"{BASE}/sleeper/instances/s-1")
-    assert sleeper["output"] == ["before", "after"]
-    assert sleeper["steps"][0]["attempts"] == 1  # committed before the kill: not run again
+    _wait_status(again, "sleeper", "s-2", "complete")
+    for id in ("s-1", "s-2"):
+        sleeper = again.get_json(f"{BASE}/sleeper/instances/{id}")
+        assert sleeper["output"] == ["before", "after"]
+        assert sleeper["steps"][0]["attempts"] == 1  # committed before the kill: not run again
     assert again.get_json(f"{BASE}/waiter/instances/w-1")["output"] == {"got": "after the crash"}
     assert again.get_json(f"{BASE}/echo/instances/e-1")["status"] == "complete"
 

@@ -149,6 +149,10 @@ class _Activation:
         self.fatal: BaseException | None = None
         self.cancelled_for: str | None = None
         self.task: asyncio.Task[Any] | None = None
+        #: held in memory until a timer within the engine's look-ahead (``hold``)
+        self.held: asyncio.TimerHandle | None = None
+        #: claimed ahead of its wake-up: nothing new runs before this time
+        self.not_before: float | None = None
         # replay only to learn the rollback handlers (the instance is rolling back): every
         # step or wait that would run or block stops that branch of run() instead
         self.collecting = collecting
@@ -235,8 +239,22 @@ class _Activation:
                     f"{self.engine.limits.max_steps} steps"
                 )
             )
+        if self.not_before is not None:
+            await self.until_due()
         self.visited.add(key)
         return count, None
+
+    async def until_due(self) -> None:
+        """Claimed ahead of its wake-up (a run() retried after a back-off, say), the replay
+        reached something new: it waits for the time the instance was due."""
+        when = self.not_before
+        if when is not None and self.engine.clock.now() < when:
+            self.begin()  # not blocked on waits: settle() must not decide meanwhile
+            try:
+                await self.engine.clock.sleep_until(when)
+            finally:
+                self.end(False)
+        self.not_before = None
 
     async def _let_siblings_replay(self) -> None:
         # Concurrent branches (asyncio.gather) replay their cached steps without yielding;
@@ -409,6 +427,10 @@ class _Activation:
             asyncio.get_running_loop().call_soon(self.tick)
             return
         self.armed = False
+        self.decide()
+
+    def decide(self) -> None:
+        """``settle``, ending the activation on what it raises."""
         try:
             self.settle()
         except NonDeterminismError as exc:
@@ -454,10 +476,47 @@ class _Activation:
         now = self.engine.clock.now()
         chosen = self.choose(live, {}, now)
         if chosen is None:
-            self.stop_parked()
+            if not self.hold(live, now):
+                self.stop_parked()
             return
         self.resolve_timer(chosen[0], now)
         self.arm()
+
+    def hold(self, live: list[_Parked], now: float) -> bool:
+        """Every live wait is a timer: when the first one is due within the engine's
+        look-ahead, wait for it here, in memory, rather than suspend and be claimed and
+        replayed again when it is due (an instance claimed ahead of its wake-up,
+        ``Scheduler._schedule``, waits here). Whether it holds."""
+        engine = self.engine
+        if self.replay_only or self.collecting or self.held is not None or engine.lookahead <= 0:
+            return False
+        first = min((e.deadline for e in live if e.deadline is not None), default=None)
+        if first is None or first - now > engine.lookahead or not engine.scheduler.hold():
+            return False
+        self.held = asyncio.get_running_loop().call_later(max(first - now, 0.0), self._fired, first)
+        return True
+
+    def _fired(self, due: float) -> None:
+        """The timer of a hold is due: the wait it was for ends now."""
+        late = self.engine.clock.now() - due
+        self.engine.observer.timer_fired(self.spec.name, late)  # observe: wake-up lateness
+        self.release()
+
+    def release(self) -> None:
+        """End a hold: the timer is due, or the instance is to pause or the host drains
+        (``settle`` then suspends it)."""
+        if self.held is None:
+            return
+        self.drop_hold()
+        if not (self.stopping or self.finished):
+            self.decide()
+
+    def drop_hold(self) -> None:
+        """Give up the hold without deciding anything (the activation is over)."""
+        if self.held is not None:
+            self.held.cancel()
+            self.held = None
+            self.engine.scheduler.unhold()
 
     async def settle_events(self, live: list[_Parked]) -> None:
         """``settle`` when event waits are live: which events arrived is a store read.

@@ -98,6 +98,13 @@ def _parse_time(value: str | None, name: str) -> float | None:
     return parsed.timestamp() - 5e-7
 
 
+#: Seconds before its wake-up that a timer-only wait is claimed and held in memory: long
+#: enough to replay ten thousand instances due at one instant before it comes.
+DEFAULT_LOOKAHEAD = 2.0
+#: Instances held in memory ahead of their wake-up, at most (a few KB each).
+DEFAULT_MAX_HELD = 20_000
+
+
 class Engine:
     """Runs workflow instances from a store.
 
@@ -111,6 +118,13 @@ class Engine:
         public_url: The base URL outside services reach this host at: webhook URLs
             are ``<public_url>/hooks/<token>``.
         schedules: The ``[[schedules]]`` whose ticks it starts (params checked here).
+        lookahead: Seconds ahead of its wake-up time an instance waiting on a timer only
+            (a sleep, a retry's back-off) is claimed, replayed and held in memory, so that
+            it continues at the instant it is due even when many are due at once. ``0``:
+            claimed when due. Default: ``DEFAULT_LOOKAHEAD`` on the plain real clock, ``0`` on
+            any other (the testing kit's clocks).
+        max_held: How many such instances are held at once, at most; beyond it, the
+            others are claimed when due.
     """
 
     def __init__(
@@ -124,12 +138,18 @@ class Engine:
         poll_interval: float | None = None,
         public_url: str = "http://127.0.0.1:8787",
         schedules: Sequence[ScheduleConfig] = (),
+        lookahead: float | None = None,
+        max_held: int = DEFAULT_MAX_HELD,
     ) -> None:
         self.store = store
         self.public_url = public_url.rstrip("/")
         self.verifiers = Verifiers()
         self.clock = clock or RealClock()
         self.max_concurrency = max_concurrency
+        if lookahead is None:
+            lookahead = DEFAULT_LOOKAHEAD if type(self.clock) is RealClock else 0.0
+        self.lookahead = lookahead
+        self.max_held = max_held
         self.limits = limits or Limits()
         self.poll_interval = poll_interval
         self.workflows: dict[str, WorkflowSpec] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -70,6 +71,10 @@ def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
 
 
 _UNOBSERVED = object()  # observe: an activation that never started
+#: Pauses and resumes told to no activation are kept this long, at most this many: long
+#: enough to span a claim and the start of the activations it launches.
+_MISSED_SECONDS = 10.0
+_MISSED_KEPT = 10_000
 
 
 class Scheduler:
@@ -84,6 +89,10 @@ class Scheduler:
         self.active: dict[tuple[str, str], _Activation] = {}
         self._finished: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._running = 0  # activations launched and not yet ended
+        self._holding = 0  # of those, held in memory on a timer (``_Activation.hold``)
+        #: pause/resume told while no activation of the instance ran here (loop time, what):
+        #: one claimed meanwhile, not yet started, takes it (``_activate``)
+        self._missed: dict[tuple[str, str], tuple[float, str]] = {}
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
 
@@ -97,6 +106,8 @@ class Scheduler:
             self._loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop
+        for act in list(self.active.values()):
+            act.release()  # held on a timer: suspends now (the engine is draining)
         tasks = list(self._finished.values())
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=grace)
@@ -114,9 +125,19 @@ class Scheduler:
         ``resume``, or ``terminate``/``restart``/``delete``/``lost`` (which cancel it)."""
         act = self.active.get((workflow, id))
         if act is None:
+            if what in ("pause", "resume"):
+                now = asyncio.get_running_loop().time()
+                missed = self._missed
+                missed.pop((workflow, id), None)
+                missed[(workflow, id)] = (now, what)  # the dict is in the order they came
+                for old in list(itertools.islice(missed, max(len(missed) - _MISSED_KEPT, 1))):
+                    if len(missed) <= _MISSED_KEPT and now - missed[old][0] < _MISSED_SECONDS:
+                        break
+                    del missed[old]
             return
         if what == "pause":
             act.pause_requested = True
+            act.release()  # held on a timer: suspends now, to be paused
         elif what == "resume":
             act.pause_requested = False
         elif what in ("terminate", "terminate_rollback", "restart", "delete", "lost"):
@@ -131,11 +152,18 @@ class Scheduler:
         store_fault = ""  # the last claim failure logged, until a claim works again
         while True:
             self._wake.clear()
-            free = engine.max_concurrency - self._running
+            # held activations wait on a timer in memory: they take no slot until it fires
+            free = engine.max_concurrency - (self._running - self._holding)
+            # claim ahead (instances due within the look-ahead) while there is room to hold
+            ahead = engine.lookahead if self._holding < engine.max_held else 0.0
+            due = clock.now()
             if free > 0:
                 try:
                     claim_started = engine.observer.claim_started()  # observe: claim latency
-                    claimed = await store.claim_work(clock.now(), free)
+                    claimed_at = asyncio.get_running_loop().time()
+                    now = clock.now()
+                    due = now + ahead
+                    claimed = await store.claim_work(now, free, due)
                     engine.observer.claimed(claim_started, claimed, clock.now())  # observe:
                 except Exception as exc:
                     store_fault = await _claim_failed(exc, store_fault)
@@ -144,7 +172,7 @@ class Scheduler:
                     log.warning("claiming work works again")
                     store_fault = ""
                 for work in claimed:
-                    self._launch(work)
+                    self._launch(work, claimed_at)
                 if len(claimed) == free:
                     continue
             if self._wake.is_set():
@@ -160,7 +188,11 @@ class Scheduler:
                 continue
             timer: asyncio.Task[None] | None = None
             if next_at is not None:
-                timer = asyncio.ensure_future(clock.sleep_until(next_at))
+                # the next one beyond the look-ahead: claim it that long before it is due;
+                # one within it was left by this claim (flow limits, another host's lock):
+                # look again when it is due
+                wake = next_at - ahead if next_at > due else next_at
+                timer = asyncio.ensure_future(clock.sleep_until(wake))
             elif engine.poll_interval is not None:
                 timer = asyncio.ensure_future(asyncio.sleep(engine.poll_interval))
             waker = asyncio.ensure_future(self._wake.wait())
@@ -174,7 +206,20 @@ class Scheduler:
                 if timer is not None:
                     timer.cancel()
 
-    def _launch(self, work: Claimed) -> None:
+    def hold(self) -> bool:
+        """Take a place for an activation to wait on a timer in memory (its slot freed
+        for other work); whether there was one."""
+        if self._holding >= self.engine.max_held:
+            return False
+        self._holding += 1
+        self.kick()  # a slot is free: claim more
+        return True
+
+    def unhold(self) -> None:
+        """An activation held on a timer runs again (or ended)."""
+        self._holding -= 1
+
+    def _launch(self, work: Claimed, claimed_at: float) -> None:
         engine = self.engine
         lease = work.lease
         key = (lease.workflow, lease.id)
@@ -206,7 +251,7 @@ class Scheduler:
             future.add_done_callback(lambda f: f.cancelled() or f.exception())
             return
         previous = self._finished.pop(key, None)
-        task = asyncio.create_task(self._activate(spec, work, previous))
+        task = asyncio.create_task(self._activate(spec, work, previous, claimed_at))
         self._running += 1
         self._finished[key] = task
         task.add_done_callback(lambda t: self._forget(key, t))
@@ -216,12 +261,17 @@ class Scheduler:
             del self._finished[key]
 
     async def _activate(
-        self, spec: WorkflowSpec, work: Claimed, previous: asyncio.Task[None] | None
+        self,
+        spec: WorkflowSpec,
+        work: Claimed,
+        previous: asyncio.Task[None] | None,
+        claimed_at: float,
     ) -> None:
         engine = self.engine
         lease, row = work.lease, work.row
         key = (lease.workflow, lease.id)
         observed: Any = _UNOBSERVED  # observe: the activation's token
+        act: _Activation | None = None
         try:
             if previous is not None and not previous.done():
                 await asyncio.wait([previous])  # a cancelled activation of the same instance
@@ -235,6 +285,11 @@ class Scheduler:
                 collecting=row.status == "rollingBack",
             )
             act.parent = row.parent
+            act.not_before = work.not_before
+            missed = self._missed.pop(key, None)
+            if missed is not None and missed[0] >= claimed_at:
+                # told after the claim read the row, before this activation could hear it
+                act.pause_requested = missed[1] == "pause"
             observed = engine.observer.activation_started(spec.name, lease.id, work)  # observe:
             self.active[key] = act
             engine.notify(lease.workflow, lease.id, "running")
@@ -260,6 +315,8 @@ class Scheduler:
             if observed is not _UNOBSERVED:
                 engine.observer.activation_ended(observed)  # observe: activation over
             active = self.active.get(key)
+            if act is not None:
+                act.drop_hold()
             if active is not None and active.lease == lease:
                 active.drop_parked()
                 del self.active[key]
@@ -313,6 +370,8 @@ class Scheduler:
             return
         if act.fatal is not None:
             outcome, error = "errored", act.fatal
+        if outcome != "suspend" and act.not_before is not None:
+            await act.until_due()  # claimed ahead: it ends no earlier than it was due
         if outcome == "suspend":
             act.stop_parked()  # waits still pending wake the instance later
         else:

@@ -177,6 +177,9 @@ class Claimed:
     lease: Lease
     row: InstanceRow
     steps: list[StepRow]
+    #: claimed ahead of its wake-up (``claim``'s ``due``): the ``run_at`` it had, before
+    #: which nothing new of it may run
+    not_before: float | None = None
 
 
 @attrs.frozen
@@ -369,16 +372,19 @@ class Store(abc.ABC):
         """At start-up: make instances a crash left ``running`` runnable again."""
 
     @abc.abstractmethod
-    async def claim(self, now: float, limit: int) -> list[Lease]:
-        """Take up to ``limit`` runnable instances (due ``run_at``), marking them running."""
+    async def claim(self, now: float, limit: int, due: float | None = None) -> list[Lease]:
+        """Take up to ``limit`` runnable instances, marking them running: those due at
+        ``now``, then, up to ``due``, those waiting on a timer only (a sleep or back-off:
+        no event wait) in order of ``run_at``. A workflow with flow limits is only claimed
+        when due."""
 
-    async def claim_work(self, now: float, limit: int) -> list[Claimed]:
+    async def claim_work(self, now: float, limit: int, due: float | None = None) -> list[Claimed]:
         """``claim``, and load each claimed instance's row and history.
 
         Backends may override this to read everything in one round trip.
         """
         claimed = []
-        for lease in await self.claim(now, limit):
+        for lease in await self.claim(now, limit, due):
             row = await self.get_instance(lease.workflow, lease.id)
             if row is not None and row.epoch == lease.epoch:
                 claimed.append(Claimed(lease, row, await self.load_steps(lease.key)))

@@ -102,13 +102,21 @@ WITH due AS (
     SELECT key FROM instances WHERE status IN {LEASED} AND lease_expires < now()
     AND {_RUNNABLE}
     LIMIT $2 FOR UPDATE SKIP LOCKED
+), ahead AS (
+    SELECT key, run_at FROM instances WHERE run_at > $1 AND run_at <= $7
+    AND status = 'waiting' AND wait_types IS NULL AND workflow <> ALL($5::text[])
+    AND {_RUNNABLE}
+    ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED
 ), picked AS (
-    SELECT key FROM due UNION ALL SELECT key FROM expired LIMIT $2
+    SELECT key, NULL::float8 AS ahead_of FROM due
+    UNION ALL SELECT key, NULL::float8 FROM expired
+    UNION ALL SELECT key, run_at FROM ahead
+    LIMIT $2
 )
 UPDATE instances i SET {CLAIM_SET.replace("?", "$1")},
     owner = $3, lease_expires = now() + make_interval(secs => $4)
 FROM picked WHERE i.key = picked.key
-RETURNING {", ".join(f"i.{c.strip()}" for c in INSTANCE_COLUMNS.split(","))}
+RETURNING {", ".join(f"i.{c.strip()}" for c in INSTANCE_COLUMNS.split(","))}, picked.ahead_of
 """
 
 # The due instances of one limited workflow ($2: their keys) claimed at $1, as _CLAIM.
@@ -464,10 +472,14 @@ class PostgresStore(Leases, Store):
         """Nothing to do: an instance a dead host left running is claimed when its lease
         expires."""
 
-    async def _claim(self, now: float, limit: int) -> list[InstanceRow]:
+    async def _claim(
+        self, now: float, limit: int, due: float | None = None
+    ) -> list[tuple[InstanceRow, float | None]]:
+        """The rows claimed, each with the ``run_at`` it had when claimed ahead of it."""
         if self.superseded:
             return []  # another process holds this identity now
         limited = self.flow_limits
+        until = now if due is None else max(now, due)
         rows = await self._call(
             lambda conn: conn.fetch(
                 _CLAIM,
@@ -477,19 +489,23 @@ class PostgresStore(Leases, Store):
                 self.lease_seconds,
                 list(limited),
                 None if self.runnable is None else list(self.runnable),
+                until,
             )
         )
-        instances = [instance_from_row(r) for r in rows]
+        instances = [(instance_from_row(r), r[-1]) for r in rows]
         for workflow, flow in limited.items():
             room = limit - len(instances)
             if room <= 0:
                 break
-            instances += await self._transact(
-                functools.partial(
-                    self._claim_limited, workflow=workflow, flow=flow, now=now, room=room
+            instances += (
+                (row, None)
+                for row in await self._transact(
+                    functools.partial(
+                        self._claim_limited, workflow=workflow, flow=flow, now=now, room=room
+                    )
                 )
             )
-        for row in instances:
+        for row, _ in instances:
             self._held[row.key] = lease_of(row)
         short = len(instances) < limit
         self._short_claim = (now, asyncio.get_running_loop().time()) if short else None
@@ -520,15 +536,15 @@ class PostgresStore(Leases, Store):
         rows = await conn.fetch(_CLAIM_KEYS, now, keys, self.host_id, self.lease_seconds)
         return [instance_from_row(r) for r in rows]
 
-    async def claim(self, now: float, limit: int) -> list[Lease]:
-        return [lease_of(row) for row in await self._claim(now, limit)]
+    async def claim(self, now: float, limit: int, due: float | None = None) -> list[Lease]:
+        return [lease_of(row) for row, _ in await self._claim(now, limit, due)]
 
-    async def claim_work(self, now: float, limit: int) -> list[Claimed]:
+    async def claim_work(self, now: float, limit: int, due: float | None = None) -> list[Claimed]:
         """``claim``, with each claimed instance's row and history: two round trips in all."""
-        instances = await self._claim(now, limit)
+        instances = await self._claim(now, limit, due)
         if not instances:
             return []
-        leases = [lease_of(row) for row in instances]
+        leases = [lease_of(row) for row, _ in instances]
         keys = [lease.key for lease in leases]
         try:
             steps = steps_by_instance(await self._call(lambda conn: conn.fetch(_STEPS, keys)))
@@ -537,8 +553,8 @@ class PostgresStore(Leases, Store):
                 self._forfeit(lease)
             raise
         return [
-            Claimed(lease, row, steps.get(lease.key, []))
-            for lease, row in zip(leases, instances, strict=True)
+            Claimed(lease, row, steps.get(lease.key, []), not_before)
+            for lease, (row, not_before) in zip(leases, instances, strict=True)
         ]
 
     async def in_flight_by_version(self, workflow: str) -> dict[str | None, int]:

@@ -107,6 +107,14 @@ _CLAIM_UNLIMITED = (
     f" RETURNING {INSTANCE_COLUMNS}"
 )
 
+# Instances waiting on a timer only (no event wait) due after ? and at or before ?, not
+# of a workflow with flow limits ({match}), earliest first: claimed ahead of their wake-up.
+_AHEAD = (
+    "SELECT key, run_at FROM instances WHERE run_at > ? AND run_at <= ?"
+    f" AND status = 'waiting' AND wait_types IS NULL AND {SQLITE.can_run} AND NOT {{match}}"
+    " ORDER BY run_at LIMIT ?"
+)
+
 _INSERT_INSTANCE = (
     "INSERT INTO instances (workflow, id, status, params, created_at, run_at, trace, parent,"
     " priority, concurrency_key, version) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -346,17 +354,20 @@ class SqliteStore(GroupCommit, Store):
             self._recover_pending = True
             self._recover_at = now
 
-    def _claim(self, conn: sqlite3.Connection, now: float, limit: int) -> list[InstanceRow]:
+    def _claim(
+        self, conn: sqlite3.Connection, now: float, limit: int, due: float | None = None
+    ) -> list[tuple[InstanceRow, float | None]]:
+        """The rows claimed, each with the ``run_at`` it had when claimed ahead of it."""
         limited = self.flow_limits
         runnable = SQLITE.can_run_args(self.runnable)
-        if not limited:
-            return [
-                instance_from_row(r) for r in conn.execute(_CLAIM, (now, now, *runnable, limit))
-            ]
-        match, names = SQLITE.any_of("workflow", list(limited))
-        claim = _CLAIM_UNLIMITED.format(match=match)
-        rows = [
-            instance_from_row(r) for r in conn.execute(claim, (now, now, *runnable, *names, limit))
+        if limited:
+            match, names = SQLITE.any_of("workflow", list(limited))
+            claim, args = _CLAIM_UNLIMITED.format(match=match), (now, now, *runnable, *names)
+        else:
+            match, names = "0", []
+            claim, args = _CLAIM, (now, now, *runnable)
+        rows: list[tuple[InstanceRow, float | None]] = [
+            (instance_from_row(r), None) for r in conn.execute(claim, (*args, limit))
         ]
         # the writer runs this transaction alone: measuring and claiming cannot interleave
         # with another claim, so the limits hold without a lock
@@ -364,7 +375,21 @@ class SqliteStore(GroupCommit, Store):
             room = limit - len(rows)
             if room <= 0:
                 break
-            rows += self._claim_limited(conn, workflow, flow, now, room)
+            rows += ((row, None) for row in self._claim_limited(conn, workflow, flow, now, room))
+        if due is not None and due > now and len(rows) < limit:
+            ahead = conn.execute(
+                _AHEAD.format(match=match), (now, due, *runnable, *names, limit - len(rows))
+            ).fetchall()
+            if ahead:
+                wake = dict(ahead)
+                marks = ",".join("?" * len(ahead))
+                claim = (
+                    f"UPDATE instances SET {CLAIM_SET} WHERE key IN ({marks})"
+                    f" RETURNING {INSTANCE_COLUMNS}"
+                )
+                for r in conn.execute(claim, (now, *wake)):
+                    row = instance_from_row(r)
+                    rows.append((row, wake[row.key]))
         return rows
 
     def _claim_limited(
@@ -391,13 +416,13 @@ class SqliteStore(GroupCommit, Store):
         )
         return [instance_from_row(r) for r in conn.execute(claim, (now, *keys))]
 
-    async def claim(self, now: float, limit: int) -> list[Lease]:
-        rows = await self._write(lambda conn: self._claim(conn, now, limit))
-        return [lease_of(row) for row in rows]
+    async def claim(self, now: float, limit: int, due: float | None = None) -> list[Lease]:
+        rows = await self._write(lambda conn: self._claim(conn, now, limit, due))
+        return [lease_of(row) for row, _ in rows]
 
-    async def claim_work(self, now: float, limit: int) -> list[Claimed]:
+    async def claim_work(self, now: float, limit: int, due: float | None = None) -> list[Claimed]:
         def op(conn: sqlite3.Connection) -> list[Claimed]:
-            rows = self._claim(conn, now, limit)
+            rows = self._claim(conn, now, limit, due)
             if not rows:
                 return []
             marks = ",".join("?" * len(rows))
@@ -405,10 +430,13 @@ class SqliteStore(GroupCommit, Store):
                 conn.execute(
                     f"SELECT {STEP_COLUMNS} FROM steps WHERE instance IN ({marks})"
                     " ORDER BY instance, seq",
-                    [row.key for row in rows],
+                    [row.key for row, _ in rows],
                 )
             )
-            return [Claimed(lease_of(row), row, steps.get(row.key, [])) for row in rows]
+            return [
+                Claimed(lease_of(row), row, steps.get(row.key, []), not_before)
+                for row, not_before in rows
+            ]
 
         return await self._write(op)
 
