@@ -101,8 +101,12 @@ class RoundTrips:
         real = self._real
 
         def counting_pool(*args: Any, **kwargs: Any) -> Any:
+            given = kwargs.pop("init", None)
+
             async def init(conn: Any) -> None:
                 conn.add_query_logger(self._log)
+                if given is not None:
+                    await given(conn)
 
             return real(*args, init=init, **kwargs)
 

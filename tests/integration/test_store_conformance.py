@@ -331,6 +331,26 @@ async def test_next_run_at_is_the_earliest_run_at(store: Store) -> None:
     assert await store.next_run_at() == T0 + 500
 
 
+async def test_claim_next_claims_and_tells_when_to_claim_again(store: Store) -> None:
+    """claim_next claims as claim_work does and reads next_run_at of what it left: None
+    when nothing is left or the claim took its limit (there may be more at once)."""
+    assert await store.claim_next(T0, 10) == ([], None)
+    await create(store, "a", "b", at=T0 + 50)  # due at T0+50 and T0+51
+    await create(store, "c", at=T0 + 500)
+    assert await store.claim_next(T0, 10) == ([], T0 + 50)
+    work, later = await store.claim_next(T0 + 50, 10)
+    assert ([w.lease.id for w in work], later) == (["a"], T0 + 51)
+    assert (work[0].row.status, work[0].steps) == ("running", [])
+    work, later = await store.claim_next(T0 + 51, 1)
+    assert ([w.lease.id for w in work], later) == (["b"], None)  # took its limit
+    assert await store.claim_next(T0 + 51, 1) == ([], T0 + 500)
+    await store.suspend(work[0].lease, T0 + 70, [], T0 + 60)
+    assert await store.claim_next(T0 + 60, 5) == ([], T0 + 70)
+    work, later = await store.claim_next(T0 + 600, 5)
+    assert (sorted(w.lease.id for w in work), later) == (["b", "c"], None)
+    assert await store.claim_next(T0 + 600, 5) == ([], None)
+
+
 # --- fenced writes --------------------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ from durableflow import (
 from durableflow._entrypoint import params_type
 from durableflow._serde import dumps, loads, structure
 
+from ..clock import Clock
 from ..store.base import Claimed, InstanceRow, LeaseLost, StepRow
 from ..store.transitions import TERMINATED_ERROR
 from ._activation import _Activation, _Suspend
@@ -94,6 +95,11 @@ class Scheduler:
         #: one claimed meanwhile, not yet started, takes it (``_activate``)
         self._missed: dict[tuple[str, str], tuple[float, str]] = {}
         self._wake = asyncio.Event()
+        # the last claim was cut short by max_concurrency: an ending activation frees room
+        self._bound = False
+        # a clock whose time jumps when the loop finds nothing to run (a test's): the loop
+        # must look each time the last activation ends
+        self._jumps = type(engine.clock).idle is not Clock.idle
         self._loop: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -157,13 +163,15 @@ class Scheduler:
             # claim ahead (instances due within the look-ahead) while there is room to hold
             ahead = engine.lookahead if self._holding < engine.max_held else 0.0
             due = clock.now()
+            next_at: float | None = None  # when to claim again (read with the claim)
+            self._bound = free <= 0
             if free > 0:
                 try:
                     claim_started = engine.observer.claim_started()  # observe: claim latency
                     claimed_at = asyncio.get_running_loop().time()
                     now = clock.now()
                     due = now + ahead
-                    claimed = await store.claim_work(now, free, due)
+                    claimed, next_at = await store.claim_next(now, free, due)
                     engine.observer.claimed(claim_started, claimed, clock.now())  # observe:
                 except Exception as exc:
                     store_fault = await _claim_failed(exc, store_fault)
@@ -174,14 +182,8 @@ class Scheduler:
                 for work in claimed:
                     self._launch(work, claimed_at)
                 if len(claimed) == free:
+                    self._bound = True
                     continue
-            if self._wake.is_set():
-                continue
-            try:
-                next_at = await store.next_run_at() if free > 0 else None
-            except Exception as exc:  # e.g. the store went away since the claim
-                store_fault = await _claim_failed(exc, store_fault)
-                continue
             if self._wake.is_set():
                 continue
             if not self._running and clock.idle(next_at):
@@ -272,6 +274,7 @@ class Scheduler:
         key = (lease.workflow, lease.id)
         observed: Any = _UNOBSERVED  # observe: the activation's token
         act: _Activation | None = None
+        quiet = False  # the instance ended leaving nothing runnable: no claim needed
         try:
             if previous is not None and not previous.done():
                 await asyncio.wait([previous])  # a cancelled activation of the same instance
@@ -294,7 +297,7 @@ class Scheduler:
             self.active[key] = act
             engine.notify(lease.workflow, lease.id, "running")
             act.task = asyncio.current_task()
-            await self._drive(act, row)
+            quiet = await self._drive(act, row)
         except LeaseLost:
             pass
         except asyncio.CancelledError:
@@ -321,9 +324,13 @@ class Scheduler:
                 active.drop_parked()
                 del self.active[key]
             self._running -= 1
-            self.kick()
+            if not quiet or self._bound or (self._jumps and not self._running):
+                self.kick()
 
-    async def _drive(self, act: _Activation, row: InstanceRow) -> None:
+    async def _drive(self, act: _Activation, row: InstanceRow) -> bool:
+        """Run the instance until it ends or suspends; whether it ended leaving nothing
+        runnable that was not before (a finish with no parent to wake nor flow limit to
+        free: then the scheduler need not claim again)."""
         lease = act.lease
         outcome: str
         output: Any = None
@@ -345,7 +352,7 @@ class Scheduler:
             outcome = "suspend"
         except asyncio.CancelledError:
             if act.cancelled_for is not None:
-                return  # terminated, restarted or deleted: the store already says so
+                return False  # terminated, restarted or deleted: the store already says so
             raise
         except BaseExceptionGroup as group:  # asyncio.TaskGroup wraps what its tasks raise
             if group.subgroup(LeaseLost) is not None:
@@ -367,7 +374,7 @@ class Scheduler:
         if act.collecting:  # run() was replayed to register the rollbacks to resume
             act.stop_parked()
             await self._roll_back(act, row.error or TERMINATED_ERROR, row.rollback_to)
-            return
+            return False
         if act.fatal is not None:
             outcome, error = "errored", act.fatal
         if outcome != "suspend" and act.not_before is not None:
@@ -385,7 +392,7 @@ class Scheduler:
                 run_at = now
             status = await self.engine.store.suspend(lease, run_at, act.wait_types, now)
             self.engine.notify(lease.workflow, lease.id, status)
-            return
+            return False
         data: bytes | None = None
         if outcome == "complete":
             try:
@@ -397,16 +404,17 @@ class Scheduler:
         info = _error_info(error) if error is not None else None
         if outcome == "errored" and info is not None:
             if await self._retry_run(act, row, error, info):
-                return
+                return False
             if act.rollbacks:
                 await self.engine.store.begin_rollback(lease, info, "errored")
                 self.engine.notify(lease.workflow, lease.id, "rollingBack")
                 await self._roll_back(act, info, "errored")
-                return
+                return False
         await self.engine.observer.commit(  # observe: commit latency
             self.engine.store.finish(lease, outcome, data, info, now, parent=act.parent)
         )
         self.engine.notify(lease.workflow, lease.id, outcome)
+        return act.parent is None and lease.workflow not in self.engine.store.flow_limits
 
     async def _roll_back(self, act: _Activation, error: dict[str, str], then: str | None) -> None:
         """Run the rollbacks of a ``rollingBack`` instance, then end it as ``then``

@@ -390,6 +390,25 @@ class Store(abc.ABC):
                 claimed.append(Claimed(lease, row, await self.load_steps(lease.key)))
         return claimed
 
+    async def claim_next(
+        self, now: float, limit: int, due: float | None = None
+    ) -> tuple[list[Claimed], float | None]:
+        """``claim_work``, and ``next_run_at`` of what it left: the earliest ``run_at``
+        that a claim at ``now`` did not take (``None``: none, or, when the claim took
+        ``limit``, not read: there may be more to claim at once).
+
+        Backends may override this to read both in one round trip.
+        """
+        claimed = await self.claim_work(now, limit, due)
+        if len(claimed) >= limit:
+            return claimed, None
+        try:
+            return claimed, await self.next_run_at()
+        except Exception:
+            if not claimed:
+                raise
+            return claimed, now  # the claimed run; the next claim meets the fault
+
     @abc.abstractmethod
     async def next_run_at(self) -> float | None:
         """The earliest ``run_at`` of any instance, or ``None``."""

@@ -17,7 +17,15 @@ from ..base import redact_url
 
 T = TypeVar("T")
 
-__all__ = ["Connections", "disk_full", "keep_session", "transient"]
+__all__ = [
+    "Connections",
+    "disk_full",
+    "keep_session",
+    "learn_types",
+    "lost_midway",
+    "teach_types",
+    "transient",
+]
 
 
 def disk_full(exc: BaseException) -> bool:
@@ -44,6 +52,40 @@ def transient(exc: BaseException) -> bool:
         | asyncpg.exceptions._base.InternalClientError
         | OSError,
     )
+
+
+def lost_midway(exc: BaseException) -> bool:
+    """The connection failed while a statement was under way (not a refusal by the server,
+    which applies nothing): a statement run on its own may have committed."""
+    return isinstance(
+        exc,
+        asyncpg.PostgresConnectionError | asyncpg.exceptions._base.InternalClientError | OSError,
+    )
+
+
+# The array types the store's statements take as parameters, which asyncpg has no built-in
+# codec for: integer[], text[], bigint[], float8[], record[]. It learns each by a query on every new connection
+# (three statements with its ``jit`` guard); the store learns them once, at open, and
+# hands what it learned to each connection the pool opens after (see ``teach_types``).
+_ARRAY_TYPES = (1007, 1009, 1016, 1022, 2287)
+
+
+async def learn_types(conn: Any) -> Any:
+    """What asyncpg learns of the store's array types, read on ``conn`` (``None``: this
+    asyncpg does not let it be reused; each connection then learns them itself)."""
+    try:
+        types, _ = await conn._introspect_types(_ARRAY_TYPES, 10.0)
+        conn._protocol.get_settings().register_data_types(types)
+    except AttributeError:
+        return None
+    return types
+
+
+def teach_types(conn: Any, types: Any) -> None:
+    """Give a new connection the types :func:`learn_types` read (no round trip)."""
+    if types is not None:
+        with contextlib.suppress(AttributeError):
+            conn._protocol.get_settings().register_data_types(types)
 
 
 class _UnknownOutcome(Exception):

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 import asyncpg
 import orjson
 
-from durableflow import StoreUnavailableError, ValidationError
+from durableflow import InstanceExistsError, StoreUnavailableError, ValidationError
 from durableflow._types import StepRef
 
 from .._flow import Blocked, FlowPlan, queued_run_at
@@ -76,7 +76,7 @@ from ..base import (
 )
 from ..transitions import INSTANCE_TABLES
 from ._batch import Op, lost
-from ._connection import keep_session, transient
+from ._connection import keep_session, learn_types, lost_midway, teach_types, transient
 from ._identity import HostSlot, host_slot, take_over
 from ._leases import LEASED, Leases
 from ._schema import migrate
@@ -87,15 +87,17 @@ log = logging.getLogger("durableflow.postgres")
 __all__ = ["PostgresStore"]
 
 
-# Claims the instances due at $1 and those whose lease expired, up to $2, for host $3
-# with a lease of $4 seconds, of the workflows and versions $6 names (NULL: any: see
-# ``Store.runnable``); returns their rows. ``claim`` keeps their leases. The due
+# Claims the instances due at $1, those whose lease expired, and those due by $7 that
+# wait on a timer only (claimed ahead of their wake-up: see ``Store.claim``), up to $2, for
+# host $3 with a lease of $4 seconds, of the workflows and versions $6 names (NULL: any:
+# see ``Store.runnable``); returns their rows, each with the ``run_at`` it had when it was
+# claimed ahead (``ahead_of``). ``claim`` keeps their leases. The due
 # instances of the workflows $5 (those with flow limits) are left to ``_claim_limited``;
 # an expired lease is taken over whatever its workflow: it holds its slot already.
 _RUNNABLE = f"($6::text[] IS NULL OR {RUNS_ON} = ANY($6::text[]))"
-_CLAIM = f"""
+_PICK = f"""
 WITH due AS (
-    SELECT key FROM instances WHERE run_at <= $1 AND workflow <> ALL($5::text[])
+    SELECT key{{seen}} FROM instances WHERE run_at <= $1 AND workflow <> ALL($5::text[])
     AND {_RUNNABLE}
     ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED
 ), expired AS (
@@ -112,12 +114,14 @@ WITH due AS (
     UNION ALL SELECT key, NULL::float8 FROM expired
     UNION ALL SELECT key, run_at FROM ahead
     LIMIT $2
-)
+)"""
+_TAKE = f"""
 UPDATE instances i SET {CLAIM_SET.replace("?", "$1")},
     owner = $3, lease_expires = now() + make_interval(secs => $4)
 FROM picked WHERE i.key = picked.key
 RETURNING {", ".join(f"i.{c.strip()}" for c in INSTANCE_COLUMNS.split(","))}, picked.ahead_of
 """
+_CLAIM = _PICK.format(seen="") + _TAKE
 
 # The due instances of one limited workflow ($2: their keys) claimed at $1, as _CLAIM.
 _CLAIM_KEYS = f"""
@@ -126,6 +130,35 @@ UPDATE instances i SET {CLAIM_SET.replace("?", "$1")},
 WHERE i.key = ANY($2::bigint[])
 RETURNING {", ".join(f"i.{c.strip()}" for c in INSTANCE_COLUMNS.split(","))}
 """
+
+# ``_CLAIM``, with three more columns: the earliest ``run_at`` of the instances it left
+# (``next_run_at``; the same on every row, and on a row of NULLs but that when nothing was
+# claimed), whether the instance's steps were read too, and its steps (``_STEPS`` rows,
+# as records; NULL: none). They are read with the statement's snapshot, so only for an
+# instance that was due and whose row the claim locked as that snapshot has it (the same
+# ``xmin``): no one wrote its steps since, as a writer of steps either holds the lease
+# (and a due instance has no holder) or changes the row too (a restart). The steps of an
+# instance taken over from an expired lease, or changed meanwhile, are read after.
+_CLAIM_NEXT = (
+    _PICK.format(seen=", xmin AS seen")
+    + ", claimed AS ("
+    + _TAKE
+    + f"""), later AS (
+    SELECT min(run_at) AS run_at FROM instances WHERE run_at IS NOT NULL AND {_RUNNABLE}
+    AND key NOT IN (SELECT key FROM picked)
+), settled AS (
+    SELECT due.key FROM due JOIN instances i ON i.key = due.key AND i.xmin = due.seen
+)
+SELECT claimed.*, later.run_at AS next_run_at, s.key IS NOT NULL AS settled,
+    CASE WHEN s.key IS NOT NULL THEN (
+        SELECT array_agg(ROW({", ".join(f"st.{c.strip()}" for c in STEP_COLUMNS.split(","))},
+            st.host) ORDER BY st.seq)
+        FROM steps st WHERE st.instance = claimed.key
+    ) END AS steps
+FROM later LEFT JOIN claimed ON true LEFT JOIN settled s ON s.key = claimed.key
+"""
+)
+_UNREAD = object()  # _claim: the earliest run_at left was not read
 
 _STEPS = f"SELECT {STEP_COLUMNS}, host FROM steps WHERE instance = ANY($1::bigint[]) ORDER BY instance, seq"
 
@@ -159,6 +192,20 @@ _CREATE = (
     " $4::float8[], $5::text[], $6::bigint[], $7::float8[], $8::int[], $9::text[],"
     " $10::text[]) AS v(w, i, p, c, t, parent, r, pr, k, version)"
     " ON CONFLICT (workflow, id) DO NOTHING RETURNING workflow, id"
+)
+
+# ``_CREATE`` for clients, in one statement (so one round trip, with no BEGIN and COMMIT):
+# all rows or none (a taken id fails the whole statement), and the notification ($11, $12)
+# sent when it commits.
+_CREATE_NOTIFY = (
+    "WITH created AS ("
+    + _CREATE.removesuffix(" ON CONFLICT (workflow, id) DO NOTHING RETURNING workflow, id")
+    + ") SELECT pg_notify($11, $12)"
+)
+# Which of the instances ($1, $2: workflows and ids) exist, with their time and params.
+_EXISTING = (
+    "SELECT workflow, id, created_at, params FROM instances"
+    " WHERE (workflow, id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
 )
 
 _RECHECK_LOCKED = 0.05  # seconds before looking again at a due instance another host locks
@@ -286,6 +333,7 @@ class PostgresStore(Leases, Store):
         # (engine time, loop time) of the last claim that took fewer than asked
         self._short_claim: tuple[float, float] | None = None
         self._blocked = Blocked()
+        self._types: Any = None  # the array types learned at open (see learn_types)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> PostgresStore:
@@ -321,6 +369,7 @@ class PostgresStore(Leases, Store):
                 max_size=self.pool_size,
                 server_settings=self._server_settings(),
                 reset=keep_session,
+                init=self._init_connection,
                 # a server that does not answer (a dropped route) fails a connect in time
                 timeout=self.unavailable_timeout,
             )
@@ -330,6 +379,7 @@ class PostgresStore(Leases, Store):
             ) from exc
         try:
             async with self._pool.acquire() as conn:  # the pool's first connection, too
+                self._types = await learn_types(conn)
                 await migrate(conn, self.schema)
                 self.generation, taken = await take_over(conn, self.host_id)
             self.stats["leases_taken_back"] += taken
@@ -356,6 +406,10 @@ class PostgresStore(Leases, Store):
         except Exception as exc:
             log.warning("LISTEN failed (%s); relying on polling until it reconnects", exc)
             self._listen_lost()
+
+    async def _init_connection(self, conn: Any) -> None:
+        """A new pooled connection: knows the store's array types (see ``learn_types``)."""
+        teach_types(conn, self._types)
 
     async def close(self) -> None:
         if self._pool is None:
@@ -407,32 +461,55 @@ class PostgresStore(Leases, Store):
         if not rows:
             return
         self._short_claim = None
+        args = (
+            [r.workflow for r in rows],
+            [r.id for r in rows],
+            [text(r.params) for r in rows],
+            [r.created_at for r in rows],
+            [r.trace for r in rows],
+            [r.parent for r in rows],
+            [queued_run_at(r.created_at, r.priority) for r in rows],
+            [r.priority for r in rows],
+            [r.concurrency_key for r in rows],
+            [r.version for r in rows],
+            self.channel,
+            self._notice("create", rows[0].workflow, rows[0].id),
+        )
+        sent = False  # a try whose connection failed mid-way may have committed
 
         async def op(conn: Any) -> None:
-            created = await conn.fetch(
-                _CREATE,
-                [r.workflow for r in rows],
-                [r.id for r in rows],
-                [text(r.params) for r in rows],
-                [r.created_at for r in rows],
-                [r.trace for r in rows],
-                [r.parent for r in rows],
-                [queued_run_at(r.created_at, r.priority) for r in rows],
-                [r.priority for r in rows],
-                [r.concurrency_key for r in rows],
-                [r.version for r in rows],
-            )
-            if len(created) != len(rows):
-                made = {(r[0], r[1]) for r in created}
-                seen: set[tuple[str, str]] = set()
-                for row in rows:
-                    ident = (row.workflow, row.id)
-                    if ident not in made or ident in seen:
-                        raise already_exists(row.workflow, row.id)
-                    seen.add(ident)
-            await self._notify(conn, "create", rows[0].workflow, rows[0].id)
+            nonlocal sent
+            try:
+                await conn.execute(_CREATE_NOTIFY, *args)
+            except asyncpg.UniqueViolationError:
+                if sent and await self._created_before(conn, rows):
+                    return  # the lost try committed: these rows are this call's own
+                raise await self._taken(conn, rows) from None
+            except Exception as exc:
+                sent = sent or lost_midway(exc)
+                raise
 
-        await self._transact(op)
+        await self._call(op)
+
+    async def _taken(self, conn: Any, rows: Sequence[NewInstance]) -> InstanceExistsError:
+        """The error for a create of ``rows`` refused as a duplicate: the first row whose
+        id is taken, or that the batch itself holds twice."""
+        found = await conn.fetch(_EXISTING, [r.workflow for r in rows], [r.id for r in rows])
+        taken = {(r[0], r[1]) for r in found}
+        seen: set[tuple[str, str]] = set()
+        for row in rows:
+            ident = (row.workflow, row.id)
+            if ident in taken or ident in seen:
+                return already_exists(*ident)
+            seen.add(ident)
+        return already_exists(rows[0].workflow, rows[0].id)  # deleted since
+
+    async def _created_before(self, conn: Any, rows: Sequence[NewInstance]) -> bool:
+        """Whether every one of ``rows`` is stored as this create made it (its time and
+        params): a try cut off while committing did commit."""
+        found = await conn.fetch(_EXISTING, [r.workflow for r in rows], [r.id for r in rows])
+        stored = {(r[0], r[1]): (r[2], r[3]) for r in found}
+        return all(stored.get((r.workflow, r.id)) == (r.created_at, text(r.params)) for r in rows)
 
     async def get_instance(self, workflow: str, id: str) -> InstanceRow | None:
         row = await self._call(lambda conn: conn.fetchrow(Q.instance_by_name, workflow, id))
@@ -473,16 +550,20 @@ class PostgresStore(Leases, Store):
         expires."""
 
     async def _claim(
-        self, now: float, limit: int, due: float | None = None
-    ) -> list[tuple[InstanceRow, float | None]]:
-        """The rows claimed, each with the ``run_at`` it had when claimed ahead of it."""
+        self, now: float, limit: int, due: float | None = None, *, later: bool = False
+    ) -> tuple[list[InstanceRow], Any, dict[int, list[StepRow]], dict[int, float]]:
+        """The claimed rows; with ``later`` (when no flow limit makes it a matter of
+        several statements) the earliest ``run_at`` left behind, else ``_UNREAD``; the
+        steps of the claimed instances whose steps the claim read (see _CLAIM_NEXT); and
+        the ``run_at`` of each instance claimed ahead of it (by key)."""
         if self.superseded:
-            return []  # another process holds this identity now
+            return [], _UNREAD, {}, {}  # another process holds this identity now
         limited = self.flow_limits
+        one = later and not limited and not self._blocked.until
         until = now if due is None else max(now, due)
         rows = await self._call(
             lambda conn: conn.fetch(
-                _CLAIM,
+                _CLAIM_NEXT if one else _CLAIM,
                 now,
                 limit,
                 self.host_id,
@@ -492,24 +573,25 @@ class PostgresStore(Leases, Store):
                 until,
             )
         )
-        instances = [(instance_from_row(r), r[-1]) for r in rows]
+        left = rows[0][-3] if one else _UNREAD
+        instances = [instance_from_row(r) for r in rows if r[0] is not None]
+        known = {r[0]: steps_by_instance(r[-1] or ()).get(r[0], []) for r in rows if one and r[-2]}
+        at = -4 if one else -1  # the column ahead_of
+        ahead = {r[0]: r[at] for r in rows if r[0] is not None and r[at] is not None}
         for workflow, flow in limited.items():
             room = limit - len(instances)
             if room <= 0:
                 break
-            instances += (
-                (row, None)
-                for row in await self._transact(
-                    functools.partial(
-                        self._claim_limited, workflow=workflow, flow=flow, now=now, room=room
-                    )
+            instances += await self._transact(
+                functools.partial(
+                    self._claim_limited, workflow=workflow, flow=flow, now=now, room=room
                 )
             )
-        for row, _ in instances:
+        for row in instances:
             self._held[row.key] = lease_of(row)
         short = len(instances) < limit
         self._short_claim = (now, asyncio.get_running_loop().time()) if short else None
-        return instances
+        return instances, left, known, ahead
 
     async def _claim_limited(
         self, conn: Any, workflow: str, flow: FlowLimits, now: float, room: int
@@ -537,24 +619,59 @@ class PostgresStore(Leases, Store):
         return [instance_from_row(r) for r in rows]
 
     async def claim(self, now: float, limit: int, due: float | None = None) -> list[Lease]:
-        return [lease_of(row) for row, _ in await self._claim(now, limit, due)]
+        return [lease_of(row) for row in (await self._claim(now, limit, due))[0]]
 
-    async def claim_work(self, now: float, limit: int, due: float | None = None) -> list[Claimed]:
+    async def claim_work(
+        self, now: float, limit: int, due: float | None = None
+    ) -> list[Claimed]:
         """``claim``, with each claimed instance's row and history: two round trips in all."""
-        instances = await self._claim(now, limit, due)
+        instances, _, _, ahead = await self._claim(now, limit, due)
+        return await self._with_steps(instances, ahead=ahead)
+
+    async def claim_next(
+        self, now: float, limit: int, due: float | None = None
+    ) -> tuple[list[Claimed], float | None]:
+        """``claim_work`` and ``next_run_at``: the claim statement reads the earliest
+        ``run_at`` it leaves behind (unless flow limits make the claim several)."""
+        instances, left, known, ahead = await self._claim(now, limit, due, later=True)
+        claimed = await self._with_steps(instances, known, ahead)
+        if len(claimed) >= limit:
+            return claimed, None
+        if left is _UNREAD:
+            try:
+                return claimed, await self.next_run_at()
+            except Exception:
+                if not claimed:
+                    raise
+                return claimed, now  # the claimed run; the next claim meets the fault
+        return claimed, self._recheck_locked(left)
+
+    async def _with_steps(
+        self,
+        instances: list[InstanceRow],
+        known: dict[int, list[StepRow]] | None = None,
+        ahead: dict[int, float] | None = None,
+    ) -> list[Claimed]:
+        """The claimed ``instances`` with their histories (those not ``known`` read in one
+        statement), and the ``run_at`` of those claimed ``ahead`` of it."""
         if not instances:
             return []
-        leases = [lease_of(row) for row, _ in instances]
-        keys = [lease.key for lease in leases]
+        leases = [lease_of(row) for row in instances]
+        steps = dict(known or {})
+        keys = [lease.key for lease in leases if lease.key not in steps]
         try:
-            steps = steps_by_instance(await self._call(lambda conn: conn.fetch(_STEPS, keys)))
+            if keys:
+                steps.update(
+                    steps_by_instance(await self._call(lambda conn: conn.fetch(_STEPS, keys)))
+                )
         except BaseException:
             for lease in leases:  # never launched: hand them back
                 self._forfeit(lease)
             raise
+        ahead = ahead or {}
         return [
-            Claimed(lease, row, steps.get(lease.key, []), not_before)
-            for lease, (row, not_before) in zip(leases, instances, strict=True)
+            Claimed(lease, row, steps.get(lease.key, []), ahead.get(lease.key))
+            for lease, row in zip(leases, instances, strict=True)
         ]
 
     async def in_flight_by_version(self, workflow: str) -> dict[str | None, int]:
@@ -575,6 +692,10 @@ class PostgresStore(Leases, Store):
             value = await self._call(
                 lambda conn: conn.fetchval(Q.next_run_at, *POSTGRES.can_run_args(self.runnable))
             )
+        return self._recheck_locked(value)
+
+    def _recheck_locked(self, value: Any) -> float | None:
+        """The earliest ``run_at`` found, ``value``, as the time to claim again."""
         if value is None:
             return None
         short = self._short_claim
