@@ -897,6 +897,41 @@ async def test_engine_resumes_from_stored_steps_and_obeys_control(make_store: St
         await engine.stop()
 
 
+async def test_engine_claims_once_per_instance_run_one_at_a_time(
+    make_store: StoreFactory,
+) -> None:
+    """An instance that completes leaves nothing runnable: the scheduler claims when the
+    next one is created, not again when one ends (that was two claims per instance)."""
+    store = make_store()
+    claims: list[float] = []
+    claim_next = store.claim_next
+
+    async def counted(now: float, limit: int) -> Any:
+        claims.append(now)
+        return await claim_next(now, limit)
+
+    store.claim_next = counted  # type: ignore[method-assign]
+    engine = Engine(store, [WorkflowSpec("adds", Adds)], poll_interval=30)
+    await engine.start()
+    try:
+        await eventually(lambda: bool(claims), message="the first claim")
+        await asyncio.sleep(0.1)
+        claims.clear()
+        for n in range(5):
+            await engine.create("adds", [(f"a{n}", None)])
+            assert await engine.result("adds", f"a{n}", timeout=20) == 3
+        await asyncio.sleep(0.1)  # a claim after the last end would show here
+        # one per create; PostgreSQL's poll (every 2 s) may add one
+        assert 5 <= len(claims) <= 6, claims
+    finally:
+        await engine.stop()
+
+
+class Adds(WorkflowEntrypoint[Any, Any]):
+    async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> Any:
+        return sum([await step.do("add", _const_int(n)) for n in range(3)])
+
+
 def test_backends_keep_their_import_paths() -> None:
     """Each backend is a package whose ``__init__`` re-exports the names callers import."""
     from durableflow_runtime.store import postgres, sqlite
