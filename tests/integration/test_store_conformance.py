@@ -906,9 +906,9 @@ async def test_engine_claims_once_per_instance_run_one_at_a_time(
     claims: list[float] = []
     claim_next = store.claim_next
 
-    async def counted(now: float, limit: int) -> Any:
+    async def counted(now: float, limit: int, due: float | None = None) -> Any:
         claims.append(now)
-        return await claim_next(now, limit)
+        return await claim_next(now, limit, due)
 
     store.claim_next = counted  # type: ignore[method-assign]
     engine = Engine(store, [WorkflowSpec("adds", Adds)], poll_interval=30)

@@ -621,9 +621,7 @@ class PostgresStore(Leases, Store):
     async def claim(self, now: float, limit: int, due: float | None = None) -> list[Lease]:
         return [lease_of(row) for row in (await self._claim(now, limit, due))[0]]
 
-    async def claim_work(
-        self, now: float, limit: int, due: float | None = None
-    ) -> list[Claimed]:
+    async def claim_work(self, now: float, limit: int, due: float | None = None) -> list[Claimed]:
         """``claim``, with each claimed instance's row and history: two round trips in all."""
         instances, _, _, ahead = await self._claim(now, limit, due)
         return await self._with_steps(instances, ahead=ahead)
