@@ -314,27 +314,6 @@ async def test_read_only_store_serves_reads_and_answers_503(
     assert_each_step_ran_once(log, [*ids, "writable-again"], 2)
 
 
-# --- SQLite: the database file replaced by a rename --------------------------------------
-async def test_sqlite_file_replaced_by_a_rename_refuses_the_next_commit(tmp_path: Path) -> None:
-    """A database file replaced by renaming another over it is noticed by the very next
-    commit (the file the host holds has no name left), which is refused naming why."""
-    from durableflow_runtime.store.base import NewInstance
-    from durableflow_runtime.store.sqlite import SqliteStore
-
-    path = tmp_path / "state.db"
-    store = SqliteStore(path)
-    await store.open()
-    try:
-        await store.create_instances([NewInstance("wf", "a", None, 1.0)])
-        other = tmp_path / "other.db"
-        sqlite3.connect(other).close()
-        os.replace(other, path)
-        with pytest.raises(durableflow.StoreUnavailableError, match="was replaced"):
-            await store.create_instances([NewInstance("wf", "b", None, 2.0)])
-    finally:
-        await store.close()
-
-
 # --- SQLite: the database file deleted while serving ------------------------------------
 async def test_deleted_sqlite_file_refuses_writes_and_is_rescued(
     tmp_path: Path, hosts: HostFactory

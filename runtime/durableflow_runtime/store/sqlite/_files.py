@@ -44,9 +44,6 @@ class FileGuard:
     _stop: threading.Event
     # the database file as opened (device, inode): the path must keep naming it
     _identity: tuple[int, int] | None
-    # a descriptor of that file, held open: its link count tells, at the cost of an
-    # fstat, whether the file was deleted (or replaced by a rename) since
-    _file_fd: int | None
     _lost: str | None  # why writes are refused for good (file deleted)
     _rescued: Path | None
     _full: bool  # a write met SQLITE_FULL: the checkpointer should run
@@ -167,37 +164,6 @@ class FileGuard:
                 "disk (dmesg, free space, permissions); nothing acknowledged was lost."
             )
         return None
-
-    def _hold_file(self) -> None:
-        """Note the file's identity and hold it open (see :meth:`_check_linked`)."""
-        fd = os.open(self.path, os.O_RDONLY)
-        stat = os.fstat(fd)
-        self._identity = (stat.st_dev, stat.st_ino)
-        self._file_fd = fd
-
-    def _release_file(self) -> None:
-        if self._file_fd is not None:
-            os.close(self._file_fd)
-            self._file_fd = None
-
-    def _check_linked(self) -> str | None:
-        """:meth:`_check_file` as each commit makes it: the file held open still has a
-        name (an ``fstat``, rather than looking the path up), or why writes must stop.
-
-        Deleting the file, or renaming another over it, leaves it with no name, and the
-        commit that follows is refused. A file replaced while another name still links
-        the old one is noticed by the full check every ``WATCH_INTERVAL``.
-        """
-        if self._lost is not None:
-            return self._lost
-        if self._file_fd is None:
-            return self._check_file()
-        try:
-            if os.fstat(self._file_fd).st_nlink > 0:
-                return None
-        except OSError:
-            return None  # cannot tell (a transient error): the commit itself will say
-        return self._check_file()
 
     def _check_file(self) -> str | None:
         """Why writes must stop for good (the file is gone or replaced), or ``None``."""

@@ -186,7 +186,6 @@ class SqliteStore(GroupCommit, Store):
         self._checkpointer: threading.Thread | None = None
         self._stop = threading.Event()
         self._identity = None
-        self._file_fd = None
         self._lost = None
         self._rescued = None
         self._full = False
@@ -238,7 +237,8 @@ class SqliteStore(GroupCommit, Store):
             if isinstance(exc, _ValidationError):
                 raise
             raise self._fault(exc) or exc from exc
-        self._hold_file()
+        stat = os.stat(self.path)
+        self._identity = (stat.st_dev, stat.st_ino)
         self._lost = None
         self._loop = asyncio.get_running_loop()
         self._watcher = self._loop.call_later(WATCH_INTERVAL, self._watch)
@@ -277,7 +277,6 @@ class SqliteStore(GroupCommit, Store):
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._conn.close()
         self._conn = None
-        self._release_file()
         self._unlock()
 
     # --- instances --------------------------------------------------------------------

@@ -297,7 +297,7 @@ class GroupCommit(FileGuard):
         """Apply a batch in one transaction (on whichever thread commits)."""
         conn = self._connection()
         outcomes: list[tuple[bool, Any]] = []
-        refused = self._read_only or self._check_linked()
+        refused = self._read_only or self._check_file()
         if refused is not None:
             return [(False, StoreUnavailableError(refused))] * len(batch)
         if len(batch) == 1 and isinstance(batch[0][0], StepWrite):
