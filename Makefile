@@ -55,6 +55,7 @@ bench-smoke: setup-bench
 	$(PY) tests/benchmarks/chaos.py --quick
 	$(PY) tests/benchmarks/bench_scale.py --quick
 	$(PY) tests/benchmarks/bench_check.py --quick
+	$(PY) tests/benchmarks/bench_wakeups.py --quick
 
 check: lint typecheck test fuzz bench-smoke docs-check
 

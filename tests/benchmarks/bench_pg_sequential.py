@@ -21,9 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
-import bench_dbos as b
+from tests.benchmarks import bench_dbos as b
 
 
 def main() -> None:
