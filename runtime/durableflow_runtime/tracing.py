@@ -183,7 +183,9 @@ class Tracing(Observer):
     def step_started(self, workflow: str, id: str, step: StepRow) -> Any:
         traceparent = self._parents.get((workflow, id))
         if traceparent is not None and step.config is not None:
-            step.config[TRACE_KEY] = traceparent  # stored with the attempt's outcome
+            # a copy: a do step's config dict is shared by every step resolved alike
+            # (``_config_json``'s cache), and the traceparent is this activation's alone
+            step.config = {**step.config, TRACE_KEY: traceparent}  # stored with the outcome
         span = self.tracer.start_span(
             f"step {step.name}",
             kind=SpanKind.INTERNAL,

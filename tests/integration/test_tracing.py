@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -153,3 +154,39 @@ def _console_spans(output: str) -> list[dict[str, Any]]:
         if isinstance(value, dict) and "context" in value and "name" in value:
             spans.append(value)
     return spans
+
+
+class Plain(WorkflowEntrypoint[Any, Any]):
+    """One step with the workflow's default config (shared by every instance's step)."""
+
+    async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> Any:
+        async def one() -> int:
+            await asyncio.sleep(0.05)  # the other instances' steps start meanwhile
+            return 1
+
+        return await step.do("one", one)
+
+
+async def test_each_step_stores_its_own_activations_traceparent(tmp_path: Path) -> None:
+    """A step's stored config carries the traceparent of the activation that ran it, not
+    of another instance's whose step had the same config."""
+    provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    engine = Engine(SqliteStore(tmp_path / "s.db"), [WorkflowSpec("plain", Plain)])
+    engine.observer = Tracing(engine, provider)
+    async with engine:
+        ids = [f"p{n}" for n in range(4)]
+        await engine.create("plain", [(id, None) for id in ids])
+        for id in ids:
+            assert await engine.result("plain", id, timeout=10) == 1
+        stored = {id: (await engine.describe("plain", id)).steps[0].config or {} for id in ids}
+    activations = {
+        _attrs(s)["durableflow.instance_id"]: s
+        for s in exporter.get_finished_spans()
+        if s.name == "activation plain"
+    }
+    for id in ids:
+        context = activations[id].context
+        assert context is not None
+        assert stored[id]["trace"].split("-")[2] == format(context.span_id, "016x")
