@@ -402,12 +402,17 @@ class Store(abc.ABC):
         claimed = await self.claim_work(now, limit, due)
         if len(claimed) >= limit:
             return claimed, None
+        return claimed, await self._next_after(claimed, now)
+
+    async def _next_after(self, claimed: list[Claimed], now: float) -> float | None:
+        """``next_run_at`` after a claim that took ``claimed``: a store fault fails it
+        only when nothing was claimed (what was claimed runs; the next claim meets it)."""
         try:
-            return claimed, await self.next_run_at()
+            return await self.next_run_at()
         except Exception:
             if not claimed:
                 raise
-            return claimed, now  # the claimed run; the next claim meets the fault
+            return now
 
     @abc.abstractmethod
     async def next_run_at(self) -> float | None:

@@ -636,12 +636,7 @@ class PostgresStore(Leases, Store):
         if len(claimed) >= limit:
             return claimed, None
         if left is _UNREAD:
-            try:
-                return claimed, await self.next_run_at()
-            except Exception:
-                if not claimed:
-                    raise
-                return claimed, now  # the claimed run; the next claim meets the fault
+            return claimed, await self._next_after(claimed, now)
         return claimed, self._recheck_locked(left)
 
     async def _with_steps(
