@@ -361,7 +361,10 @@ class Metrics(Observer):
         async with self._reading:  # concurrent scrapes share one query
             if time.monotonic() - self._read_at < self.cache_seconds:
                 return
-            counts = await self.engine.store.instance_counts(self.engine.clock.now())
+            engine = self.engine
+            counts = await engine.costly.get(
+                "instance_counts", lambda: engine.store.instance_counts(engine.clock.now())
+            )
             self.instances.clear()
             self.queue_depth.clear()
             due: dict[str, int] = dict.fromkeys(self.engine.workflows, 0)

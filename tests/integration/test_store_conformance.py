@@ -316,6 +316,9 @@ async def test_instance_counts_group_by_workflow_and_status_with_due(store: Stor
         ("wf", "queued"): (2, 1),  # b is due at T0+1, c not yet
         ("other", "queued"): (1, 0),
     }
+    assert await store.status_counts("wf") == {"complete": 1, "queued": 2}
+    assert await store.status_counts("other") == {"queued": 1}
+    assert await store.status_counts("none") == {}
 
 
 async def test_next_run_at_is_the_earliest_run_at(store: Store) -> None:

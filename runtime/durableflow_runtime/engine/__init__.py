@@ -20,6 +20,7 @@ One module per job (docs/design.md draws the map):
 - ``_hooks``: hooks and webhooks: payload types, taken payloads, webhook verifiers.
 - ``_bindings``: the in-process bindings (``Bindings``, ``EngineWorkflow``, ``EngineInstance``).
 - ``_schedules``: ``ScheduleRunner``, which starts an instance at every cron tick.
+- ``_costly``: ``CostlyReads``, counts over many instances kept from taking the host.
 """
 
 from ._bindings import Bindings, EngineInstance, EngineWorkflow

@@ -51,6 +51,7 @@ from ..store._output import ChunkRow, LogRow, StreamInfo
 from ..store._queries import runs_on
 from ..store.base import FINAL_STATUSES, FINISHED, ControlAction, InstanceRow, NewInstance, Store
 from ._bindings import Bindings, EngineWorkflow
+from ._costly import CostlyReads
 from ._hooks import Verifiers, check_registered, find_verifier
 from ._output import StreamHub, read_stream
 from ._records import InstanceRecord
@@ -171,6 +172,7 @@ class Engine:
         self.scheduler = Scheduler(self)
         self._listeners: list[Callable[[str, str, str | None], None]] = []
         self.stream_hub = StreamHub()  # chunks written here, handed to readers here
+        self.costly = CostlyReads()  # counts over a workflow's instances (_costly)
         self._started = False
         self.observer: Observer = NO_OBSERVER  # observe: the host installs metrics/tracing
         for schedule in schedules:
@@ -256,12 +258,22 @@ class Engine:
             for version in spec.classes
         )
 
+    async def counts(self, workflow: str) -> dict[str, int]:
+        """How many instances of ``workflow`` are in each status: exact while counting is
+        quick, at most a few seconds old past a few hundred thousand (:mod:`._costly`)."""
+        self.spec(workflow)
+        return await self.costly.get(
+            ("counts", workflow), lambda: self.store.status_counts(workflow)
+        )
+
     async def versions(self, workflow: str) -> list[dict[str, Any]]:
         """The versions of a workflow: each that this host has code for or that instances
         not finished recorded, with ``current`` (new instances get it), ``code`` (this
         host runs it) and ``in_flight`` (its instances not finished)."""
         spec = self.spec(workflow)
-        counts = await self.store.in_flight_by_version(workflow)
+        counts = await self.costly.get(
+            ("versions", workflow), lambda: self.store.in_flight_by_version(workflow)
+        )
         known = list(spec.classes) + sorted(
             (v for v in counts if v not in spec.classes), key=lambda v: (v is not None, v or "")
         )

@@ -76,11 +76,10 @@ async def describe_workflow(request: web.Request) -> web.Response:
     name = _workflow(request)
     [info] = [w for w in request.config_dict[SETTINGS_KEY].workflows if w["name"] == name]
     engine = _engine(request)
-    counts = await engine.store.instance_counts(engine.clock.now())
     return _json(
         {
             **info,
-            "counts": {c.status: c.count for c in counts if c.workflow == name},
+            "counts": await engine.counts(name),
             "schedules": (await _schedules_by_workflow(request))[name],
             "versions": await engine.versions(name),
         }

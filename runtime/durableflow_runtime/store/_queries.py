@@ -176,6 +176,11 @@ class Queries:
             "SELECT version, count(*) FROM instances WHERE workflow = ?"
             " AND status NOT IN ('complete', 'errored', 'terminated') GROUP BY version"
         )
+        #: Instances of one workflow per status (``GET /api/workflows/NAME``): a range of
+        #: the ``(workflow, status, key)`` index, no table rows read.
+        self.status_counts = d.sql(
+            "SELECT status, count(*) FROM instances WHERE workflow = ? GROUP BY status"
+        )
         #: Instances per workflow and status, and per workflow how many of them are due
         #: (``run_at`` at or before ``?``: runnable, not yet claimed); one pass, for metrics.
         self.instance_counts = d.sql(

@@ -363,6 +363,11 @@ class Store(abc.ABC):
         """How many instances of ``workflow`` are not finished, per recorded version."""
 
     @abc.abstractmethod
+    async def status_counts(self, workflow: str) -> dict[str, int]:
+        """How many instances of ``workflow`` are in each status (statuses with none are
+        left out)."""
+
+    @abc.abstractmethod
     async def load_steps(self, key: int) -> list[StepRow]:
         """An instance's step history, in the order the steps first ran."""
 

@@ -671,6 +671,10 @@ class PostgresStore(Leases, Store):
         rows = await self._call(lambda conn: conn.fetch(Q.in_flight_by_version, workflow))
         return {r[0]: r[1] for r in rows}
 
+    async def status_counts(self, workflow: str) -> dict[str, int]:
+        rows = await self._call(lambda conn: conn.fetch(Q.status_counts, workflow))
+        return {r[0]: r[1] for r in rows}
+
     async def instance_counts(self, now: float) -> list[InstanceCount]:
         rows = await self._call(lambda conn: conn.fetch(Q.instance_counts, now))
         return [InstanceCount(*row) for row in rows]

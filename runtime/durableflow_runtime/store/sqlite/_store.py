@@ -445,6 +445,12 @@ class SqliteStore(GroupCommit, Store):
 
         return await self._read(op)
 
+    async def status_counts(self, workflow: str) -> dict[str, int]:
+        def op(conn: sqlite3.Connection) -> dict[str, int]:
+            return dict(conn.execute(Q.status_counts, (workflow,)).fetchall())
+
+        return await self._read(op)
+
     async def instance_counts(self, now: float) -> list[InstanceCount]:
         def op(conn: sqlite3.Connection) -> list[InstanceCount]:
             return [InstanceCount(*row) for row in conn.execute(Q.instance_counts, (now,))]
