@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -30,6 +32,7 @@ from durableflow import (
 from durableflow_runtime.engine import Engine, WorkflowSpec
 from durableflow_runtime.store.base import (
     EventRow,
+    FlowLimits,
     HookRow,
     InstanceRef,
     Lease,
@@ -40,7 +43,9 @@ from durableflow_runtime.store.base import (
     Store,
     child_event_type,
 )
+from durableflow_runtime.store.postgres import MIGRATIONS as PG_MIGRATIONS
 from durableflow_runtime.store.postgres import PostgresStore
+from durableflow_runtime.store.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
 from durableflow_runtime.store.sqlite import SqliteStore
 from tests.helpers import eventually
 
@@ -319,6 +324,25 @@ async def test_instance_counts_group_by_workflow_and_status_with_due(store: Stor
     assert await store.status_counts("wf") == {"complete": 1, "queued": 2}
     assert await store.status_counts("other") == {"queued": 1}
     assert await store.status_counts("none") == {}
+
+
+async def test_a_rate_limit_counts_the_starts_its_claims_make(store: Store) -> None:
+    """A rate-limited workflow's claims count each first start for one period: a deleted
+    instance's start still counts, a second run of an instance is no new start, and a
+    start that left the period frees its place."""
+    store.set_flow_limits({"wf": FlowLimits(rate=(2, 10.0), label="2/10s")})
+    await create(store, "a", "b", "c")  # due at T0, T0+1, T0+2
+    a, _ = await store.claim(T0 + 5, 10)  # two of three: the rate allows 2 per 10 s
+    assert (await store.flow_usage("wf", None, T0 + 5, 10.0)).started == 2
+    await store.suspend(a, T0 + 6, [], T0 + 5)
+    assert await store.delete_instance("wf", "b")
+    [again] = await store.claim(T0 + 6, 10)  # a's wake-up, not a new start; c waits
+    assert again.id == "a"
+    assert (await store.flow_usage("wf", None, T0 + 14, 10.0)).started == 2  # b's counts
+    assert await store.claim(T0 + 14, 10) == []  # c is held back by the rate
+    [c] = await store.claim(T0 + 15.5, 10)  # both starts left the period: c starts
+    assert c.id == "c"
+    assert (await store.flow_usage("wf", None, T0 + 15.5, 10.0)).started == 1
 
 
 async def test_next_run_at_is_the_earliest_run_at(store: Store) -> None:
@@ -1134,3 +1158,39 @@ async def test_a_hook_token_is_unique_among_live_waits_and_takes_one_payload(
     await store.finish(b, "complete", None, None, T0 + 6)
     assert await store.delete_finished(T0 + 7) == 1
     assert await store.find_hook("tok") is None
+
+
+async def test_an_upgraded_store_keeps_the_last_hours_starts(make_store: StoreFactory) -> None:
+    """A store made before starts had a table of their own (schema 10) counts, once
+    upgraded, the starts of the last hour (the longest rate period) and no older ones."""
+    store = make_store()
+    now = time.time()
+    rows = [("wf", "recent", now - 60), ("wf", "old", now - 7200), ("wf", "queued", None)]
+    insert = "INSERT INTO instances (workflow, id, status, created_at, started_at) VALUES"
+    if isinstance(store, SqliteStore):
+        lite = sqlite3.connect(store.path)
+        lite.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for version, script in enumerate(SQLITE_MIGRATIONS[:10], 1):
+            lite.executescript(script)
+            lite.execute("INSERT INTO schema_version VALUES (?)", (version,))
+        lite.executemany(f"{insert} (?, ?, 'running', 0, ?)", rows)
+        lite.commit()
+        lite.close()
+    else:
+        assert isinstance(store, PostgresStore) and store.schema is not None
+        conn = await asyncpg.connect(PG_DSN)
+        try:
+            await conn.execute(f'CREATE SCHEMA "{store.schema}"')
+            await conn.execute(f'SET search_path TO "{store.schema}"')
+            await conn.execute("CREATE TABLE schema_version (version integer NOT NULL)")
+            for version, script in enumerate(PG_MIGRATIONS[:10], 1):
+                await conn.execute(script)
+                await conn.execute("INSERT INTO schema_version VALUES ($1)", version)
+            await conn.executemany(f"{insert} ($1, $2, 'running', 0, $3)", rows)
+        finally:
+            await conn.close()
+    await store.open()
+    try:
+        assert (await store.flow_usage("wf", None, now, 3600.0)).started == 1
+    finally:
+        await store.close()

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXECUTING",
+    "LONGEST_PERIOD",
     "PRIORITY_STEP",
     "Blocked",
     "FlowPlan",
@@ -46,6 +47,11 @@ PRIORITY_STEP = 10 * 365 * 86400.0
 EXECUTING = (
     "(status IN ('running', 'waitingForPause') OR (status = 'rollingBack' AND run_at IS NULL))"
 )
+
+#: The longest period a ``rate_limit`` counts starts over (``/hour``): a store drops
+#: older ``flow_starts`` rows when it opens (a workflow's own claims drop the rows past
+#: its period as they go).
+LONGEST_PERIOD = 3600.0
 
 #: Seconds before a claim looks again at a workflow a concurrency limit blocked (an
 #: instance that ends on this host wakes its claim loop at once; this bounds the wait
@@ -97,6 +103,8 @@ class FlowPlan:
     oldest_start: float | None
     #: after :meth:`pick`: when a due instance left behind could fit (``None``: none left)
     blocked_until: float | None = None
+    #: after :meth:`pick`: how many of the instances taken start for the first time
+    new_starts: int = 0
 
     @classmethod
     def measure(
@@ -170,6 +178,7 @@ class FlowPlan:
             self.executing += 1
             if fresh:
                 self.started += 1
+                self.new_starts += 1
                 if self.oldest_start is None:
                     self.oldest_start = self.now
             if ckey is not None:
@@ -178,6 +187,11 @@ class FlowPlan:
             left_behind = True
         self.blocked_until = self._recheck_at() if left_behind else None
         return taken
+
+    def starts(self, workflow: str) -> list[tuple[str, float]]:
+        """After :meth:`pick`: the ``flow_starts`` rows its new starts add (a rate limit
+        counts them; a workflow without one writes none)."""
+        return [(workflow, self.now)] * self.new_starts if self.flow.rate is not None else []
 
     def _recheck_at(self) -> float:
         """When a due instance left behind may fit: a concurrency slot may free any time

@@ -288,8 +288,14 @@ class Queries:
             f" AND {EXECUTING} AND concurrency_key = ?"
         )
         self.flow_started = d.sql(
-            "SELECT count(*), min(started_at) FROM instances WHERE workflow = ? AND started_at > ?"
+            "SELECT count(*), min(at) FROM flow_starts WHERE workflow = ? AND at > ?"
         )
+        #: A rate-limited workflow's claim: its starts that left the period go, its new
+        #: ones are counted (one row each, ``executemany``).
+        self.flow_starts_expire = d.sql("DELETE FROM flow_starts WHERE workflow = ? AND at <= ?")
+        self.flow_start = d.sql("INSERT INTO flow_starts (workflow, at) VALUES (?, ?)")
+        #: At open: starts older than the longest period (an hour), of any workflow.
+        self.flow_starts_expire_all = d.sql("DELETE FROM flow_starts WHERE at <= ?")
         self.schedule_states = "SELECT name, paused, last_tick FROM schedules"
         self.pause_schedule = d.sql(
             "INSERT INTO schedules (name, paused, last_tick) VALUES (?, ?, ?)"

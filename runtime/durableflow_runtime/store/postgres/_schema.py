@@ -159,6 +159,16 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE instances ADD COLUMN version text;
     """,
+    # 11: a rate limit counts the starts of its own workflow, written by the claim of a
+    # rate-limited workflow only, instead of an index over every instance's start; the
+    # last hour's starts (the longest period) carry over
+    """
+    CREATE TABLE flow_starts (workflow text NOT NULL, at double precision NOT NULL);
+    CREATE INDEX flow_starts_by_workflow ON flow_starts (workflow, at);
+    INSERT INTO flow_starts (workflow, at) SELECT workflow, started_at FROM instances
+        WHERE started_at > extract(epoch FROM now()) - 3600;
+    DROP INDEX instances_started;
+    """,
 ]
 
 

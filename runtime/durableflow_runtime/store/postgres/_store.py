@@ -9,6 +9,7 @@ import functools
 import logging
 import os
 import re
+import time
 from collections.abc import Sequence
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
@@ -19,7 +20,7 @@ import orjson
 from durableflow import InstanceExistsError, StoreUnavailableError, ValidationError
 from durableflow._types import StepRef
 
-from .._flow import Blocked, FlowPlan, queued_run_at
+from .._flow import LONGEST_PERIOD, Blocked, FlowPlan, queued_run_at
 from .._output import (
     READ_CHUNKS,
     READ_LOGS,
@@ -381,6 +382,7 @@ class PostgresStore(Leases, Store):
             async with self._pool.acquire() as conn:  # the pool's first connection, too
                 self._types = await learn_types(conn)
                 await migrate(conn, self.schema)
+                await conn.execute(Q.flow_starts_expire_all, time.time() - LONGEST_PERIOD)
                 self.generation, taken = await take_over(conn, self.host_id)
             self.stats["leases_taken_back"] += taken
             if taken:
@@ -603,6 +605,8 @@ class PostgresStore(Leases, Store):
             "SELECT pg_advisory_xact_lock(hashtext($1))", f"{self.channel}:flow:{workflow}"
         )
         period = flow.rate[1] if flow.rate is not None else 0.0
+        if flow.rate is not None:
+            await conn.execute(Q.flow_starts_expire, workflow, now - period)
         plan = FlowPlan.measure(
             flow,
             now,
@@ -615,6 +619,8 @@ class PostgresStore(Leases, Store):
         self._blocked.note(workflow, plan.blocked_until, now)
         if not keys:
             return []
+        if starts := plan.starts(workflow):
+            await conn.executemany(Q.flow_start, starts)
         rows = await conn.fetch(_CLAIM_KEYS, now, keys, self.host_id, self.lease_seconds)
         return [instance_from_row(r) for r in rows]
 

@@ -9,6 +9,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +22,7 @@ from durableflow import StoreUnavailableError
 from durableflow import ValidationError as _ValidationError
 from durableflow._types import StepRef
 
-from .._flow import Blocked, FlowPlan, queued_run_at
+from .._flow import LONGEST_PERIOD, Blocked, FlowPlan, queued_run_at
 from .._output import (
     APPEND_CHUNK,
     APPEND_LOG,
@@ -227,6 +228,7 @@ class SqliteStore(GroupCommit, Store):
         try:
             if self._read_only is None:
                 migrate(conn, self.path)
+                conn.execute(Q.flow_starts_expire_all, (time.time() - LONGEST_PERIOD,))
             else:
                 check_version(conn, self.path)
                 log.warning("%s", self._read_only)
@@ -395,6 +397,8 @@ class SqliteStore(GroupCommit, Store):
         self, conn: sqlite3.Connection, workflow: str, flow: FlowLimits, now: float, room: int
     ) -> list[InstanceRow]:
         period = flow.rate[1] if flow.rate is not None else 0.0
+        if flow.rate is not None:
+            conn.execute(Q.flow_starts_expire, (workflow, now - period))
         plan = FlowPlan.measure(
             flow,
             now,
@@ -409,6 +413,7 @@ class SqliteStore(GroupCommit, Store):
         self._blocked.note(workflow, plan.blocked_until, now)
         if not keys:
             return []
+        conn.executemany(Q.flow_start, plan.starts(workflow))
         marks = ",".join("?" * len(keys))
         claim = (
             f"UPDATE instances SET {CLAIM_SET} WHERE key IN ({marks}) RETURNING {INSTANCE_COLUMNS}"
