@@ -151,8 +151,12 @@ MIGRATIONS: list[str] = [
     """,
     # 11: a rate limit counts the starts of its own workflow, written by the claim of a
     # rate-limited workflow only, instead of an index over every instance's start (27 B
-    # an instance); the last hour's starts (the longest period) carry over
+    # an instance); the last hour's starts (the longest period) carry over. The index by
+    # status loses its explicit key: every SQLite index ends with the rowid, which the
+    # key is, so it was stored twice (4 B an instance); the order and plans are the same
     """
+    DROP INDEX instances_by_status;
+    CREATE INDEX instances_by_status ON instances (workflow, status);
     CREATE TABLE flow_starts (workflow TEXT NOT NULL, at REAL NOT NULL);
     CREATE INDEX flow_starts_by_workflow ON flow_starts (workflow, at);
     INSERT INTO flow_starts (workflow, at) SELECT workflow, started_at FROM instances
