@@ -1,7 +1,8 @@
 """Wake-ups at one instant: N instances whose sleeps end at the same moment, in process.
 
 Run:  .venv/bin/python tests/benchmarks/bench_wakeups.py [--instances 10000]
-          [--store sqlite|postgres] [--lookahead 2 0] [--rounds 2] [--host-gc] [--quick]
+          [--store sqlite|postgres] [--lookahead 2 0] [--rounds 2] [--host-gc] [--no-gc]
+          [--quick]
 
 For each look-ahead (``Engine(lookahead=...)``; 0 claims each instance when it is due, as
 before the look-ahead existed), in alternating rounds, on a new store each time: N
@@ -12,6 +13,8 @@ second (N / the last one's lateness), the time the collector took after the inst
 (``gc.callbacks``) and the host's peak RSS. ``--host-gc`` sets the collector as
 ``durableflow serve`` does once it is ready (``host.tune_collector``: start-up's objects
 frozen, higher thresholds), once all are asleep; without it, Python's defaults.
+``--no-gc`` turns the cyclic collector off from then until the last wake-up, to tell
+how much of the lateness it is.
 
 Figures, never pass/fail; run on a quiet machine. PostgreSQL: ``DURABLEFLOW_TEST_PG_DSN``
 (a schema of its own per round, dropped after).
@@ -79,7 +82,9 @@ async def _drop(schema: str) -> None:
         await conn.close()
 
 
-async def one_round(kind: str, n: int, lookahead: float, freeze: bool) -> dict[str, float]:
+async def one_round(
+    kind: str, n: int, lookahead: float, freeze: bool, no_gc: bool = False
+) -> dict[str, float]:
     LATE.clear()
     WOKEN["all"], WOKEN["expected"] = asyncio.Event(), n
     store, schema = _store(kind)
@@ -99,6 +104,8 @@ async def one_round(kind: str, n: int, lookahead: float, freeze: bool) -> dict[s
                 await workflow.create_batch(batch)
             if freeze:
                 tune_collector()
+            if no_gc:
+                gc.disable()
 
             def timed(phase: str, _info: dict[str, Any]) -> None:
                 if time.time() < wake_at:
@@ -115,6 +122,7 @@ async def one_round(kind: str, n: int, lookahead: float, freeze: bool) -> dict[s
                     await asyncio.wait_for(WOKEN["all"].wait(), wake_at + 120 - time.time())
             finally:
                 gc.callbacks.remove(timed)
+                gc.enable()
                 if freeze:
                     gc.unfreeze()
                     gc.set_threshold(*defaults)
@@ -141,6 +149,7 @@ def main() -> None:
     parser.add_argument("--lookahead", type=float, nargs="+", default=[2.0, 0.0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--host-gc", action="store_true", help="the collector as a host sets it")
+    parser.add_argument("--no-gc", action="store_true", help="the collector off at the instant")
     parser.add_argument("--quick", action="store_true", help="1,000 instances, one round")
     args = parser.parse_args()
     n, rounds = (1_000, 1) if args.quick else (args.instances, args.rounds)
@@ -153,7 +162,7 @@ def main() -> None:
     results: dict[float, list[dict[str, float]]] = {a: [] for a in args.lookahead}
     for r in range(rounds):
         for ahead in args.lookahead:
-            got = run(one_round(args.store, n, ahead, args.host_gc))
+            got = run(one_round(args.store, n, ahead, args.host_gc, args.no_gc))
             results[ahead].append(got)
             print(
                 f"round {r + 1} {args.store} look-ahead {ahead:g} s: {got['woken']:,} woken,"
