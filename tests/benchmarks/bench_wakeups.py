@@ -2,7 +2,7 @@
 
 Run:  .venv/bin/python tests/benchmarks/bench_wakeups.py [--instances 10000]
           [--store sqlite|postgres] [--lookahead 2 0] [--rounds 2] [--host-gc] [--no-gc]
-          [--quick]
+          [--metrics] [--append] [--quick]
 
 For each look-ahead (``Engine(lookahead=...)``; 0 claims each instance when it is due, as
 before the look-ahead existed), in alternating rounds, on a new store each time: N
@@ -14,7 +14,9 @@ second (N / the last one's lateness), the time the collector took after the inst
 ``durableflow serve`` does once it is ready (``host.tune_collector``: start-up's objects
 frozen, higher thresholds), once all are asleep; without it, Python's defaults.
 ``--no-gc`` turns the cyclic collector off from then until the last wake-up, to tell
-how much of the lateness it is.
+how much of the lateness it is. ``--metrics`` installs the observer a host installs
+(Prometheus metrics); ``--append`` has the woken step also append its lateness to a file,
+as ``bench_scale.py``'s did at first: the two differences between this and a host.
 
 Figures, never pass/fail; run on a quiet machine. PostgreSQL: ``DURABLEFLOW_TEST_PG_DSN``
 (a schema of its own per round, dropped after).
@@ -39,6 +41,7 @@ from typing import Any
 from durableflow import CreateOptions, WorkflowEntrypoint, WorkflowEvent, WorkflowStep
 from durableflow_runtime.engine import Engine, WorkflowSpec
 from durableflow_runtime.host import tune_collector
+from durableflow_runtime.metrics import build_observer
 from durableflow_runtime.store.base import Store
 from durableflow_runtime.store.sqlite import SqliteStore
 
@@ -46,6 +49,8 @@ PG_DSN = os.environ.get("DURABLEFLOW_TEST_PG_DSN", "postgresql://postgres@127.0.
 LATE: list[float] = []
 #: the round's event loop's: set once ``EXPECTED`` instances have woken
 WOKEN: dict[str, Any] = {"all": None, "expected": 0}
+#: ``--append``: the file the woken step appends to (``None``: it does not)
+APPEND: dict[str, Path | None] = {"to": None}
 
 
 class Sleeper(WorkflowEntrypoint[Any, Any]):
@@ -55,6 +60,9 @@ class Sleeper(WorkflowEntrypoint[Any, Any]):
 
         async def woken() -> float:
             late = time.time() - wake_at
+            if (path := APPEND["to"]) is not None:
+                with path.open("a") as log:
+                    log.write(f"{late}\n")
             LATE.append(late)
             if len(LATE) >= WOKEN["expected"]:
                 WOKEN["all"].set()
@@ -83,7 +91,7 @@ async def _drop(schema: str) -> None:
 
 
 async def one_round(
-    kind: str, n: int, lookahead: float, freeze: bool, no_gc: bool = False
+    kind: str, n: int, lookahead: float, freeze: bool, no_gc: bool = False, metrics: bool = False
 ) -> dict[str, float]:
     LATE.clear()
     WOKEN["all"], WOKEN["expected"] = asyncio.Event(), n
@@ -93,6 +101,8 @@ async def one_round(
     try:
         async with Engine(store, [WorkflowSpec("sleeper", Sleeper)], lookahead=lookahead) as e:
             workflow = e.bindings["sleeper"]
+            if metrics:
+                e.observer = build_observer(e)
             # created at about 10,000/s; asleep well before the instant, and long enough
             # before it that the look-ahead starts after the last one suspended
             wake_at = time.time() + n / 4_000 + lookahead + 3
@@ -150,6 +160,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--host-gc", action="store_true", help="the collector as a host sets it")
     parser.add_argument("--no-gc", action="store_true", help="the collector off at the instant")
+    parser.add_argument("--metrics", action="store_true", help="a host's metrics observer")
+    parser.add_argument("--append", action="store_true", help="the woken step appends to a file")
     parser.add_argument("--quick", action="store_true", help="1,000 instances, one round")
     args = parser.parse_args()
     n, rounds = (1_000, 1) if args.quick else (args.instances, args.rounds)
@@ -162,7 +174,9 @@ def main() -> None:
     results: dict[float, list[dict[str, float]]] = {a: [] for a in args.lookahead}
     for r in range(rounds):
         for ahead in args.lookahead:
-            got = run(one_round(args.store, n, ahead, args.host_gc, args.no_gc))
+            if args.append:
+                APPEND["to"] = Path(tempfile.mkdtemp()) / "woken.log"
+            got = run(one_round(args.store, n, ahead, args.host_gc, args.no_gc, args.metrics))
             results[ahead].append(got)
             print(
                 f"round {r + 1} {args.store} look-ahead {ahead:g} s: {got['woken']:,} woken,"
