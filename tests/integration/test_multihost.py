@@ -9,6 +9,7 @@ instances are created, sent events and steered. Every step callback logs its run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -193,10 +194,12 @@ async def test_thousand_instances_complete_when_a_host_is_killed(cluster: Cluste
     engine = await cluster.control_engine()
     h1 = await Host.start(cluster, "h1")
     h2 = await Host.start(cluster, "h2")
+    # 3 s an instance: after the kill, h2 alone (256 at a time) needs several seconds for
+    # what is left, so h3, once up, has its share to run (its writes are checked below)
     for batch in range(10):
         await engine.create(
             "chain",
-            [(f"c{batch * 100 + n}", {"steps": 3, "sleep_ms": 300}) for n in range(100)],
+            [(f"c{batch * 100 + n}", {"steps": 3, "sleep_ms": 1000}) for n in range(100)],
         )
 
     async def h1_busy() -> bool:
@@ -510,15 +513,42 @@ async def test_hosts_starting_together_migrate_once(schema: str) -> None:
         await asyncio.gather(*(s.close() for s in stores))
 
 
-async def test_renewed_lease_holds_and_an_abandoned_one_is_taken_over(schema: str) -> None:
-    """A live holder keeps renewing its lease past lease_seconds; once it stops, another
-    host claims the instance and the first holder's writes are fenced."""
+@contextlib.asynccontextmanager
+async def _two_stores(schema: str) -> AsyncIterator[tuple[PostgresStore, PostgresStore, Any]]:
+    """Stores of hosts "a" and "b" (1 s leases) on ``schema``, and a connection to it."""
     a = PostgresStore(PG_DSN, schema=schema, lease_seconds=1.0, host_id="a")
     b = PostgresStore(PG_DSN, schema=schema, lease_seconds=1.0, host_id="b")
     await a.open()
     await b.open()
     db = await asyncpg.connect(PG_DSN, server_settings={"search_path": schema})
     try:
+        yield a, b, db
+    finally:
+        await db.close()
+        await a.close()
+        await b.close()
+
+
+async def _frozen_then_taken_over(a: PostgresStore, b: PostgresStore, now: float) -> list[Lease]:
+    """Stop ``a`` renewing its leases (as if its process froze); what ``b`` claims once
+    they expire."""
+    for task in a._tasks:
+        if task.get_name() == "durableflow-pg-leases":
+            task.cancel()
+    taken: list[Lease] = []
+
+    async def b_took_over() -> bool:
+        taken.extend(await b.claim(now, 10))
+        return bool(taken)
+
+    await eventually(b_took_over, timeout=10, message="b claiming the expired lease")
+    return taken
+
+
+async def test_renewed_lease_holds_and_an_abandoned_one_is_taken_over(schema: str) -> None:
+    """A live holder keeps renewing its lease past lease_seconds; once it stops, another
+    host claims the instance and the first holder's writes are fenced."""
+    async with _two_stores(schema) as (a, b, db):
         await a.create_instances([NewInstance("wf", "x", None, T0)])
         [lease] = await a.claim(T0, 10)
         first_expiry = await db.fetchval("SELECT lease_expires FROM instances")
@@ -533,16 +563,7 @@ async def test_renewed_lease_holds_and_an_abandoned_one_is_taken_over(schema: st
         await a.put_step(lease, StepRow("s", 1, 0, "do", "complete", output=b"1"))
 
         # a stops renewing (as if its process froze): b takes over once the lease expires
-        for task in a._tasks:
-            if task.get_name() == "durableflow-pg-leases":
-                task.cancel()
-        taken: list[Lease] = []
-
-        async def b_took_over() -> bool:
-            taken.extend(await b.claim(T0 + 2, 10))
-            return bool(taken)
-
-        await eventually(b_took_over, timeout=10, message="b claiming the expired lease")
+        taken = await _frozen_then_taken_over(a, b, T0 + 2)
         assert taken[0].epoch == lease.epoch + 1
         assert await db.fetchval("SELECT owner FROM instances") == "b"
         with pytest.raises(LeaseLost):
@@ -554,10 +575,40 @@ async def test_renewed_lease_holds_and_an_abandoned_one_is_taken_over(schema: st
         assert await b.step_hosts(taken[0].key) == {("s", 1): "a"}
         await b.put_step(taken[0], StepRow("s", 2, 1, "do", "complete", output=b"2"))
         assert await b.step_hosts(taken[0].key) == {("s", 1): "a", ("s", 2): "b"}
-    finally:
-        await db.close()
-        await a.close()
-        await b.close()
+
+
+async def test_a_create_claims_its_instance_only_when_nothing_is_due(schema: str) -> None:
+    """A create on a store with nothing due claims its instance for the creating host in
+    the same statement (running, a lease the host renews and another host cannot take);
+    with an instance due it only queues, so the claim takes the older one first; and a
+    lease taken by a create is taken over like any other once it expires."""
+    async with _two_stores(schema) as (a, b, db):
+        [work] = await a.create_and_claim([NewInstance("wf", "x", b"{}", T0)], T0)
+        assert (work.lease.id, work.lease.epoch, work.row.status, work.steps) == (
+            "x",
+            1,
+            "running",
+            [],
+        )
+        row = await db.fetchrow("SELECT owner, run_at, started_at FROM instances")
+        assert row is not None and (row["owner"], row["run_at"], row["started_at"]) == (
+            "a",
+            None,
+            T0,
+        )
+        await asyncio.sleep(1.5)  # past the first lease: a renews it
+        assert await b.claim(T0 + 2, 10) == []
+        await a.put_step(work.lease, StepRow("s", 1, 0, "do", "complete", output=b"1"))
+
+        await a.create_instances([NewInstance("wf", "y", b"{}", T0 + 3)])  # due at T0 + 3
+        assert await a.create_and_claim([NewInstance("wf", "z", b"{}", T0 + 4)], T0 + 4) == []
+        assert [lease.id for lease in await b.claim(T0 + 5, 1)] == ["y"]  # the older first
+        assert [lease.id for lease in await b.claim(T0 + 5, 1)] == ["z"]
+
+        taken = await _frozen_then_taken_over(a, b, T0 + 6)
+        assert (taken[0].id, taken[0].epoch) == ("x", 2)
+        with pytest.raises(LeaseLost):
+            await a.finish(work.lease, "complete", None, None, T0 + 7)
 
 
 async def test_a_busy_instance_keeps_its_lease(schema: str) -> None:

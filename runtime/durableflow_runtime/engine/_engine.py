@@ -49,7 +49,15 @@ from ..schedules import ScheduleConfig, instance_id
 from ..store._flow import why_blocked
 from ..store._output import ChunkRow, LogRow, StreamInfo
 from ..store._queries import runs_on
-from ..store.base import FINAL_STATUSES, FINISHED, ControlAction, InstanceRow, NewInstance, Store
+from ..store.base import (
+    FINAL_STATUSES,
+    FINISHED,
+    Claimed,
+    ControlAction,
+    InstanceRow,
+    NewInstance,
+    Store,
+)
 from ._bindings import Bindings, EngineWorkflow
 from ._costly import CostlyReads
 from ._hooks import Verifiers, check_registered, find_verifier
@@ -387,11 +395,31 @@ class Engine:
         if len(set(ids)) != len(ids):
             dup = next(i for i in ids if ids.count(i) > 1)
             raise ValidationError(f"instance id {dup!r} appears twice in the batch")
-        await self.store.create_instances(rows)
+        claimed: list[Claimed] = []
+        claimed_at = asyncio.get_running_loop().time()
+        if self._claims_at_create(workflow, len(rows)):
+            claimed = await self.store.create_and_claim(rows, self.clock.now())
+        else:
+            await self.store.create_instances(rows)
         for row in rows:
             self.notify(workflow, row.id, "queued")
-        self.kick()
+        if claimed:
+            self.scheduler.adopt(claimed, claimed_at)
+        else:
+            self.kick()
         return ids
+
+    def _claims_at_create(self, workflow: str, count: int) -> bool:
+        """Whether a create of ``count`` instances may claim them for this host in the
+        same statement (``Store.create_and_claim``: only when nothing else is due): the
+        engine runs, is not draining, has room for all of them, and the workflow has no
+        flow limits (those are claimed apart, under their own lock)."""
+        return (
+            self._started
+            and not self.draining
+            and workflow not in self.store.flow_limits
+            and self.scheduler.room() >= count
+        )
 
     async def status(self, workflow: str, id: str) -> InstanceStatus:
         """The instance's status, error and output."""

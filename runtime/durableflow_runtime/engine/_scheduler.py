@@ -159,7 +159,7 @@ class Scheduler:
         while True:
             self._wake.clear()
             # held activations wait on a timer in memory: they take no slot until it fires
-            free = engine.max_concurrency - (self._running - self._holding)
+            free = self.room()
             # claim ahead (instances due within the look-ahead) while there is room to hold
             ahead = engine.lookahead if self._holding < engine.max_held else 0.0
             due = clock.now()
@@ -207,6 +207,17 @@ class Scheduler:
                 waker.cancel()
                 if timer is not None:
                     timer.cancel()
+
+    def room(self) -> int:
+        """How many more activations may run now (held ones take no slot)."""
+        return self.engine.max_concurrency - (self._running - self._holding)
+
+    def adopt(self, claimed: list[Claimed], claimed_at: float) -> None:
+        """Run instances claimed outside the claim loop (claimed by their create)."""
+        for work in claimed:
+            self._launch(work, claimed_at)
+        if claimed and self.room() <= 0:
+            self._bound = True
 
     def hold(self) -> bool:
         """Take a place for an activation to wait on a timer in memory (its slot freed

@@ -177,7 +177,7 @@ class Queries:
             " AND status NOT IN ('complete', 'errored', 'terminated') GROUP BY version"
         )
         #: Instances of one workflow per status (``GET /api/workflows/NAME``): a range of
-        #: the ``(workflow, status, key)`` index, no table rows read.
+        #: the ``instances_by_status`` index, no table rows read.
         self.status_counts = d.sql(
             "SELECT status, count(*) FROM instances WHERE workflow = ? GROUP BY status"
         )

@@ -333,6 +333,14 @@ class Store(abc.ABC):
             InstanceExistsError: One of the ids is taken (naming it).
         """
 
+    async def create_and_claim(self, rows: Sequence[NewInstance], now: float) -> list[Claimed]:
+        """:meth:`create_instances`, and claim them for this host in the same statement
+        when nothing else is due (no instance's ``run_at`` at or before ``now``), so that
+        no queued instance is passed over; the claimed ones, or ``[]``. A store where a
+        claim costs no round trip (SQLite) only creates them."""
+        await self.create_instances(rows)
+        return []
+
     @abc.abstractmethod
     async def get_instance(self, workflow: str, id: str) -> InstanceRow | None:
         """One instance, or ``None``."""

@@ -203,6 +203,31 @@ _CREATE_NOTIFY = (
     + _CREATE.removesuffix(" ON CONFLICT (workflow, id) DO NOTHING RETURNING workflow, id")
     + ") SELECT pg_notify($11, $12)"
 )
+# ``_CREATE_NOTIFY`` that also claims the rows for this host ($13 now, $14 the host, $15
+# the lease's seconds) when no instance is due at $13 (the claim's own test, on the
+# ``run_at`` index): the queue is empty, so no instance is passed over, and the create's
+# round trip is the claim's. Otherwise the rows are queued and notified as by
+# ``_CREATE_NOTIFY``. Returns the rows, claimed or not.
+_CREATE_CLAIM = f"""
+WITH idle AS (
+    SELECT NOT EXISTS (SELECT 1 FROM instances WHERE run_at <= $13) AS ok
+), created AS (
+    INSERT INTO instances (workflow, id, status, params, created_at, run_at, trace, parent,
+        priority, concurrency_key, version, epoch, started_at, owner, lease_expires)
+    SELECT v.w, v.i, CASE WHEN idle.ok THEN 'running' ELSE 'queued' END, v.p, v.c,
+        CASE WHEN idle.ok THEN NULL ELSE v.r END, v.t, v.parent, v.pr, v.k, v.version,
+        CASE WHEN idle.ok THEN 1 ELSE 0 END, CASE WHEN idle.ok THEN $13 END,
+        CASE WHEN idle.ok THEN $14 END,
+        CASE WHEN idle.ok THEN now() + make_interval(secs => $15) END
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::bigint[],
+        $7::float8[], $8::int[], $9::text[], $10::text[])
+        AS v(w, i, p, c, t, parent, r, pr, k, version), idle
+    RETURNING {INSTANCE_COLUMNS}
+), notified AS (
+    SELECT pg_notify($11, $12) FROM idle WHERE NOT idle.ok
+)
+SELECT created.* FROM created LEFT JOIN (SELECT count(*) FROM notified) n ON true
+"""
 # Which of the instances ($1, $2: workflows and ids) exist, with their time and params.
 _EXISTING = (
     "SELECT workflow, id, created_at, params FROM instances"
@@ -460,10 +485,23 @@ class PostgresStore(Leases, Store):
 
     # --- instances --------------------------------------------------------------------
     async def create_instances(self, rows: Sequence[NewInstance]) -> None:
+        await self._create(rows, None)
+
+    async def create_and_claim(self, rows: Sequence[NewInstance], now: float) -> list[Claimed]:
+        claimed = await self._create(rows, now)
+        for row in claimed:
+            self._held[row.key] = lease_of(row)
+        return [Claimed(lease_of(row), row, []) for row in claimed]
+
+    async def _create(
+        self, rows: Sequence[NewInstance], claim_at: float | None
+    ) -> list[InstanceRow]:
+        """Create ``rows`` in one statement; with ``claim_at``, claimed for this host when
+        nothing is due then (``_CREATE_CLAIM``): the rows claimed."""
         if not rows:
-            return
+            return []
         self._short_claim = None
-        args = (
+        args: tuple[Any, ...] = (
             [r.workflow for r in rows],
             [r.id for r in rows],
             [text(r.params) for r in rows],
@@ -477,21 +515,29 @@ class PostgresStore(Leases, Store):
             self.channel,
             self._notice("create", rows[0].workflow, rows[0].id),
         )
+        if claim_at is not None:
+            args += (claim_at, self.host_id, self.lease_seconds)
         sent = False  # a try whose connection failed mid-way may have committed
 
-        async def op(conn: Any) -> None:
+        async def op(conn: Any) -> list[InstanceRow]:
             nonlocal sent
             try:
-                await conn.execute(_CREATE_NOTIFY, *args)
+                if claim_at is None:
+                    await conn.execute(_CREATE_NOTIFY, *args)
+                    return []
+                created = [instance_from_row(r) for r in await conn.fetch(_CREATE_CLAIM, *args)]
+                return [row for row in created if row.status == "running"]
             except asyncpg.UniqueViolationError:
                 if sent and await self._created_before(conn, rows):
-                    return  # the lost try committed: these rows are this call's own
+                    # the lost try committed: these rows are this call's own (claimed by
+                    # it, if so, they are taken over when that lease expires)
+                    return []
                 raise await self._taken(conn, rows) from None
             except Exception as exc:
                 sent = sent or lost_midway(exc)
                 raise
 
-        await self._call(op)
+        return await self._call(op)
 
     async def _taken(self, conn: Any, rows: Sequence[NewInstance]) -> InstanceExistsError:
         """The error for a create of ``rows`` refused as a duplicate: the first row whose
