@@ -956,6 +956,41 @@ async def test_engine_claims_once_per_instance_run_one_at_a_time(
         await engine.stop()
 
 
+RUNNING_NOW = {"now": 0, "most": 0}
+
+
+class Overlaps(WorkflowEntrypoint[Any, Any]):
+    """Counts how many of its instances run their step at once."""
+
+    async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> Any:
+        async def hold() -> int:
+            RUNNING_NOW["now"] += 1
+            RUNNING_NOW["most"] = max(RUNNING_NOW["most"], RUNNING_NOW["now"])
+            await asyncio.sleep(0.2)
+            RUNNING_NOW["now"] -= 1
+            return 1
+
+        return await step.do("hold", hold)
+
+
+async def test_creates_at_once_never_run_more_than_max_concurrency(
+    make_store: StoreFactory,
+) -> None:
+    """Twelve creates at once on an idle store (each of which may claim its instance on
+    PostgreSQL) and a host of max_concurrency 3: never more than 3 run at once."""
+    RUNNING_NOW.update(now=0, most=0)
+    engine = Engine(make_store(), [WorkflowSpec("overlaps", Overlaps)], max_concurrency=3)
+    await engine.start()
+    try:
+        ids = [f"o{n}" for n in range(12)]
+        await asyncio.gather(*(engine.create("overlaps", [(id, None)]) for id in ids))
+        for id in ids:
+            assert await engine.result("overlaps", id, timeout=30) == 1
+        assert RUNNING_NOW["most"] == 3
+    finally:
+        await engine.stop()
+
+
 class Adds(WorkflowEntrypoint[Any, Any]):
     async def run(self, event: WorkflowEvent[Any], step: WorkflowStep) -> Any:
         return sum([await step.do("add", _const_int(n)) for n in range(3)])

@@ -397,8 +397,12 @@ class Engine:
             raise ValidationError(f"instance id {dup!r} appears twice in the batch")
         claimed: list[Claimed] = []
         claimed_at = asyncio.get_running_loop().time()
-        if self._claims_at_create(workflow, len(rows)):
-            claimed = await self.store.create_and_claim(rows, self.clock.now())
+        if self._claims_at_create(workflow) and self.scheduler.reserve(len(rows)):
+            try:  # the slots stay reserved while the create runs: creates at once, and
+                # the claim loop meanwhile, never take more than max_concurrency between them
+                claimed = await self.store.create_and_claim(rows, self.clock.now())
+            finally:
+                self.scheduler.release(len(rows))
         else:
             await self.store.create_instances(rows)
         for row in rows:
@@ -409,17 +413,12 @@ class Engine:
             self.kick()
         return ids
 
-    def _claims_at_create(self, workflow: str, count: int) -> bool:
-        """Whether a create of ``count`` instances may claim them for this host in the
-        same statement (``Store.create_and_claim``: only when nothing else is due): the
-        engine runs, is not draining, has room for all of them, and the workflow has no
-        flow limits (those are claimed apart, under their own lock)."""
-        return (
-            self._started
-            and not self.draining
-            and workflow not in self.store.flow_limits
-            and self.scheduler.room() >= count
-        )
+    def _claims_at_create(self, workflow: str) -> bool:
+        """Whether a create may claim its instances for this host in the same statement
+        (``Store.create_and_claim``: only when nothing else is due, and when the scheduler
+        has room for all of them): the engine runs, is not draining, and the workflow has
+        no flow limits (those are claimed apart, under their own lock)."""
+        return self._started and not self.draining and workflow not in self.store.flow_limits
 
     async def status(self, workflow: str, id: str) -> InstanceStatus:
         """The instance's status, error and output."""

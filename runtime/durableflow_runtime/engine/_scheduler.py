@@ -91,6 +91,7 @@ class Scheduler:
         self._finished: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._running = 0  # activations launched and not yet ended
         self._holding = 0  # of those, held in memory on a timer (``_Activation.hold``)
+        self._reserved = 0  # slots taken by creates that may claim, until they return
         #: pause/resume told while no activation of the instance ran here (loop time, what):
         #: one claimed meanwhile, not yet started, takes it (``_activate``)
         self._missed: dict[tuple[str, str], tuple[float, str]] = {}
@@ -210,7 +211,19 @@ class Scheduler:
 
     def room(self) -> int:
         """How many more activations may run now (held ones take no slot)."""
-        return self.engine.max_concurrency - (self._running - self._holding)
+        return self.engine.max_concurrency - (self._running - self._holding) - self._reserved
+
+    def reserve(self, count: int) -> bool:
+        """Take ``count`` slots for a create that may claim (``Engine.create``), if there
+        is room for them all; give them back with :meth:`release` once it returned."""
+        if self.room() < count:
+            return False
+        self._reserved += count
+        return True
+
+    def release(self, count: int) -> None:
+        """Give back slots :meth:`reserve` took (what the create claimed is launched)."""
+        self._reserved -= count
 
     def adopt(self, claimed: list[Claimed], claimed_at: float) -> None:
         """Run instances claimed outside the claim loop (claimed by their create)."""
