@@ -248,7 +248,8 @@ class Metrics(Observer):
         )
         self.claim_seconds = Histogram(
             "durableflow_claim_seconds",
-            "How long one claim of due instances took (with their histories).",
+            "How long one claim of due instances took (with their histories), or a create "
+            "that claimed its instances.",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )

@@ -400,9 +400,12 @@ class Engine:
         if self._claims_at_create(workflow) and self.scheduler.reserve(len(rows)):
             try:  # the slots stay reserved while the create runs: creates at once, and
                 # the claim loop meanwhile, never take more than max_concurrency between them
+                started = self.observer.claim_started()  # observe: a create that claims
                 claimed = await self.store.create_and_claim(rows, self.clock.now())
             finally:
                 self.scheduler.release(len(rows))
+            if claimed:
+                self.observer.claimed(started, claimed, self.clock.now())  # observe:
         else:
             await self.store.create_instances(rows)
         for row in rows:
