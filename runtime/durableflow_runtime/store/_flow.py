@@ -103,7 +103,9 @@ class FlowPlan:
     oldest_start: float | None
     #: after :meth:`pick`: when a due instance left behind could fit (``None``: none left)
     blocked_until: float | None = None
-    #: after :meth:`pick`: how many of the instances taken start for the first time
+    #: after :meth:`pick`: how many of the instances taken start for the first time (a
+    #: rate-limited claim records them in ``flow_starts`` and drops the rows that left
+    #: the period; the count reads only the period's, so rows left over do no harm)
     new_starts: int = 0
 
     @classmethod
@@ -187,11 +189,6 @@ class FlowPlan:
             left_behind = True
         self.blocked_until = self._recheck_at() if left_behind else None
         return taken
-
-    def starts(self, workflow: str) -> list[tuple[str, float]]:
-        """After :meth:`pick`: the ``flow_starts`` rows its new starts add (a rate limit
-        counts them; a workflow without one writes none)."""
-        return [(workflow, self.now)] * self.new_starts if self.flow.rate is not None else []
 
     def _recheck_at(self) -> float:
         """When a due instance left behind may fit: a concurrency slot may free any time

@@ -290,8 +290,9 @@ class Queries:
         self.flow_started = d.sql(
             "SELECT count(*), min(at) FROM flow_starts WHERE workflow = ? AND at > ?"
         )
-        #: A rate-limited workflow's claim: its starts that left the period go, its new
-        #: ones are counted (one row each, ``executemany``).
+        #: A rate-limited workflow's claim that starts instances: its starts that left
+        #: the period go, its new ones are counted (a row each; PostgreSQL does both in
+        #: one statement, ``_RECORD_STARTS``).
         self.flow_starts_expire = d.sql("DELETE FROM flow_starts WHERE workflow = ? AND at <= ?")
         self.flow_start = d.sql("INSERT INTO flow_starts (workflow, at) VALUES (?, ?)")
         #: At open: starts older than the longest period (an hour), of any workflow.

@@ -186,12 +186,16 @@ _READ_CHUNKS = POSTGRES.sql(READ_CHUNKS)
 _READ_LOGS = POSTGRES.sql(READ_LOGS)
 _STREAMS_OF = POSTGRES.sql(STREAMS_OF)
 
+# The new rows of a create, from its ten arrays ($1-$10).
+_NEW_ROWS = (
+    "unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::bigint[],"
+    " $7::float8[], $8::int[], $9::text[], $10::text[])"
+    " AS v(w, i, p, c, t, parent, r, pr, k, version)"
+)
 _CREATE = (
     "INSERT INTO instances (workflow, id, status, params, created_at, run_at, trace, parent,"
     " priority, concurrency_key, version) SELECT v.w, v.i, 'queued', v.p, v.c, v.r, v.t,"
-    " v.parent, v.pr, v.k, v.version FROM unnest($1::text[], $2::text[], $3::text[],"
-    " $4::float8[], $5::text[], $6::bigint[], $7::float8[], $8::int[], $9::text[],"
-    " $10::text[]) AS v(w, i, p, c, t, parent, r, pr, k, version)"
+    f" v.parent, v.pr, v.k, v.version FROM {_NEW_ROWS}"
     " ON CONFLICT (workflow, id) DO NOTHING RETURNING workflow, id"
 )
 
@@ -219,14 +223,18 @@ WITH idle AS (
         CASE WHEN idle.ok THEN 1 ELSE 0 END, CASE WHEN idle.ok THEN $13 END,
         CASE WHEN idle.ok THEN $14 END,
         CASE WHEN idle.ok THEN now() + make_interval(secs => $15) END
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::bigint[],
-        $7::float8[], $8::int[], $9::text[], $10::text[])
-        AS v(w, i, p, c, t, parent, r, pr, k, version), idle
+    FROM {_NEW_ROWS}, idle
     RETURNING {INSTANCE_COLUMNS}
 ), notified AS (
     SELECT pg_notify($11, $12) FROM idle WHERE NOT idle.ok
 )
 SELECT created.* FROM created LEFT JOIN (SELECT count(*) FROM notified) n ON true
+"""
+# A rate-limited workflow's claim records its $4 new starts at $3 and drops its starts
+# that left the period (at or before $2): one round trip.
+_RECORD_STARTS = """
+WITH gone AS (DELETE FROM flow_starts WHERE workflow = $1 AND at <= $2)
+INSERT INTO flow_starts (workflow, at) SELECT $1, $3 FROM generate_series(1, $4)
 """
 # Which of the instances ($1, $2: workflows and ids) exist, with their time and params.
 _EXISTING = (
@@ -651,8 +659,6 @@ class PostgresStore(Leases, Store):
             "SELECT pg_advisory_xact_lock(hashtext($1))", f"{self.channel}:flow:{workflow}"
         )
         period = flow.rate[1] if flow.rate is not None else 0.0
-        if flow.rate is not None:
-            await conn.execute(Q.flow_starts_expire, workflow, now - period)
         plan = FlowPlan.measure(
             flow,
             now,
@@ -665,8 +671,8 @@ class PostgresStore(Leases, Store):
         self._blocked.note(workflow, plan.blocked_until, now)
         if not keys:
             return []
-        if starts := plan.starts(workflow):
-            await conn.executemany(Q.flow_start, starts)
+        if plan.new_starts and flow.rate is not None:
+            await conn.execute(_RECORD_STARTS, workflow, now - period, now, plan.new_starts)
         rows = await conn.fetch(_CLAIM_KEYS, now, keys, self.host_id, self.lease_seconds)
         return [instance_from_row(r) for r in rows]
 

@@ -397,8 +397,6 @@ class SqliteStore(GroupCommit, Store):
         self, conn: sqlite3.Connection, workflow: str, flow: FlowLimits, now: float, room: int
     ) -> list[InstanceRow]:
         period = flow.rate[1] if flow.rate is not None else 0.0
-        if flow.rate is not None:
-            conn.execute(Q.flow_starts_expire, (workflow, now - period))
         plan = FlowPlan.measure(
             flow,
             now,
@@ -413,7 +411,9 @@ class SqliteStore(GroupCommit, Store):
         self._blocked.note(workflow, plan.blocked_until, now)
         if not keys:
             return []
-        conn.executemany(Q.flow_start, plan.starts(workflow))
+        if plan.new_starts and flow.rate is not None:
+            conn.execute(Q.flow_starts_expire, (workflow, now - period))
+            conn.executemany(Q.flow_start, [(workflow, now)] * plan.new_starts)
         marks = ",".join("?" * len(keys))
         claim = (
             f"UPDATE instances SET {CLAIM_SET} WHERE key IN ({marks}) RETURNING {INSTANCE_COLUMNS}"
